@@ -1,0 +1,71 @@
+"""The Spark session: reuse an active one (Databricks, spark-submit), else build a local one."""
+
+from __future__ import annotations
+
+import logging
+import os
+import sys
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from pyspark.sql import SparkSession
+
+    from mlearner_dist.config import SparkConfig
+
+logger = logging.getLogger(__name__)
+
+
+def get_spark(cfg: SparkConfig | None = None) -> SparkSession:
+    """Return the active SparkSession, or create one from the configuration.
+
+    Python workers must run this interpreter so that pandas UDFs see the same virtual environment:
+    ``PYSPARK_PYTHON`` is set to ``sys.executable`` unless the user set it already.
+
+    Parameters
+    ----------
+    cfg : SparkConfig, optional
+        Master URL, application name, driver memory, shuffle partitions and extra Spark settings.
+        Ignored when a session is already active.
+
+    Returns
+    -------
+    pyspark.sql.SparkSession
+    """
+    try:
+        from pyspark.sql import SparkSession
+    except ImportError as exc:  # pragma: no cover - depends on the environment
+        from mlearner_dist.exceptions import MLearnerError
+
+        raise MLearnerError(
+            "pyspark is not installed: install the extra with `pip install mlearner-dist[spark]` "
+            "(on Databricks the runtime provides it)"
+        ) from exc
+
+    active = SparkSession.getActiveSession()
+    if active is not None:
+        return active
+    from mlearner_dist.config import SparkConfig
+
+    cfg = cfg or SparkConfig()
+    os.environ.setdefault("PYSPARK_PYTHON", sys.executable)
+    os.environ.setdefault("PYSPARK_DRIVER_PYTHON", sys.executable)
+    builder = (
+        SparkSession.builder.master(cfg.master)
+        .appName(cfg.app_name)
+        .config("spark.driver.memory", cfg.driver_memory)
+        .config("spark.sql.execution.arrow.pyspark.enabled", "true")
+        .config("spark.ui.enabled", "false")
+        .config("spark.sql.session.timeZone", "UTC")
+        .config("spark.task.maxFailures", "4")
+    )
+    if cfg.master.startswith("local"):
+        # local mode retries a failed task only when the master says local[N, maxFailures]
+        builder = builder.config("spark.sql.shuffle.partitions", str(cfg.partitions or 8))
+    elif cfg.partitions:
+        builder = builder.config("spark.sql.shuffle.partitions", str(cfg.partitions))
+    for key, value in cfg.conf.items():
+        builder = builder.config(key, value)
+    spark = builder.getOrCreate()
+    spark.sparkContext.setLogLevel("WARN")
+    logger.info("Spark %s session, master %s", spark.version, cfg.master)
+    return spark

@@ -1,0 +1,41 @@
+"""Column roles: which column of the table plays which part in the mediation model."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+
+@dataclass(frozen=True)
+class Roles:
+    """Names of the columns that play each role.
+
+    Parameters
+    ----------
+    unit_id : str
+        Unique identifier of a unit (one row per unit).
+    treatment : str
+        Binary treatment indicator, coded 0/1.
+    outcome : str
+        Outcome Y.
+    mediators : tuple of str
+        Mediator columns M. Empty: no mediator, only the total effect is studied. Several
+        mediators are treated as one joint mediator.
+    covariates : tuple of str
+        Pre-treatment covariates X, numeric or categorical.
+    """
+
+    unit_id: str
+    treatment: str
+    outcome: str
+    mediators: tuple[str, ...] = ()
+    covariates: tuple[str, ...] = ()
+
+    @property
+    def has_mediator(self) -> bool:
+        """Whether a mediator is configured (else only the total effect is estimated)."""
+        return len(self.mediators) > 0
+
+    @property
+    def used_columns(self) -> tuple[str, ...]:
+        """Every column the analysis reads, in a stable order."""
+        return (self.unit_id, self.treatment, *self.mediators, self.outcome, *self.covariates)

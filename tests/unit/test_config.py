@@ -1,0 +1,115 @@
+"""Configuration: files, overrides, unknown keys and ranges."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+import yaml
+
+from mlearner_dist.config import (
+    Config,
+    config_from_dict,
+    describe_keys,
+    load_config,
+    parse_override,
+)
+from mlearner_dist.exceptions import ConfigError
+
+CONF = Path(__file__).resolve().parents[2] / "conf"
+
+
+def test_base_yaml_lists_exactly_the_defaults():
+    assert load_config([CONF / "base.yaml"]) == Config()
+
+
+@pytest.mark.parametrize(
+    "name", ["base", "local", "jobs_ii", "jobs_ii_total", "simulated", "reference"]
+)
+def test_every_shipped_file_loads(name):
+    load_config([CONF / f"{name}.yaml"])
+
+
+def test_later_files_and_overrides_win(tmp_path):
+    first = tmp_path / "a.yaml"
+    first.write_text(yaml.safe_dump({"cluster": {"k_max": 4}, "random_state": 1}))
+    second = tmp_path / "b.yaml"
+    second.write_text(yaml.safe_dump({"cluster": {"k_max": 3}}))
+    cfg = load_config([first, second], ["random_state=7", "columns.covariates=[X1, X2]"])
+    assert cfg.cluster.k_max == 3
+    assert cfg.cluster.k_min == 2
+    assert cfg.random_state == 7
+    assert cfg.columns.covariates == ("X1", "X2")
+
+
+def test_jobs_ii_roles():
+    roles = load_config([CONF / "jobs_ii.yaml"]).roles
+    assert roles.treatment == "treat"
+    assert roles.mediators == ("job_seek",)
+    assert "education" in roles.covariates
+
+
+def test_unknown_key_names_it_and_lists_allowed():
+    with pytest.raises(ConfigError, match=r"cluster\.k_maxx.*allowed: \['k_min', 'k_max'"):
+        load_config([], ["cluster.k_maxx=3"])
+    with pytest.raises(ConfigError, match=r"unknown key.*'clusters'"):
+        config_from_dict({"clusters": {}})
+
+
+@pytest.mark.parametrize(
+    ("override", "pattern"),
+    [
+        ("effects.n_folds=1", r"effects\.n_folds=1 is out of range; allowed: an integer from 2"),
+        ("calibration.alpha=1.5", r"calibration\.alpha=1\.5 is out of range"),
+        ("effects.estimator=magic", r"effects\.estimator='magic' is not allowed; choose one of"),
+        ("cluster.k_min=5", r"K range is empty"),
+        ("embed.n_landmarks=60", r"perplexity=30\.0 is too large for embed\.n_landmarks=60"),
+        ("cluster.k_max=three", r"cluster\.k_max: expected an integer"),
+        ("embed.kernel_power=3", r"kernel_power=3 is out of range; allowed: 2"),
+        ("embed.effects=[indirect, wrong]", r"embed\.effects=.*give 1 to 3 of"),
+    ],
+)
+def test_bad_values_are_named(override, pattern):
+    overrides = [override]
+    if override.startswith("cluster.k_min"):
+        overrides.append("cluster.k_max=4")
+    with pytest.raises(ConfigError, match=pattern):
+        load_config([], overrides)
+
+
+def test_override_syntax_errors():
+    with pytest.raises(ConfigError, match="expected KEY=VALUE"):
+        parse_override("cluster.k_max")
+    with pytest.raises(ConfigError, match=r"section\.key"):
+        parse_override("cluster..k=1")
+
+
+def test_missing_file_is_named(tmp_path):
+    with pytest.raises(ConfigError, match="does not exist"):
+        load_config([tmp_path / "nope.yaml"])
+
+
+def test_reference_fidelity_switches_unset_keys_only():
+    cfg = load_config([CONF / "reference.yaml"])
+    assert cfg.effects.estimator == "reference"
+    assert cfg.embed.kernel_power == 4
+    assert cfg.profile.tree_choice == "first_pareto"
+    assert cfg.calibration.mode == "fixed"
+    kept = load_config([CONF / "reference.yaml"], ["calibration.mode=null"])
+    assert kept.calibration.mode == "null"
+
+
+def test_config_is_frozen_and_serialisable():
+    cfg = Config()
+    with pytest.raises(AttributeError):
+        cfg.random_state = 3  # type: ignore[misc]
+    assert config_from_dict(cfg.to_dict()) == cfg
+    assert cfg.fingerprint() == Config().fingerprint()
+    assert cfg.fingerprint(["cluster"]) != load_config([], ["cluster.k_max=3"]).fingerprint(
+        ["cluster"]
+    )
+
+
+def test_describe_keys_covers_every_leaf():
+    keys = {k for k, _, _ in describe_keys()}
+    assert {"cluster.k_max", "compute.dask.scheduler_address", "embed.kernel_power"} <= keys
