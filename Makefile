@@ -5,7 +5,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 OUT ?= runs/jobs_ii
 
-.PHONY: run test test-slow lint install bench clean
+.PHONY: run test test-slow lint install bench clean docs
 
 $(BIN)/.deps: pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -35,3 +35,6 @@ bench: install
 
 clean:
 	rm -rf $(VENV) build runs .pytest_cache
+
+docs: install
+	$(BIN)/python -c "from mlearner_dist.config import keys_markdown; print(keys_markdown(), end='')" > docs/configuration.md

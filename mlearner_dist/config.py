@@ -132,6 +132,7 @@ class CalibrationConfig:
     alpha: float = 0.05
     n_replicates: int = 19
     threshold: float = 0.0043
+    null_max_n: int = 50_000
 
 
 @dataclass(frozen=True)
@@ -276,6 +277,7 @@ _RULES: dict[str, tuple[typing.Callable[[Any], bool], str]] = {
     "calibration.alpha": (lambda x: 0 < x < 1, "a number in (0, 1)"),
     "calibration.n_replicates": (lambda x: x >= 1, "an integer >= 1"),
     "calibration.threshold": (lambda x: 0 < x < 1, "a number in (0, 1)"),
+    "calibration.null_max_n": (lambda x: x >= 10, "an integer >= 10"),
     "subgroups.n_bootstrap": (lambda x: x >= 0, "an integer >= 0 (0: no bootstrap)"),
     "subgroups.level": (lambda x: 0.5 <= x < 1, "a number in [0.5, 1)"),
     "compute.spark.partitions": (lambda x: x >= 0, "an integer >= 0 (0: Spark's default)"),
@@ -567,12 +569,32 @@ def describe_keys() -> list[tuple[str, str, str]]:
                 continue
             default = _to_plain(getattr(default_obj, f.name))
             if get_origin(tp) is Literal:
-                allowed = " | ".join(str(a) for a in get_args(tp))
+                allowed = ", ".join(str(a) for a in get_args(tp))
             elif key in _RULES:
                 allowed = _RULES[key][1]
+            elif get_origin(tp) is tuple:
+                allowed = f"list of {get_args(tp)[0].__name__}"
+            elif get_origin(tp) is dict:
+                allowed = "mapping"
             else:
-                allowed = getattr(tp, "__name__", str(tp)).replace("typing.", "")
+                allowed = getattr(tp, "__name__", str(tp))
             rows.append((key, json.dumps(default), allowed))
 
     walk(Config, "")
     return rows
+
+
+def keys_markdown() -> str:
+    """The configuration reference as a Markdown table (``make docs`` writes docs/configuration.md)."""
+    lines = [
+        "# Configuration reference",
+        "",
+        "Generated from the code by `make docs`; a test keeps it in step. Set any key in a YAML",
+        "file passed with `--config`, or on the command line with `--set section.key=value`.",
+        "",
+        "| key | default | allowed |",
+        "|---|---|---|",
+    ]
+    for key, default, allowed in describe_keys():
+        lines.append(f"| `{key}` | `{default}` | {allowed} |")
+    return "\n".join(lines) + "\n"

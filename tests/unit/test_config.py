@@ -113,3 +113,10 @@ def test_config_is_frozen_and_serialisable():
 def test_describe_keys_covers_every_leaf():
     keys = {k for k, _, _ in describe_keys()}
     assert {"cluster.k_max", "compute.dask.scheduler_address", "embed.kernel_power"} <= keys
+
+
+def test_configuration_doc_is_current():
+    from mlearner_dist.config import keys_markdown
+
+    doc = Path(__file__).resolve().parents[2] / "docs" / "configuration.md"
+    assert doc.read_text() == keys_markdown(), "run `make docs` to regenerate docs/configuration.md"
