@@ -585,7 +585,7 @@ def describe_keys() -> list[tuple[str, str, str]]:
 
 
 def keys_markdown() -> str:
-    """The configuration reference as a Markdown table (``make docs`` writes docs/configuration.md)."""
+    """The configuration reference as Markdown (``make docs`` writes docs/configuration.md)."""
     lines = [
         "# Configuration reference",
         "",
