@@ -1,0 +1,663 @@
+"""The distributed pipeline: stages composed with Spark, Dask and MLflow at the edges.
+
+``run_pipeline(config, output)`` runs validate -> effects -> embed -> cluster -> profile ->
+calibrate -> report. Every stage reads only earlier stages' outputs under ``output``, writes its own
+atomically with a manifest, and is skipped on a re-run while its configuration and inputs are
+unchanged (see :mod:`mlearner_dist.stages`). The row account travels from stage to stage and every
+stage checks that no row was lost.
+"""
+
+from __future__ import annotations
+
+import logging
+import pickle
+import time
+import uuid
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+
+from mlearner_dist import __version__
+from mlearner_dist.config import Config
+from mlearner_dist.core.estimator import (
+    MLearner,
+    average_effects,
+    mediator_pvalue,
+    profile_and_test,
+    resolve_effect_names,
+    subgroup_table,
+)
+from mlearner_dist.core.interaction_test import interaction_pvalue
+from mlearner_dist.core.roles import Roles
+from mlearner_dist.exceptions import RowAccountError, StageError
+from mlearner_dist.stages import (
+    STAGES,
+    Manifest,
+    StageTimer,
+    atomic_output,
+    clean_partial,
+    fingerprint,
+    invalidate_from,
+    read_manifest,
+    write_json_atomic,
+    write_manifest,
+)
+
+logger = logging.getLogger(__name__)
+
+EFFECT_OUTCOME = "__effect_outcome"
+
+
+def tracking_uri_for(cfg: Config, output: Path | None) -> str:
+    """The MLflow tracking URI: the configured one, else SQLite inside the output folder."""
+    if cfg.tracking.uri:
+        return cfg.tracking.uri
+    if output is None:
+        raise StageError("no tracking.uri configured: pass --output DIR to use DIR/mlflow.db")
+    return f"sqlite:///{(output / 'mlflow.db').resolve()}"
+
+
+@dataclass
+class RunContext:
+    """Shared state of one pipeline run: config, output folder, engines, tracker, timings."""
+
+    cfg: Config
+    output: Path
+    timings: dict[str, float] = field(default_factory=dict)
+    _spark: Any = None
+    _dask: tuple[Any, Callable[[], None]] | None = None
+
+    @property
+    def roles(self) -> Roles:
+        """Column roles from the configuration."""
+        return self.cfg.roles
+
+    @property
+    def spark(self) -> Any:
+        """The Spark session (created on first use)."""
+        if self._spark is None:
+            from mlearner_dist.backends.spark_session import get_spark
+
+            self._spark = get_spark(self.cfg.compute.spark)
+        return self._spark
+
+    @property
+    def dask(self) -> Any:
+        """The Dask client (connected or started on first use)."""
+        if self._dask is None:
+            from mlearner_dist.backends.dask_cluster import get_client
+
+            d = self.cfg.compute.dask
+            self._dask = get_client(
+                d.scheduler_address or None,
+                n_workers=d.n_workers,
+                threads_per_worker=d.threads_per_worker,
+                memory_limit=d.memory_limit,
+            )
+        return self._dask[0]
+
+    def close(self) -> None:
+        """Close the Dask client this run started (Spark stays up for reuse)."""
+        if self._dask is not None:
+            self._dask[1]()
+            self._dask = None
+
+
+# --- fingerprints: a stage's config sections plus its inputs' fingerprints ---------------------
+
+_STAGE_SECTIONS: dict[str, tuple[str, ...]] = {
+    "validate": ("data", "columns", "validation"),
+    "effects": ("effects", "design", "random_state"),
+    "embed": ("embed", "random_state"),
+    "cluster": ("cluster", "random_state"),
+    "profile": ("profile", "test", "random_state", "validation"),
+    "calibrate": ("calibration", "random_state"),
+    "report": ("subgroups", "report"),
+}
+_UPSTREAM: dict[str, tuple[str, ...]] = {
+    "validate": (),
+    "effects": ("validate",),
+    "embed": ("effects",),
+    "cluster": ("embed",),
+    "profile": ("validate", "effects", "cluster"),
+    "calibrate": ("validate", "profile"),
+    "report": ("validate", "effects", "embed", "cluster", "profile", "calibrate"),
+}
+
+
+def _source_fingerprint(cfg: Config) -> str:
+    src = Path(cfg.data.source)
+    if cfg.data.format in ("builtin", "table") or not src.exists():
+        return cfg.data.source
+    files = [src] if src.is_file() else sorted(p for p in src.rglob("*") if p.is_file())
+    return fingerprint([(str(p), p.stat().st_size, p.stat().st_mtime_ns) for p in files])
+
+
+def stage_fingerprint(ctx: RunContext, stage: str) -> str:
+    """Fingerprint of a stage: its config sections and the fingerprints of its inputs."""
+    d = ctx.cfg.to_dict()
+    parts: list[Any] = [stage, {k: d[k] for k in _STAGE_SECTIONS[stage]}]
+    if stage == "validate":
+        parts.append(_source_fingerprint(ctx.cfg))
+    for up in _UPSTREAM[stage]:
+        m = read_manifest(ctx.output, up)
+        parts.append(m.fingerprint if m else None)
+    return fingerprint(*parts)
+
+
+# --- the driver -----------------------------------------------------------------------------
+
+
+def run_pipeline(
+    cfg: Config,
+    output: str | Path,
+    *,
+    stages: Sequence[str] = STAGES,
+    force: Sequence[str] = (),
+    on_stage: Callable[[str, str], None] | None = None,
+) -> dict[str, Any] | None:
+    """Run the configured M-learner analysis, stage by stage.
+
+    Parameters
+    ----------
+    cfg : Config
+        The resolved configuration.
+    output : path
+        The run's output folder.
+    stages : sequence of str
+        Which stages to run (default all). A stage whose inputs are missing raises StageError
+        naming the stage to run first.
+    force : sequence of str
+        Stages to re-run even when current (every later stage re-runs too).
+    on_stage : callable, optional
+        ``on_stage(stage, event)`` with event ``"start"``, ``"end"`` or ``"skip"`` (benchmarks
+        use it to measure each stage).
+
+    Returns
+    -------
+    dict or None
+        The contents of ``result.json`` when the report stage ran.
+    """
+    out = Path(output)
+    out.mkdir(parents=True, exist_ok=True)
+    _check_writable(out)
+    clean_partial(out)
+    for stage in force:
+        invalidate_from(out, stage)
+    ctx = RunContext(cfg=cfg, output=out)
+    if "report" in stages and cfg.tracking.enabled:
+        from mlearner_dist.backends.mlflow_tracking import check_tracking_reachable
+
+        check_tracking_reachable(tracking_uri_for(cfg, out))
+    runners: dict[str, Callable[[RunContext], Manifest]] = {
+        "validate": run_validate,
+        "effects": run_effects,
+        "embed": run_embed,
+        "cluster": run_cluster,
+        "profile": run_profile,
+        "calibrate": run_calibrate,
+        "report": run_report,
+    }
+    try:
+        for stage in STAGES:
+            if stage not in stages:
+                continue
+            for up in _UPSTREAM[stage]:
+                if read_manifest(out, up) is None and up not in stages:
+                    raise StageError(
+                        f"stage {stage} needs the outputs of stage {up}, which has not run in "
+                        f"{out}: run `mlearner {up} --output {out}` (or `mlearner run`) first"
+                    )
+            fp = stage_fingerprint(ctx, stage)
+            current = read_manifest(out, stage)
+            if current is not None and current.fingerprint == fp:
+                logger.info("stage %s: current (fingerprint %s), skipped", stage, fp)
+                if on_stage is not None:
+                    on_stage(stage, "skip")
+                continue
+            invalidate_from(out, stage)
+            if on_stage is not None:
+                on_stage(stage, "start")
+            with StageTimer(stage) as timer:
+                manifest = runners[stage](ctx)
+            if on_stage is not None:
+                on_stage(stage, "end")
+            manifest = Manifest(
+                stage=stage,
+                fingerprint=fp,
+                rows=manifest.rows,
+                seed=cfg.random_state,
+                seconds=round(timer.seconds, 3),
+                finished=datetime.now(timezone.utc).isoformat(timespec="seconds"),
+                extra=manifest.extra,
+            )
+            write_manifest(out, manifest)
+    finally:
+        ctx.close()
+    result_path = out / "result.json"
+    if "report" in stages and result_path.exists():
+        import json
+
+        return json.loads(result_path.read_text())
+    return None
+
+
+def _check_writable(out: Path) -> None:
+    probe = out / f".tmp-write-check-{uuid.uuid4().hex[:6]}"
+    try:
+        probe.write_text("ok")
+        probe.unlink()
+    except OSError as exc:
+        raise StageError(
+            f"output folder {out} is not writable ({exc}); choose another --output"
+        ) from exc
+
+
+def _manifest(rows: dict[str, int], **extra: Any) -> Manifest:
+    return Manifest(
+        stage="", fingerprint="", rows=rows, seed=0, seconds=0.0, finished="", extra=extra
+    )
+
+
+def _row_account(ctx: RunContext) -> dict[str, Any]:
+    m = read_manifest(ctx.output, "validate")
+    if m is None:
+        raise StageError("the validate stage has not run")
+    return dict(m.extra["row_account"])
+
+
+def _expect_rows(ctx: RunContext, stage: str, n_out: int) -> None:
+    n_used = int(_row_account(ctx)["n_used"])
+    if n_out != n_used:
+        raise RowAccountError(
+            f"stage {stage}: {n_out} rows out but {n_used} units were accepted by validation; "
+            "rows were lost or duplicated, the run stops here"
+        )
+
+
+# --- stages ---------------------------------------------------------------------------------
+
+
+def run_validate(ctx: RunContext) -> Manifest:
+    """Read the source, check it against the roles, write the used columns to ``units/``."""
+    from mlearner_dist.backends.spark_io import read_table, write_parquet
+    from mlearner_dist.backends.spark_validation import validate_spark_frame
+
+    cfg, roles = ctx.cfg, ctx.roles
+    sdf = read_table(ctx.spark, cfg.data)
+    extra_cols = (
+        [cfg.columns.effect_outcome_baseline] if cfg.columns.effect_outcome_baseline else []
+    )
+    check_roles = Roles(
+        roles.unit_id,
+        roles.treatment,
+        roles.outcome,
+        roles.mediators,
+        (*roles.covariates, *extra_cols),
+    )
+    clean, account = validate_spark_frame(
+        sdf,
+        check_roles,
+        min_treated=cfg.validation.min_treated,
+        min_control=cfg.validation.min_control,
+        n_folds=cfg.effects.n_folds,
+        missing=cfg.data.missing,
+    )
+    clean = clean.select(*[c for c in check_roles.used_columns])
+    if cfg.compute.spark.partitions:
+        clean = clean.repartition(cfg.compute.spark.partitions)
+    write_parquet(clean, ctx.output / "units")
+    n_written = ctx.spark.read.parquet(str(ctx.output / "units")).count()
+    if n_written != account.n_used:
+        raise RowAccountError(
+            f"stage validate: wrote {n_written} rows but accounted for {account.n_used}"
+        )
+    logger.info(
+        "validate: %d rows in, %d used, removed %s",
+        account.n_input,
+        account.n_used,
+        account.removed or "none",
+    )
+    return _manifest(
+        {"in": account.n_input, "out": account.n_used},
+        row_account=account.to_dict(),
+        source=cfg.data.source,
+    )
+
+
+def run_effects(ctx: RunContext) -> Manifest:
+    """Cross-fitted nuisance models on Spark; write ``effects/``."""
+    from pyspark.sql import functions as F
+
+    from mlearner_dist.backends.spark_effects import spark_cross_fit_effects
+    from mlearner_dist.backends.spark_io import write_parquet
+
+    cfg, roles = ctx.cfg, ctx.roles
+    units = ctx.spark.read.parquet(str(ctx.output / "units"))
+    effect_roles = roles
+    if cfg.columns.effect_outcome_baseline:
+        units = units.withColumn(
+            EFFECT_OUTCOME, F.col(roles.outcome) - F.col(cfg.columns.effect_outcome_baseline)
+        )
+        effect_roles = Roles(
+            roles.unit_id, roles.treatment, EFFECT_OUTCOME, roles.mediators, roles.covariates
+        )
+    model = MLearner.from_config(cfg)
+    effects, diagnostics = spark_cross_fit_effects(
+        units,
+        effect_roles,
+        model.nuisance_spec(),
+        n_folds=cfg.effects.n_folds,
+        seed=cfg.random_state,
+    )
+    write_parquet(effects, ctx.output / "effects")
+    n_out = ctx.spark.read.parquet(str(ctx.output / "effects")).count()
+    _expect_rows(ctx, "effects", n_out)
+    return _manifest({"in": n_out, "out": n_out}, diagnostics=diagnostics)
+
+
+def _read_pandas(path: Path, columns: Sequence[str] | None = None) -> pd.DataFrame:
+    return pd.read_parquet(path, columns=list(columns) if columns else None)
+
+
+def run_embed(ctx: RunContext) -> Manifest:
+    """Landmark (or exact) t-SNE of the effect vectors on Dask; write ``embedding/``."""
+    from mlearner_dist.backends.dask_embedding import dask_embed
+
+    cfg = ctx.cfg
+    has_mediator = ctx.roles.has_mediator
+    names = resolve_effect_names(cfg.embed.effects, has_mediator)
+    e = cfg.embed
+    info = dask_embed(
+        ctx.output / "effects",
+        ctx.output / "embedding",
+        ctx.dask,
+        effects=names,
+        scaling=e.scaling,
+        exact_max_n=e.exact_max_n,
+        n_landmarks=e.n_landmarks,
+        perplexity=e.perplexity,
+        n_iter=e.n_iter,
+        kernel_power=e.kernel_power,
+        grid_size=e.grid_size,
+        block_size=e.block_size,
+        random_state=cfg.random_state,
+        n_jobs=e.n_jobs,
+    )
+    n_out = int(info.get("n_units", -1))
+    _expect_rows(ctx, "embed", n_out)
+    return _manifest({"in": n_out, "out": n_out}, embedding=info)
+
+
+def run_cluster(ctx: RunContext) -> Manifest:
+    """K-means on the embedding for each K; write ``clusters/``."""
+    from mlearner_dist.backends.dask_clustering import dask_cluster_embedding
+
+    c = ctx.cfg.cluster
+    info = dask_cluster_embedding(
+        ctx.output / "embedding",
+        ctx.output / "clusters",
+        ctx.dask,
+        k_values=list(range(c.k_min, c.k_max + 1)),
+        n_init=c.n_init,
+        max_iter=c.max_iter,
+        engine=c.engine,
+        random_state=ctx.cfg.random_state,
+    )
+    n_out = int(info.get("n_units", -1))
+    _expect_rows(ctx, "cluster", n_out)
+    return _manifest({"in": n_out, "out": n_out}, clustering=info)
+
+
+def _load_profile_inputs(ctx: RunContext) -> pd.DataFrame:
+    """Units joined with their cluster labels, ordered by unit id."""
+    units = _read_pandas(ctx.output / "units")
+    clusters = _read_pandas(ctx.output / "clusters")
+    uid = ctx.roles.unit_id
+    merged = units.merge(
+        clusters,
+        left_on=uid,
+        right_on="unit_id",
+        how="left",
+        suffixes=("", "__c"),
+        validate="one_to_one",
+    )
+    k_cols = [c for c in clusters.columns if c.startswith("k_")]
+    if merged[k_cols].isna().any().any():
+        raise RowAccountError("stage profile: some units have no cluster label")
+    return merged.sort_values(uid, kind="stable").reset_index(drop=True)
+
+
+def run_profile(ctx: RunContext) -> Manifest:
+    """Profile trees per K, interaction tests, and the chosen configuration."""
+    cfg, roles = ctx.cfg, ctx.roles
+    frame = _load_profile_inputs(ctx)
+    _expect_rows(ctx, "profile", len(frame))
+    model = MLearner.from_config(cfg)
+    k_cols = sorted((c for c in frame.columns if c.startswith("k_")), key=lambda c: int(c[2:]))
+    labels = {int(c[2:]): frame[c].to_numpy(dtype=int) for c in k_cols}
+    X = frame[list(roles.covariates)]
+    t = frame[roles.treatment].to_numpy()
+    y = frame[roles.outcome].to_numpy(dtype=float)
+
+    def pvalues(tree: Any) -> tuple[float, float | None]:
+        leaf = tree.leaf_of(X)
+        return (
+            interaction_pvalue(y, t, leaf, method=cfg.test.method),
+            mediator_pvalue(frame, roles, leaf, cfg.test.method),
+        )
+
+    configurations, trees, chosen = profile_and_test(
+        X,
+        labels,
+        pvalues,
+        has_mediator=roles.has_mediator,
+        criteria=model.criteria,
+        min_split_fractions=model.min_split_fractions,
+        complexity=model.complexity,
+        cv_folds=model.cv_folds,
+        tree_choice=model.tree_choice,
+        max_rows=model.max_rows,
+        random_state=cfg.random_state,
+    )
+    tested = [c for c in configurations if c["selected_for_test"]]
+    p_leaf_y = float(min(c["p_y"] for c in tested))
+    p_leaf_m = float(min(c["p_m"] for c in tested)) if roles.has_mediator else None
+    profiles = []
+    for c in configurations:
+        tree = trees[(c["k"], c["tree_id"])]
+        d = dict(c)
+        d["params"] = tree.to_dict().get("params", {})
+        d["leaves"] = [
+            {"leaf": int(lf), "rule": tree.rules[lf], "n": int(n)}
+            for lf, n in sorted(tree.leaf_sizes.items())
+        ]
+        profiles.append(d)
+    doc = {
+        "configurations": profiles,
+        "chosen": chosen,
+        "p_leaf_y": p_leaf_y,
+        "p_leaf_m": p_leaf_m,
+        "p_leaf": p_leaf_m if roles.has_mediator else p_leaf_y,
+    }
+    write_json_atomic(ctx.output / "profiles.json", doc)
+    with atomic_output(ctx.output / "trees.pkl") as tmp:
+        tmp.write_bytes(pickle.dumps(trees))
+    return _manifest({"in": len(frame), "out": len(frame)}, n_configurations=len(profiles))
+
+
+def _read_json(path: Path) -> dict[str, Any]:
+    import json
+
+    return json.loads(path.read_text())
+
+
+def run_calibrate(ctx: RunContext) -> Manifest:
+    """The threshold for p_leaf: fixed, null replicates (in parallel on Dask) or split sample."""
+    cfg, roles = ctx.cfg, ctx.roles
+    prof = _read_json(ctx.output / "profiles.json")
+    model = MLearner.from_config(cfg)
+    if cfg.calibration.mode == "fixed":
+        doc = model.calibrate(pd.DataFrame(), roles, None)  # type: ignore[arg-type]
+    else:
+        frame = _read_pandas(ctx.output / "units").sort_values(roles.unit_id, kind="stable")
+        frame = frame.reset_index(drop=True)
+        mode = cfg.calibration.mode
+        if mode == "null" and len(frame) > cfg.calibration.null_max_n:
+            logger.warning(
+                "calibration: %d units > calibration.null_max_n=%d, so the null replicates "
+                "would re-run the whole selection %d times on every unit; using the split-sample "
+                "mode instead (valid at any n). Raise null_max_n to insist.",
+                len(frame),
+                cfg.calibration.null_max_n,
+                cfg.calibration.n_replicates,
+            )
+            mode = "split"
+        if mode == "null":
+            client = ctx.dask
+            reps = list(range(cfg.calibration.n_replicates))
+            started = time.perf_counter()
+            shared = client.scatter(frame, broadcast=True)
+            futures = client.map(
+                model.null_p_leaf, [shared] * len(reps), [roles] * len(reps), reps, pure=False
+            )
+            null_p = [float(p) for p in client.gather(futures)]
+            from mlearner_dist.core import calibration as cal
+
+            thr = cal.null_threshold(null_p, cfg.calibration.alpha)
+            doc = {
+                "mode": "null",
+                "alpha": cfg.calibration.alpha,
+                "threshold": float(thr),
+                "n_replicates": len(null_p),
+                "null_p_leaf": null_p,
+                "mc_pvalue": float(cal.monte_carlo_pvalue(prof["p_leaf"], null_p)),
+                "seconds": round(time.perf_counter() - started, 2),
+                "how": (
+                    f"the whole selection (effects, embedding, K-means, trees, tests) re-run on "
+                    f"{len(null_p)} null replicates of these data (treatment re-randomised, "
+                    f"constant effect equal to the average effect); threshold = the "
+                    f"alpha={cfg.calibration.alpha} quantile of their p_leaf values"
+                ),
+            }
+        else:
+            from mlearner_dist.core.estimator import split_calibration
+
+            doc = split_calibration(model, frame, roles)
+    write_json_atomic(ctx.output / "calibration.json", doc)
+    return _manifest({}, threshold=doc["threshold"], mode=doc["mode"])
+
+
+def run_report(ctx: RunContext) -> Manifest:
+    """Subgroup effects, result.json, figures, report.html, and the MLflow run."""
+    cfg, roles = ctx.cfg, ctx.roles
+    prof = _read_json(ctx.output / "profiles.json")
+    calib = _read_json(ctx.output / "calibration.json")
+    trees = pickle.loads((ctx.output / "trees.pkl").read_bytes())
+    chosen = prof["chosen"]
+    tree = trees[(int(chosen["k"]), int(chosen["tree_id"]))]
+    frame = _load_profile_inputs(ctx)
+    effects = _read_pandas(ctx.output / "effects").set_index("unit_id")
+    effects = effects.loc[frame[roles.unit_id].to_numpy()].reset_index()
+    leaf = tree.leaf_of(frame[list(roles.covariates)])
+    subgroups = subgroup_table(
+        frame,
+        roles,
+        effects,
+        leaf,
+        tree.rules,
+        n_bootstrap=cfg.subgroups.n_bootstrap,
+        level=cfg.subgroups.level,
+        min_size=cfg.validation.min_subgroup,
+        random_state=cfg.random_state,
+    )
+    p_leaf = float(prof["p_leaf"])
+    decision_p = float(calib.get("p_decision", p_leaf))
+    manifests = {s: read_manifest(ctx.output, s) for s in STAGES}
+    result: dict[str, Any] = {
+        "run_id": uuid.uuid4().hex,
+        "mlflow_run_id": None,
+        "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+        "version": __version__,
+        "config": cfg.to_dict(),
+        "row_account": _row_account(ctx),
+        "has_mediator": roles.has_mediator,
+        "average_effects": average_effects(effects, level=cfg.subgroups.level),
+        "nuisance_diagnostics": manifests["effects"].extra.get("diagnostics", {}),
+        "embedding": manifests["embed"].extra.get("embedding", {}),
+        "clustering": manifests["cluster"].extra.get("clustering", {}),
+        "configurations": prof["configurations"],
+        "chosen": chosen,
+        "p_leaf": p_leaf,
+        "p_leaf_y": prof["p_leaf_y"],
+        "p_leaf_m": prof["p_leaf_m"],
+        "threshold": float(calib["threshold"]),
+        "calibration": calib,
+        "declared": bool(decision_p < float(calib["threshold"])),
+        "subgroups": subgroups,
+        "timings": {s: m.seconds for s, m in manifests.items() if m is not None},
+    }
+    figures = _write_figures(ctx, result, tree) if cfg.report.figures else []
+    if cfg.report.html:
+        from mlearner_dist.report import write_report
+
+        write_report(result, ctx.output)
+    write_json_atomic(ctx.output / "result.json", result)
+    if cfg.tracking.enabled:
+        from mlearner_dist.backends.mlflow_tracking import log_analysis
+
+        run_id = log_analysis(
+            tracking_uri_for(cfg, ctx.output),
+            cfg,
+            result,
+            ctx.output,
+            tree=tree,
+            example=frame[list(roles.covariates)].head(5),
+        )
+        result["mlflow_run_id"] = run_id
+        write_json_atomic(ctx.output / "result.json", result)
+    return _manifest({"subgroups": len(subgroups)}, figures=figures)
+
+
+def _write_figures(ctx: RunContext, result: dict[str, Any], tree: Any) -> list[str]:
+    from mlearner_dist import plots
+
+    fig_dir = ctx.output / "figures"
+    fig_dir.mkdir(exist_ok=True)
+    emb = _read_pandas(ctx.output / "embedding")
+    clusters = _read_pandas(ctx.output / "clusters")
+    effects = _read_pandas(ctx.output / "effects", ["unit_id", "indirect", "total"])
+    emb = emb.merge(clusters, on="unit_id").merge(effects, on="unit_id")
+    k = int(result["chosen"]["k"])
+    effect_name = "indirect" if result["has_mediator"] else "total"
+    made = {
+        "embedding_clusters.png": plots.plot_embedding(
+            emb, emb[f"k_{k}"].to_numpy(), title=f"t-SNE of effects, K = {k} clusters"
+        ),
+        "embedding_effect.png": plots.plot_embedding(
+            emb, emb[effect_name].to_numpy(), title=f"t-SNE coloured by {effect_name} effect"
+        ),
+        "p_leaf_by_k.png": plots.plot_p_leaf_by_k(result["configurations"], result["threshold"]),
+        "profile_tree.png": plots.plot_profile_tree(tree),
+        "subgroup_effects.png": plots.plot_subgroup_forest(result["subgroups"]),
+    }
+    calib = result["calibration"]
+    if calib.get("null_p_leaf"):
+        made["null_calibration.png"] = plots.plot_null_calibration(
+            calib["null_p_leaf"], result["p_leaf"], result["threshold"]
+        )
+    for name, fig in made.items():
+        plots.save_figure(fig, fig_dir / name)
+    return sorted(made)
+
+
+def fit_in_memory(cfg: Config, frame: pd.DataFrame) -> MLearner:
+    """Run the whole method in memory (no Spark/Dask): used by tests, studies and notebooks."""
+    return MLearner.from_config(cfg).fit_frame(frame, cfg.roles)
+
+
+__all__ = ["RunContext", "fit_in_memory", "run_pipeline", "tracking_uri_for"]

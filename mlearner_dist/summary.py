@@ -1,0 +1,56 @@
+"""A short plain-text summary of a finished analysis (what `mlearner run` prints)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+
+def _fmt(e: dict[str, float] | None) -> str:
+    if not e:
+        return "n/a"
+    return f"{e['estimate']:+.3f} [{e['ci_low']:+.3f}, {e['ci_high']:+.3f}]"
+
+
+def format_summary(result: dict[str, Any], output: Path) -> str:
+    """Summarise ``result.json`` in a few lines: data, average effects, decision, subgroups.
+
+    Parameters
+    ----------
+    result : dict
+        The contents of ``result.json``.
+    output : Path
+        The run's output folder (printed so the user knows where to look).
+    """
+    ra = result["row_account"]
+    avg = result["average_effects"]
+    chosen = result["chosen"]
+    lines = [
+        f"M-learner analysis: {ra['n_used']} of {ra['n_input']} units used"
+        + (f" (removed: {ra['removed']})" if ra.get("removed") else ""),
+        f"  average total effect    {_fmt(avg.get('total'))}",
+    ]
+    if result.get("has_mediator"):
+        lines += [
+            f"  average indirect effect {_fmt(avg.get('indirect'))}",
+            f"  average direct effect   {_fmt(avg.get('direct'))}",
+        ]
+    calib = result["calibration"]
+    verdict = "DECLARED" if result["declared"] else "not declared"
+    lines += [
+        f"  chosen: K={chosen['k']}, tree {chosen['tree_id']} with {chosen['n_leaves']} leaves "
+        f"on {', '.join(chosen.get('variables') or []) or 'no covariate'}",
+        f"  heterogeneity {verdict}: p_leaf={result['p_leaf']:.3g} vs threshold="
+        f"{result['threshold']:.3g} ({calib['mode']} calibration)",
+        "  subgroups:",
+    ]
+    name = "indirect" if result.get("has_mediator") else "total"
+    for s in result["subgroups"]:
+        lines.append(f"    [{s['n']:>6}] {s['rule']}: {name} {_fmt(s.get(name))}")
+    lines += [
+        f"results: {output / 'result.json'}",
+        f"report:  {output / 'report.html'}",
+    ]
+    if result.get("mlflow_run_id"):
+        lines.append(f"MLflow run: {result['mlflow_run_id']}")
+    return "\n".join(lines)

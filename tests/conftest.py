@@ -1,0 +1,39 @@
+"""Shared fixtures: one real local Spark session and one real local Dask cluster per test run."""
+
+from __future__ import annotations
+
+import os
+import sys
+
+import pytest
+
+os.environ.setdefault("PYSPARK_PYTHON", sys.executable)
+os.environ.setdefault("PYSPARK_DRIVER_PYTHON", sys.executable)
+os.environ.setdefault("MPLBACKEND", "Agg")
+
+
+@pytest.fixture(scope="session")
+def spark():
+    """A real local Spark session (local[2]), shared by every test that needs Spark."""
+    from mlearner_dist.backends.spark_session import get_spark
+    from mlearner_dist.config import SparkConfig
+
+    session = get_spark(
+        SparkConfig(
+            master="local[2]",
+            driver_memory="2g",
+            partitions=4,
+            conf={"spark.sql.shuffle.partitions": "4"},
+        )
+    )
+    yield session
+
+
+@pytest.fixture(scope="session")
+def dask_client():
+    """A real local Dask cluster of two worker processes."""
+    from mlearner_dist.backends.dask_cluster import get_client
+
+    client, close = get_client(None, n_workers=2, threads_per_worker=1, memory_limit="3GiB")
+    yield client
+    close()
