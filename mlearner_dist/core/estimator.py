@@ -214,6 +214,7 @@ class MLearner:
         k_values: Sequence[int] = (2, 3, 4, 5),
         n_init: int = 10,
         max_iter: int = 50,
+        cluster_on: str = "effects",
         criteria: Sequence[str] = ("gini", "entropy"),
         min_split_fractions: Sequence[float] = (0.10, 0.15, 0.20),
         complexity: Sequence[float] = tuple(np.logspace(-6, -2, 16)),
@@ -249,6 +250,7 @@ class MLearner:
         self.k_values = k_values
         self.n_init = n_init
         self.max_iter = max_iter
+        self.cluster_on = cluster_on
         self.criteria = criteria
         self.min_split_fractions = min_split_fractions
         self.complexity = complexity
@@ -290,6 +292,7 @@ class MLearner:
             k_values=tuple(range(cfg.cluster.k_min, cfg.cluster.k_max + 1)),
             n_init=cfg.cluster.n_init,
             max_iter=cfg.cluster.max_iter,
+            cluster_on=cfg.cluster.on,
             criteria=p.criteria,
             min_split_fractions=p.min_split_fractions,
             complexity=tuple(
@@ -421,18 +424,22 @@ class MLearner:
         effects, diagnostics = cross_fit_effects(frame, roles, spec, n_folds=self.n_folds, seed=rs)
         effects = effects.set_index("unit_id").loc[frame[roles.unit_id].to_numpy()].reset_index()
         names = resolve_effect_names(self.embed_effects, roles.has_mediator)
-        V = effect_matrix(effects, names, self.scaling)
-        Y2, info = embed(
-            V,
-            exact_max_n=self.exact_max_n,
-            n_landmarks=self.n_landmarks,
-            perplexity=self.perplexity,
-            n_iter=self.n_iter,
-            kernel_power=self.kernel_power,
-            grid_size=self.grid_size,
-            random_state=rs,
-            n_jobs=self.n_jobs,
-        )
+        if self.cluster_on == "covariates":
+            # the reference's baseline: K-means straight on the standardised covariates
+            Y2 = covariate_matrix(frame[list(roles.covariates)])
+            info: dict[str, Any] = {"path": "none: K-means on covariates (baseline)"}
+        else:
+            Y2, info = embed(
+                effect_matrix(effects, names, self.scaling),
+                exact_max_n=self.exact_max_n,
+                n_landmarks=self.n_landmarks,
+                perplexity=self.perplexity,
+                n_iter=self.n_iter,
+                kernel_power=self.kernel_power,
+                grid_size=self.grid_size,
+                random_state=rs,
+                n_jobs=self.n_jobs,
+            )
         km = kmeans_for_k(
             Y2, list(self.k_values), n_init=self.n_init, max_iter=self.max_iter, random_state=rs
         )
@@ -551,6 +558,15 @@ class MLearner:
                     row[f"{name}_ci"] = (e["ci_low"], e["ci_high"])
             rows.append(row)
         return pd.DataFrame(rows)
+
+
+def covariate_matrix(X: pd.DataFrame) -> np.ndarray:
+    """Standardised numeric covariates and one-hot categoricals, shape (n, p')."""
+    dummies = pd.get_dummies(X, drop_first=False, dtype=float)
+    values = dummies.to_numpy(dtype=float)
+    sd = values.std(axis=0)
+    sd[sd == 0] = 1.0
+    return (values - values.mean(axis=0)) / sd
 
 
 def _average_shifts(frame: pd.DataFrame, roles: Roles) -> tuple[np.ndarray | None, float]:
