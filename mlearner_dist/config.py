@@ -101,7 +101,7 @@ class ClusterConfig:
     n_init: int = 10
     max_iter: int = 50
     engine: Literal["sklearn", "dask_ml"] = "dask_ml"
-    on: Literal["effects", "covariates"] = "effects"
+    space: Literal["effects", "covariates"] = "effects"
 
 
 @dataclass(frozen=True)

@@ -183,7 +183,7 @@ settings = {
     "baseline": [ROOT / "conf" / "reference.yaml"],
 }
 extra = {"ours": [f"calibration.n_replicates={N_REPLICATES}"], "reference": [],
-         "baseline": ["cluster.on=covariates"]}
+         "baseline": ["cluster.space=covariates"]}
 rows, ecdf = [], {}
 for label, files in settings.items():
     cfg = load_config(files, extra[label])

@@ -292,7 +292,7 @@ class MLearner:
             k_values=tuple(range(cfg.cluster.k_min, cfg.cluster.k_max + 1)),
             n_init=cfg.cluster.n_init,
             max_iter=cfg.cluster.max_iter,
-            cluster_on=cfg.cluster.on,
+            cluster_on=cfg.cluster.space,
             criteria=p.criteria,
             min_split_fractions=p.min_split_fractions,
             complexity=tuple(

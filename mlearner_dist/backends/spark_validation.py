@@ -1,0 +1,312 @@
+"""Input validation on Spark: the statistics of :mod:`mlearner_dist.validation` by aggregation.
+
+:func:`spark_column_stats` computes the same :class:`~mlearner_dist.validation.TableStats` as
+:func:`~mlearner_dist.validation.pandas_column_stats` with two aggregations and no collect of
+rows: the first counts rows, missing and infinite values, treated and control units, exact
+distinct ids, per-column minima and maxima, approximate distinct counts and strings that do not
+parse as numbers; the second collects the distinct values (and category-fold pairs) of the
+columns whose approximate distinct count is small. Only DataFrame API calls are used, so the code
+also runs on Spark Connect and Databricks serverless.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import TYPE_CHECKING, Any
+
+from mlearner_dist.core.roles import Roles
+from mlearner_dist.exceptions import ConfigError, InputValidationError
+from mlearner_dist.validation import (
+    DISTINCT_LIMIT,
+    MAX_LISTED_VALUES,
+    ColumnStats,
+    MissingPolicy,
+    RowAccount,
+    TableStats,
+    _check_params,
+    _check_roles,
+    _emit_warnings,
+    check_table,
+    removal_reasons,
+    used_roles,
+)
+
+if TYPE_CHECKING:
+    from pyspark.sql import Column, DataFrame
+
+logger = logging.getLogger(__name__)
+
+# Columns whose approximate distinct count (HyperLogLog, 1% relative error) is at most this are
+# enumerated exactly in the second aggregation; above it the true count exceeds DISTINCT_LIMIT.
+_ENUMERATE_BELOW = 2 * DISTINCT_LIMIT
+
+
+def _col(name: str) -> Column:
+    from pyspark.sql import functions as F
+
+    return F.col("`" + name.replace("`", "``") + "`")
+
+
+def _spark_kind(dtype: Any) -> str:
+    from pyspark.sql import types as T
+
+    if isinstance(dtype, T.BooleanType):
+        return "boolean"
+    if isinstance(dtype, T.NumericType):
+        return "numeric"
+    string_types = tuple(
+        getattr(T, name) for name in ("StringType", "VarcharType", "CharType") if hasattr(T, name)
+    )
+    if isinstance(dtype, string_types):
+        return "string"
+    return "other"
+
+
+def _value_expr(name: str, kind: str) -> Column:
+    """The column as Spark sees it for statistics: double for numeric and boolean kinds."""
+    c = _col(name)
+    return c.cast("double") if kind in ("numeric", "boolean") else c
+
+
+def _valid_expr(name: str, kind: str) -> Column:
+    """True where the column holds a usable value (non-null, not NaN, finite)."""
+    from pyspark.sql import functions as F
+
+    c = _col(name)
+    if kind in ("numeric", "boolean"):
+        x = c.cast("double")
+        inf = [F.lit(float("inf")), F.lit(float("-inf"))]
+        return x.isNotNull() & ~F.isnan(x) & ~x.isin(*inf)
+    return c.isNotNull()
+
+
+def spark_column_stats(sdf: DataFrame, roles: Roles, *, fold_col: str | None = None) -> TableStats:
+    """Summary statistics of the used columns of a Spark DataFrame, in two aggregations.
+
+    The result equals :func:`mlearner_dist.validation.pandas_column_stats` on the same data
+    (except the informative ``dtype``).
+
+    Parameters
+    ----------
+    sdf : pyspark.sql.DataFrame
+        The units table (n rows).
+    roles : Roles
+    fold_col : str, optional
+        A column of ``sdf`` holding each row's fold; when given, categories of string covariates
+        seen in a single fold are recorded.
+
+    Returns
+    -------
+    TableStats
+
+    Raises
+    ------
+    ConfigError
+        If ``roles`` is not a :class:`Roles`.
+    InputValidationError
+        If ``sdf`` has duplicated column names or ``fold_col`` is not one of its columns.
+    """
+    from pyspark.sql import functions as F
+
+    _check_roles(roles)
+    columns = tuple(sdf.columns)
+    dup = sorted({c for c in columns if columns.count(c) > 1})
+    if dup:
+        raise InputValidationError(
+            [f"columns {dup} appear more than once in the table; rename them"]
+        )
+    if fold_col is not None and fold_col not in columns:
+        raise InputValidationError([f"fold_col {fold_col!r}: no such column in the table"])
+    dtypes = {f.name: f.dataType for f in sdf.schema.fields}
+    present = {c: r for c, r in used_roles(roles).items() if c in dtypes}
+    kinds = {c: _spark_kind(dtypes[c]) for c in present}
+
+    # --- aggregation 1: counts, extremes, approximate cardinalities -------------------------
+    exprs: list[Column] = [F.count(F.lit(1)).alias("n_rows")]
+    if roles.unit_id in present:
+        ok = _valid_expr(roles.unit_id, kinds[roles.unit_id])
+        exprs.append(F.count_distinct(F.when(ok, _col(roles.unit_id))).alias("n_ids"))
+    prefix_ok = F.lit(True)
+    for i, (c, _role) in enumerate(present.items()):
+        kind = kinds[c]
+        x = _value_expr(c, kind)
+        ok = _valid_expr(c, kind)
+        exprs.append(F.count(F.when(prefix_ok & ~ok, 1)).alias(f"c{i}_first_bad"))
+        prefix_ok = prefix_ok & ok
+        if kind in ("numeric", "boolean"):
+            exprs += [
+                F.count(F.when(x.isNull() | F.isnan(x), 1)).alias(f"c{i}_null"),
+                F.count(F.when(x.isin(float("inf"), float("-inf")), 1)).alias(f"c{i}_inf"),
+                F.min(F.when(ok, x)).alias(f"c{i}_min"),
+                F.max(F.when(ok, x)).alias(f"c{i}_max"),
+            ]
+        else:
+            exprs.append(F.count(F.when(x.isNull(), 1)).alias(f"c{i}_null"))
+        if kind == "string":
+            bad = x.isNotNull() & x.try_cast("double").isNull()
+            exprs += [
+                F.count(F.when(bad, 1)).alias(f"c{i}_unparse"),
+                F.min(F.when(bad, x)).alias(f"c{i}_example"),
+            ]
+        if kind != "other":
+            exprs.append(F.approx_count_distinct(F.when(ok, x), 0.01).alias(f"c{i}_approx"))
+    t_kind = kinds.get(roles.treatment)
+    if t_kind in ("numeric", "boolean"):
+        t = _value_expr(roles.treatment, t_kind)
+        exprs += [
+            F.count(F.when(t == 1.0, 1)).alias("n_treated"),
+            F.count(F.when(t == 0.0, 1)).alias("n_control"),
+        ]
+    row1 = sdf.agg(*exprs).collect()[0].asDict()
+
+    # --- aggregation 2: exact distinct values of low-cardinality columns ----------------------
+    exprs2: list[Column] = []
+    for i, c in enumerate(present):
+        kind = kinds[c]
+        if kind != "other" and row1[f"c{i}_approx"] <= _ENUMERATE_BELOW:
+            ok = _valid_expr(c, kind)
+            exprs2.append(F.collect_set(F.when(ok, _value_expr(c, kind))).alias(f"c{i}_set"))
+            if fold_col is not None and kind == "string" and present[c] == "covariate":
+                pair = F.struct(_col(c).alias("v"), _col(fold_col).alias("f"))
+                exprs2.append(F.collect_set(F.when(ok, pair)).alias(f"c{i}_pairs"))
+    row2 = sdf.agg(*exprs2).collect()[0].asDict() if exprs2 else {}
+
+    stats: dict[str, ColumnStats] = {}
+    removable: dict[str, int] = {}
+    single: dict[str, tuple[str, ...]] = {}
+    n_rows = int(row1["n_rows"])
+    for i, (c, role) in enumerate(present.items()):
+        kind = kinds[c]
+        removable[c] = int(row1[f"c{i}_first_bad"])
+        collected = row2.get(f"c{i}_set")
+        if kind == "other":
+            uniq: list[Any] = []
+        elif collected is None:
+            uniq = [None] * (DISTINCT_LIMIT + 1)
+        elif kind == "string":
+            uniq = sorted(str(v) for v in collected)
+        else:
+            uniq = sorted({float(v) for v in collected})
+        n_distinct = min(len(uniq), DISTINCT_LIMIT + 1)
+        values = tuple(uniq) if kind != "other" and n_distinct <= MAX_LISTED_VALUES else None
+        lo = row1.get(f"c{i}_min") if kind in ("numeric", "boolean") else None
+        hi = row1.get(f"c{i}_max") if kind in ("numeric", "boolean") else None
+        stats[c] = ColumnStats(
+            name=c,
+            role=role,
+            kind=kind,
+            n=n_rows,
+            n_null=int(row1[f"c{i}_null"]),
+            n_nonfinite=int(row1.get(f"c{i}_inf", 0)),
+            n_distinct=n_distinct,
+            min=None if lo is None else float(lo),
+            max=None if hi is None else float(hi),
+            values=values,
+            n_unparseable=int(row1.get(f"c{i}_unparse", 0)),
+            example_unparseable=row1.get(f"c{i}_example"),
+            dtype=dtypes[c].simpleString(),
+        )
+        pairs = row2.get(f"c{i}_pairs")
+        if pairs is not None and n_distinct <= DISTINCT_LIMIT:
+            folds_of: dict[str, set[Any]] = {}
+            for p in pairs:
+                folds_of.setdefault(str(p["v"]), set()).add(p["f"])
+            single[c] = tuple(sorted(v for v, f in folds_of.items() if len(f) == 1))
+    return TableStats(
+        n_rows=n_rows,
+        n_distinct_ids=int(row1.get("n_ids", 0)),
+        columns=columns,
+        stats=stats,
+        n_treated=None if "n_treated" not in row1 else int(row1["n_treated"]),
+        n_control=None if "n_control" not in row1 else int(row1["n_control"]),
+        n_removable=removable,
+        single_fold_categories=single,
+    )
+
+
+def validate_spark_frame(
+    sdf: DataFrame,
+    roles: Roles,
+    *,
+    min_treated: int = 20,
+    min_control: int = 20,
+    n_folds: int = 5,
+    missing: MissingPolicy = "error",
+    fold_col: str | None = None,
+) -> tuple[DataFrame, RowAccount]:
+    """Check a Spark DataFrame against the roles; return the clean frame and its row account.
+
+    The Spark twin of :func:`mlearner_dist.validation.validate_frame`: the same checks and
+    messages, from :func:`spark_column_stats` (two aggregations; two more after dropping rows).
+
+    Parameters
+    ----------
+    sdf : pyspark.sql.DataFrame
+    roles : Roles
+    min_treated, min_control : int, default 20
+        Minimum numbers of treated and control units (after any removal).
+    n_folds : int, default 5
+    missing : {"error", "drop"}, default "error"
+        ``"drop"`` filters out rows with a missing or infinite value in a used column, recorded
+        under ``missing:<column>``.
+    fold_col : str, optional
+        Fold column, to warn about categories seen in a single fold.
+
+    Returns
+    -------
+    clean : pyspark.sql.DataFrame
+        The kept rows (lazy); a boolean treatment becomes long 0/1.
+    account : RowAccount
+
+    Raises
+    ------
+    InputValidationError
+        Listing every problem found.
+    ConfigError
+        Invalid parameters.
+
+    Warns
+    -----
+    CategoryFoldWarning
+        A category of a categorical covariate is seen in a single fold.
+    """
+    from pyspark.sql import DataFrame as SparkDataFrame
+
+    _check_params(min_treated, min_control, n_folds, missing)
+    if not isinstance(sdf, SparkDataFrame):
+        raise ConfigError(f"sdf must be a Spark DataFrame, found {type(sdf).__name__}")
+    stats = spark_column_stats(sdf, roles, fold_col=fold_col)
+    kw = {"min_treated": min_treated, "min_control": min_control, "n_folds": n_folds}
+    problems = check_table(stats, roles, missing=missing, **kw)
+    if problems:
+        raise InputValidationError(problems)
+    account = RowAccount(stats.n_rows)
+    clean = sdf
+    reasons = removal_reasons(stats)
+    if missing == "drop" and reasons:
+        keep = None
+        for c in used_roles(roles):
+            ok = _valid_expr(c, stats.stats[c].kind)
+            keep = ok if keep is None else keep & ok
+        clean = sdf.filter(keep)
+        for reason, count in reasons.items():
+            account.remove(reason, count)
+        stats = spark_column_stats(clean, roles, fold_col=fold_col)
+        account.check("validate (drop missing)", stats.n_rows)
+        after = check_table(stats, roles, missing="error", **kw)
+        if after:
+            removed = sum(reasons.values())
+            raise InputValidationError(
+                [f"{p} (after dropping {removed} rows with missing values)" for p in after]
+            )
+        logger.info("validate: dropped %s", reasons)
+    if stats.stats[roles.treatment].kind == "boolean":
+        clean = clean.withColumn(roles.treatment, _col(roles.treatment).cast("long"))
+    _emit_warnings(stats)
+    logger.info(
+        "validate: %d rows in, %d used, removed %s",
+        account.n_input,
+        account.n_used,
+        account.removed or "none",
+    )
+    return clean, account

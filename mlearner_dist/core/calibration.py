@@ -1,0 +1,311 @@
+"""Calibration of the heterogeneity threshold: null replicates, order-statistic thresholds, splits.
+
+Heterogeneity is declared when ``p_leaf`` (the smallest interaction p-value over the tested
+configurations) falls below a threshold. ``p_leaf`` is the minimum over data-driven choices
+(effects, embedding, K, tree), so it is far from uniform under the null and the nominal level is
+not a valid threshold. Two valid ways are built here:
+
+* **null replicates** (:func:`make_null_replicate`, :func:`null_threshold`,
+  :func:`monte_carlo_pvalue`): the whole selection is re-run on B copies of the user's data in
+  which the treatment is re-randomised and every effect is constant; the threshold is a low order
+  statistic of the B null ``p_leaf`` values;
+* **sample splitting** (:func:`split_sample`): discover on one half, test the discovered profile
+  once on the other half, where its p-value is an ordinary p-value.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+from collections.abc import Sequence
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from mlearner_dist.core.roles import Roles
+from mlearner_dist.exceptions import InputValidationError, MLearnerError
+
+logger = logging.getLogger(__name__)
+
+
+def make_null_replicate(
+    frame: pd.DataFrame,
+    roles: Roles,
+    *,
+    rng: np.random.Generator,
+    shift_mediator: float | Sequence[float] | np.ndarray | None,
+    shift_outcome: float,
+) -> pd.DataFrame:
+    """One null replicate of the data: treatment re-randomised, every effect constant.
+
+    Construction, for units ``i = 1..n`` with observed ``(X_i, T_i, M_i, Y_i)`` and the average
+    effects ``dM`` (one per mediator) and ``dY`` estimated on the observed data (e.g. differences
+    in means between arms):
+
+    1. ``T*`` is a uniformly random permutation of ``T`` (the same number treated), so ``T*`` is
+       independent of ``(X, M, Y, T)``.
+    2. A continuous column ``V`` (outcome or mediator) with shift ``d`` becomes
+       ``V* = V + (T*_i - T_i) d = (V - T d) + T* d``: the observed average effect is removed
+       with the real assignment and added back with the new one. ``V - T d`` is the unit's value
+       put on the control scale; under constant effects it equals the control potential value
+       ``V(0)`` up to the error of ``d``.
+    3. A binary column (values in {0, 1}) stays binary: with ``p = |d|``, if ``d >= 0`` units with
+       ``T* = 1`` and ``V = 0`` switch to 1 with probability ``p`` and units with ``T* = 0`` and
+       ``V = 1`` switch to 0 with probability ``p`` (roles reversed if ``d < 0``). For every
+       ``x``, ``P(V* = 1 | T* = 1, x) - P(V* = 1 | T* = 0, x) = p(1 - m(x)) + p m(x) = p``
+       with ``m(x) = P(V = 1 | x)``: a constant additive effect ``d``.
+    4. ``X`` and the unit ids are kept unchanged.
+
+    So in a replicate the effect of ``T*`` on each mediator and on the outcome is the same
+    constant for every covariate value: no leaf x treatment interaction exists for any partition
+    of ``X``, whatever the selection chooses, while ``X`` and the ``(M, Y)`` relation keep the
+    user's joint distribution (only the treatment effect is made constant).
+
+    **Why the Type I error holds.** Under the sharp null of constant effects on M and Y
+    (``M_i(1) - M_i(0) = dM``, ``Y_i(1) - Y_i(0) = dY``) in a completely randomised experiment,
+    ``(X, M(0), Y(0), T)`` and ``(X, M(0), Y(0), T*)`` have the same distribution. With the true
+    ``dM, dY`` the replicate is ``(X, M(0) + T* dM, Y(0) + T* dY, T*)``, so the observed data and
+    the B replicates are exchangeable, and so are the B + 1 values of ``p_leaf``: each comes from
+    the *same* data-driven selection (effects, embedding, K-means, trees, choice, test) applied to
+    exchangeable data sets. The rank of the observed ``p_leaf`` among them is then uniform, which
+    makes :func:`null_threshold` and :func:`monte_carlo_pvalue` exact level-alpha rules (ties
+    break conservatively). With ``dM, dY`` estimated, and under the composite null (effects
+    constant in X but not across units), exchangeability holds approximately, with an error
+    driven by the estimation error of the average effects. Observational designs: ``T*`` is
+    independent of ``X``, so a replicate is a randomised version of the data; the calibration then
+    ignores confounding in the treatment assignment.
+
+    Parameters
+    ----------
+    frame : DataFrame, shape (n, >= 3)
+        Validated units with the columns named by ``roles``.
+    roles : Roles
+    rng : numpy.random.Generator
+        Source of the permutation (and of the flips of binary columns).
+    shift_mediator : float or sequence of float, optional
+        ``dM`` per mediator (in ``roles.mediators`` order); None exactly when there is no
+        mediator.
+    shift_outcome : float
+        ``dY``.
+
+    Returns
+    -------
+    DataFrame, shape (n, frame's columns)
+        A copy of ``frame`` with the treatment, mediator and outcome columns replaced.
+    """
+    if not isinstance(rng, np.random.Generator):
+        raise MLearnerError(
+            f"rng must be a numpy.random.Generator (np.random.default_rng(seed)), got "
+            f"{type(rng).__name__}"
+        )
+    shifts_m = _check_replicate_inputs(frame, roles, shift_mediator, shift_outcome)
+    t = frame[roles.treatment].to_numpy()
+    t_star = rng.permutation(t)
+    delta = t_star.astype(float) - t.astype(float)
+    out = frame.copy()
+    out[roles.treatment] = pd.Series(t_star, index=frame.index).astype(frame[roles.treatment].dtype)
+    columns = [*roles.mediators, roles.outcome]
+    shifts = [*shifts_m, float(shift_outcome)]
+    for col, d in zip(columns, shifts, strict=True):
+        v = frame[col].to_numpy(dtype=float)
+        if _is_binary(v):
+            out[col] = _flip_binary(v, t_star, d, rng).astype(frame[col].dtype)
+        else:
+            out[col] = v + delta * d
+    return out
+
+
+def null_threshold(null_p: Sequence[float] | np.ndarray, alpha: float) -> float:
+    """The threshold for ``p_leaf`` from its null sample, with ``P(declare | null) <= alpha``.
+
+    With ``B`` null values sorted ``p_(1) <= ... <= p_(B)`` and ``k = floor(alpha (B + 1))``, the
+    threshold is ``p_(k)`` and heterogeneity is declared when ``p_leaf < p_(k)`` (strictly). If the
+    observed ``p_leaf`` and the null values are exchangeable, ``p_leaf < p_(k)`` means that it is
+    among the ``k`` smallest of the ``B + 1`` values, an event of probability at most
+    ``k / (B + 1) <= alpha`` (ties only lower it).
+
+    Too few replicates: when ``alpha (B + 1) < 1`` (e.g. ``B = 10``, ``alpha = 0.05``) no order
+    statistic gives level alpha; the threshold is 0.0 (never declare) and a warning is logged
+    asking for ``B >= ceil(1 / alpha) - 1``. With ``B = 19``, ``alpha = 0.05``: ``k = 1``, the
+    threshold is the smallest null value.
+
+    Parameters
+    ----------
+    null_p : sequence of float, shape (B,)
+        ``p_leaf`` of each null replicate, in [0, 1].
+    alpha : float in (0, 1)
+
+    Returns
+    -------
+    float
+    """
+    p = _check_pvalues(null_p, "null_p")
+    if not (isinstance(alpha, (int, float, np.floating)) and 0.0 < float(alpha) < 1.0):
+        raise MLearnerError(f"alpha must be in (0, 1), got {alpha!r}")
+    b = p.size
+    k = math.floor(float(alpha) * (b + 1) + 1e-9)
+    if k < 1:
+        need = math.ceil(1.0 / float(alpha)) - 1
+        logger.warning(
+            "null_threshold: %d null replicates cannot give level alpha=%g (need >= %d); "
+            "threshold 0, heterogeneity is never declared",
+            b,
+            alpha,
+            need,
+        )
+        return 0.0
+    return float(np.sort(p)[k - 1])
+
+
+def monte_carlo_pvalue(observed: float, null_p: Sequence[float] | np.ndarray) -> float:
+    """Monte Carlo p-value of the observed ``p_leaf``: ``(1 + #{null <= observed}) / (B + 1)``.
+
+    Small ``p_leaf`` is evidence of heterogeneity, so the null values at least as extreme are those
+    ``<= observed``. Under exchangeability ``P(mc_pvalue <= u) <= u`` for every ``u``.
+
+    Parameters
+    ----------
+    observed : float in [0, 1]
+    null_p : sequence of float, shape (B,)
+
+    Returns
+    -------
+    float in [1 / (B + 1), 1]
+    """
+    p = _check_pvalues(null_p, "null_p")
+    obs = float(observed)
+    if not 0.0 <= obs <= 1.0:
+        raise MLearnerError(f"observed must be a p-value in [0, 1], got {observed!r}")
+    return float((1 + int(np.sum(p <= obs))) / (p.size + 1))
+
+
+def split_sample(unit_ids: Sequence[Any] | np.ndarray | pd.Series, seed: int) -> np.ndarray:
+    """Discovery / test halves for the ``split`` calibration, from a keyed hash of the unit ids.
+
+    A unit is in the discovery half when a 64-bit hash of its id and ``seed`` is below 2**63
+    (``pandas.util.hash_array``: integer ids as int64 XOR a hash of the seed, every other id by
+    its string form with SipHash keyed by the seed). The assignment depends only on the id and
+    the seed: not on row order, partitioning or the number of workers. The halves are about
+    equal (binomial).
+
+    Parameters
+    ----------
+    unit_ids : array-like, shape (n,)
+        Unique unit identifiers, ``n >= 2``.
+    seed : int
+
+    Returns
+    -------
+    ndarray of bool, shape (n,)
+        True for the discovery half, False for the test half.
+
+    Raises
+    ------
+    InputValidationError
+        Missing or repeated ids, or a hash that puts every unit in one half.
+    """
+    ids = np.asarray(unit_ids)
+    if ids.ndim != 1 or ids.size < 2:
+        raise InputValidationError([f"unit_ids must be 1-D with >= 2 ids; got shape {ids.shape}"])
+    if not isinstance(seed, (int, np.integer)):
+        raise MLearnerError(f"seed must be an integer, got {seed!r}")
+    if pd.isna(pd.Series(ids)).any():
+        raise InputValidationError(["unit_ids has missing values: every unit needs an id"])
+    if not pd.Index(ids).is_unique:
+        raise InputValidationError(["unit_ids has repeated ids: ids must be unique per unit"])
+    key = f"{int(seed) & 0xFFFFFFFFFFFFFFFF:016x}"
+    if np.issubdtype(ids.dtype, np.integer):
+        # pandas hashes integers without the key: mix the seed in by a bijection first
+        seed_mix = pd.util.hash_array(np.array([key], dtype=object))[0]
+        h = pd.util.hash_array(ids.astype(np.int64).view(np.uint64) ^ seed_mix)
+    else:
+        h = pd.util.hash_array(ids.astype(str).astype(object), hash_key=key)
+    mask = h < np.uint64(2**63)
+    if mask.all() or not mask.any():
+        raise InputValidationError(
+            [f"the hash put all {ids.size} units in one half: use more units or another seed"]
+        )
+    return mask
+
+
+# ---------------------------------------------------------------------------------------------
+def _is_binary(v: np.ndarray) -> bool:
+    return bool(np.isin(v, (0.0, 1.0)).all())
+
+
+def _flip_binary(
+    v: np.ndarray, t_star: np.ndarray, d: float, rng: np.random.Generator
+) -> np.ndarray:
+    p = abs(d)
+    u = rng.random(v.size)
+    flip = u < p
+    out = v.copy()
+    up_arm, down_arm = (1, 0) if d >= 0 else (0, 1)
+    out[(t_star == up_arm) & (v == 0) & flip] = 1.0
+    out[(t_star == down_arm) & (v == 1) & flip] = 0.0
+    return out
+
+
+def _check_replicate_inputs(
+    frame: pd.DataFrame, roles: Roles, shift_mediator: Any, shift_outcome: Any
+) -> list[float]:
+    if not isinstance(frame, pd.DataFrame):
+        raise MLearnerError(f"frame must be a pandas DataFrame, got {type(frame).__name__}")
+    if not isinstance(roles, Roles):
+        raise MLearnerError(f"roles must be a Roles, got {type(roles).__name__}")
+    problems = [
+        f"column {c!r} (named in roles) is missing from frame"
+        for c in roles.used_columns
+        if c not in frame.columns
+    ]
+    if problems:
+        raise InputValidationError(problems)
+    t = frame[roles.treatment]
+    vals = set(pd.unique(t).tolist())
+    if not vals <= {0, 1} or len(vals) < 2:
+        problems.append(
+            f"column {roles.treatment!r} (treatment) must be 0/1 with both arms; found "
+            f"{sorted(vals, key=str)}"
+        )
+    for c in (*roles.mediators, roles.outcome):
+        v = frame[c].to_numpy(dtype=float)
+        if not np.isfinite(v).all():
+            problems.append(f"column {c!r} has {int((~np.isfinite(v)).sum())} non-finite values")
+    if not (isinstance(shift_outcome, (int, float, np.number)) and math.isfinite(shift_outcome)):
+        problems.append(f"shift_outcome must be a finite number, got {shift_outcome!r}")
+    shifts: list[float] = []
+    if roles.has_mediator:
+        if shift_mediator is None:
+            problems.append(
+                f"shift_mediator is None but roles name mediators {list(roles.mediators)}: "
+                "give their average effects"
+            )
+        else:
+            shifts = [float(s) for s in np.atleast_1d(np.asarray(shift_mediator, dtype=float))]
+            if len(shifts) != len(roles.mediators) or not all(map(math.isfinite, shifts)):
+                problems.append(
+                    f"shift_mediator={shift_mediator!r}: give one finite shift per mediator "
+                    f"{list(roles.mediators)}"
+                )
+    elif shift_mediator is not None:
+        problems.append("shift_mediator was given but roles name no mediator: pass None")
+    for c, d in zip([*roles.mediators, roles.outcome], [*shifts, shift_outcome], strict=False):
+        if c in frame.columns and _is_binary(frame[c].to_numpy(dtype=float)):
+            if isinstance(d, (int, float)) and abs(float(d)) > 1:
+                problems.append(f"column {c!r} is binary but its shift {d} is outside [-1, 1]")
+    if problems:
+        raise InputValidationError(problems)
+    return shifts
+
+
+def _check_pvalues(values: Any, name: str) -> np.ndarray:
+    p = np.asarray(values, dtype=float).ravel()
+    if p.size == 0:
+        raise MLearnerError(f"{name} is empty: run at least one null replicate")
+    if not np.isfinite(p).all() or (p < 0).any() or (p > 1).any():
+        raise MLearnerError(f"{name} must hold p-values in [0, 1]; got {p.tolist()[:10]}...")
+    return p
+
+
+__all__ = ["make_null_replicate", "monte_carlo_pvalue", "null_threshold", "split_sample"]

@@ -1,0 +1,521 @@
+"""Step 1: individual indirect, direct and total effects from cross-fitted nuisance predictions.
+
+:func:`cross_fit_effects` is the in-memory path: folds from a hash of the unit id, nuisance models
+fitted on the other folds (:mod:`mlearner_dist.core.nuisance`), predictions on the held-out fold,
+then :func:`compute_effects` turns the nuisance table into effects and doubly robust scores. The
+Spark backend runs the same functions per fold and per partition.
+
+Effects (``nested``, the default):
+
+    NIE(x) = mu_y1(x) - eta(x),   NDE(x) = eta(x) - mu_y0(x),   TE(x) = NIE(x) + NDE(x)
+
+``reference`` (the paper's plug-in, in-sample, no cross-fitting):
+
+    NIE(x) = mu_Y(1, m1(x), x) - mu_Y(1, m0(x), x),   NDE(x) = mu_Y(1, m0(x), x) - mu_Y(0, m0(x), x)
+
+``total`` is computed as ``indirect + direct``, so the identity holds exactly in floating point.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+from dataclasses import dataclass
+from numbers import Integral
+from typing import Any
+
+import numpy as np
+import pandas as pd
+from sklearn.metrics import roc_auc_score
+
+from mlearner_dist.core.folds import assign_folds
+from mlearner_dist.core.nuisance import (
+    ESTIMATORS,
+    NuisanceSpec,
+    fit_fold_models,
+    infer_mediator_kind,
+    mediator_column_names,
+    nuisance_columns,
+    predict_nuisances,
+)
+from mlearner_dist.core.roles import Roles
+from mlearner_dist.exceptions import ConfigError, InputValidationError, StageError
+
+__all__ = [
+    "OVERLAP_BOUNDS",
+    "DiagnosticTarget",
+    "binned_auc",
+    "check_effects_frame",
+    "compute_effects",
+    "cross_fit_effects",
+    "diagnostic_targets",
+    "effect_columns",
+    "nuisance_diagnostics",
+    "overlap_summary",
+]
+
+logger = logging.getLogger(__name__)
+
+OVERLAP_BOUNDS = (0.05, 0.95)
+SCORE_COLUMNS = ("score_total", "score_indirect", "score_direct")
+
+
+def effect_columns(roles: Roles, estimator: str = "nested") -> list[str]:
+    """Columns of the effects table, in order.
+
+    ``unit_id``, ``fold``, ``indirect``, ``direct``, ``total``, the nuisance columns of
+    :func:`~mlearner_dist.core.nuisance.nuisance_columns`, then ``score_total``,
+    ``score_indirect``, ``score_direct``.
+    """
+    return [
+        "unit_id",
+        "fold",
+        "indirect",
+        "direct",
+        "total",
+        *nuisance_columns(roles, estimator),
+        *SCORE_COLUMNS,
+    ]
+
+
+def _check_choice(name: str, value: Any, allowed: tuple[str, ...]) -> None:
+    if value not in allowed:
+        raise ConfigError(f"{name}={value!r} is unknown; choose one of {list(allowed)}")
+
+
+def _check_clip(propensity_clip: Any) -> float:
+    if (
+        isinstance(propensity_clip, bool)
+        or not isinstance(propensity_clip, int | float)
+        or not 0 <= propensity_clip < 0.5
+    ):
+        raise ConfigError(f"propensity_clip={propensity_clip!r}: give a number in [0, 0.5)")
+    return float(propensity_clip)
+
+
+def compute_effects(
+    nuisances: pd.DataFrame,
+    frame: pd.DataFrame,
+    roles: Roles,
+    *,
+    estimator: str,
+    propensity_clip: float,
+) -> pd.DataFrame:
+    """Effects and doubly robust scores from the nuisance predictions.
+
+    With e = clip(propensity), r = clip(propensity_mx), clip to [c, 1 - c]:
+
+    - psi1 = T/e (Y - mu_y1) + mu_y1, psi0 = (1-T)/(1-e) (Y - mu_y0) + mu_y0
+    - psi_cross = T/e ((1-r)/r) (e/(1-e)) (Y - mu_y1m) + (1-T)/(1-e) (mu_y1m - eta) + eta
+    - score_total = psi1 - psi0, score_indirect = psi1 - psi_cross, score_direct = psi_cross - psi0
+
+    Parameters
+    ----------
+    nuisances : DataFrame of shape (n, ...)
+        ``unit_id``, optionally ``fold``, and the nuisance columns (from
+        :func:`~mlearner_dist.core.nuisance.predict_nuisances`), row-aligned with ``frame``.
+    frame : DataFrame of shape (n, ...)
+        The units, with the treatment and outcome columns named by ``roles``.
+    roles : Roles
+    estimator : {"nested", "reference"}
+    propensity_clip : float
+        In [0, 0.5).
+
+    Returns
+    -------
+    DataFrame of shape (n, len(effect_columns))
+        The effects table (``fold`` only if ``nuisances`` has it). Without a mediator
+        ``indirect``, ``direct`` and their scores are NaN.
+
+    Raises
+    ------
+    ConfigError
+        Unknown ``estimator`` or a clip outside [0, 0.5).
+    StageError
+        ``nuisances`` lacks a column or is not aligned with ``frame``.
+    """
+    _check_choice("estimator", estimator, ESTIMATORS)
+    clip = _check_clip(propensity_clip)
+    needed = ["unit_id", *nuisance_columns(roles, estimator)]
+    absent = [c for c in needed if c not in nuisances.columns]
+    if absent:
+        raise StageError(
+            f"the nuisance table lacks columns {absent} (estimator={estimator!r}); "
+            "produce it with predict_nuisances for the same roles and estimator"
+        )
+    if len(nuisances) != len(frame):
+        raise StageError(
+            f"the nuisance table has {len(nuisances)} rows but the frame has {len(frame)}; "
+            "they must be row-aligned"
+        )
+    ids = frame[roles.unit_id].to_numpy()
+    if not np.array_equal(nuisances["unit_id"].to_numpy(), ids):
+        raise StageError(
+            "nuisances['unit_id'] is not row-aligned with frame[roles.unit_id]; "
+            "predict on the same rows in the same order"
+        )
+    col = {c: nuisances[c].to_numpy(dtype=np.float64) for c in needed[1:]}
+    T = frame[roles.treatment].to_numpy(dtype=np.float64)
+    Y = frame[roles.outcome].to_numpy(dtype=np.float64)
+    n = len(frame)
+    e = np.clip(col["propensity"], clip, 1.0 - clip)
+    mu1, mu0 = col["mu_y1"], col["mu_y0"]
+    psi1 = T / e * (Y - mu1) + mu1
+    psi0 = (1.0 - T) / (1.0 - e) * (Y - mu0) + mu0
+    nan = np.full(n, np.nan)
+    if roles.has_mediator:
+        if estimator == "nested":
+            indirect = mu1 - col["eta"]
+            direct = col["eta"] - mu0
+        else:
+            indirect = col["mu_y1_m1"] - col["mu_y1_m0"]
+            direct = col["mu_y1_m0"] - col["mu_y0_m0"]
+        total = indirect + direct
+        r = np.clip(col["propensity_mx"], clip, 1.0 - clip)
+        mu1m, eta = col["mu_y1m"], col["eta"]
+        psi_cross = (
+            T / e * ((1.0 - r) / r) * (e / (1.0 - e)) * (Y - mu1m)
+            + (1.0 - T) / (1.0 - e) * (mu1m - eta)
+            + eta
+        )
+        s_ind, s_dir = psi1 - psi_cross, psi_cross - psi0
+    else:
+        indirect, direct, total = nan, nan.copy(), mu1 - mu0
+        s_ind, s_dir = nan.copy(), nan.copy()
+    out: dict[str, Any] = {"unit_id": nuisances["unit_id"].to_numpy()}
+    if "fold" in nuisances.columns:
+        out["fold"] = nuisances["fold"].to_numpy(dtype=np.int64)
+    out.update({"indirect": indirect, "direct": direct, "total": total})
+    out.update(col)
+    out.update({"score_total": psi1 - psi0, "score_indirect": s_ind, "score_direct": s_dir})
+    return pd.DataFrame(out)
+
+
+def check_effects_frame(frame: pd.DataFrame, roles: Roles) -> list[str]:
+    """Every problem that stops step 1 on this frame (empty list: fine).
+
+    Checks: columns present, no missing values, unique unit ids, treatment coded 0/1 with both
+    arms present, numeric outcome and mediators.
+
+    Parameters
+    ----------
+    frame : DataFrame
+    roles : Roles
+
+    Returns
+    -------
+    list of str
+        One line per problem: the column, its role, what was found and what to do.
+    """
+    problems: list[str] = []
+    if not isinstance(roles, Roles):
+        return [f"roles: expected a Roles object, got {type(roles).__name__}"]
+    if not isinstance(frame, pd.DataFrame):
+        return [f"frame: expected a pandas DataFrame, got {type(frame).__name__}"]
+    role_of = {roles.unit_id: "unit_id", roles.treatment: "treatment", roles.outcome: "outcome"}
+    role_of.update({m: "mediator" for m in roles.mediators})
+    role_of.update({c: "covariate" for c in roles.covariates})
+    absent = [c for c in roles.used_columns if c not in frame.columns]
+    for c in absent:
+        problems.append(f"column {c!r} ({role_of[c]}) is not in the frame; check the column roles")
+    present = [c for c in roles.used_columns if c in frame.columns]
+    for c in present:
+        k = int(frame[c].isna().sum())
+        if k:
+            problems.append(
+                f"column {c!r} ({role_of[c]}) has {k} missing values; drop or impute them first"
+            )
+    if roles.unit_id in frame.columns:
+        dup = int(frame[roles.unit_id].duplicated().sum())
+        if dup:
+            problems.append(
+                f"column {roles.unit_id!r} (unit_id) has {dup} duplicated ids; one row per unit"
+            )
+    for c in (roles.outcome, *roles.mediators):
+        if c in frame.columns and not pd.api.types.is_numeric_dtype(frame[c].dtype):
+            problems.append(
+                f"column {c!r} ({role_of[c]}) has dtype {frame[c].dtype}; it must be numeric"
+            )
+    if roles.treatment in frame.columns:
+        t = pd.to_numeric(frame[roles.treatment], errors="coerce")
+        bad = frame[roles.treatment][~t.isin([0, 1])].dropna()
+        if len(bad):
+            problems.append(
+                f"column {roles.treatment!r} (treatment) must be coded 0/1; found "
+                f"{sorted(map(str, bad.unique()))[:5]}"
+            )
+        elif t.nunique() < 2:
+            problems.append(
+                f"column {roles.treatment!r} (treatment) holds one arm only; both 0 and 1 needed"
+            )
+    return problems
+
+
+@dataclass(frozen=True)
+class DiagnosticTarget:
+    """One out-of-fold quality measure: prediction column against a target, on some rows.
+
+    Attributes
+    ----------
+    name : str
+        Model name in the diagnostics.
+    prediction : str
+        Column of the effects table.
+    target : str
+        ``treatment``, ``outcome``, a mediator name (role columns of the frame) or ``mu_y1m``.
+    arm : int or None
+        Rows with T = arm, or all rows.
+    metric : {"r2", "auc"}
+    """
+
+    name: str
+    prediction: str
+    target: str
+    arm: int | None
+    metric: str
+
+
+def diagnostic_targets(roles: Roles, mediator_kind: str) -> list[DiagnosticTarget]:
+    """The diagnostics computed for these roles (same list in memory and on Spark)."""
+    y, t = roles.outcome, roles.treatment
+    out = [
+        DiagnosticTarget("mu_y1", "mu_y1", y, 1, "r2"),
+        DiagnosticTarget("mu_y0", "mu_y0", y, 0, "r2"),
+    ]
+    metric = "auc" if mediator_kind == "binary" else "r2"
+    for m, c1, c0 in mediator_column_names(roles) if roles.has_mediator else []:
+        out += [DiagnosticTarget(c1, c1, m, 1, metric), DiagnosticTarget(c0, c0, m, 0, metric)]
+    if roles.has_mediator:
+        out += [
+            DiagnosticTarget("mu_y1m", "mu_y1m", y, 1, "r2"),
+            DiagnosticTarget("eta", "eta", "mu_y1m", 0, "r2"),
+        ]
+    out.append(DiagnosticTarget("propensity", "propensity", t, None, "auc"))
+    if roles.has_mediator:
+        out.append(DiagnosticTarget("propensity_mx", "propensity_mx", t, None, "auc"))
+    return out
+
+
+def _finite_or_none(x: float) -> float | None:
+    return float(x) if np.isfinite(x) else None
+
+
+def binned_auc(pos_counts: np.ndarray, neg_counts: np.ndarray) -> float:
+    """AUC from histograms of the scores of positives and negatives over the same ordered bins.
+
+    AUC = (sum_b pos_b (neg_{<b} + neg_b / 2)) / (n_pos n_neg): pairs in the same bin count as
+    ties. Exact when every bin holds one distinct score.
+
+    Parameters
+    ----------
+    pos_counts, neg_counts : ndarray of shape (n_bins,)
+        Counts per bin, bins in increasing score order.
+
+    Returns
+    -------
+    float
+        NaN when a class is empty.
+    """
+    pos = np.asarray(pos_counts, dtype=np.float64)
+    neg = np.asarray(neg_counts, dtype=np.float64)
+    n_pos, n_neg = pos.sum(), neg.sum()
+    if n_pos == 0 or n_neg == 0:
+        return float("nan")
+    below = np.cumsum(neg) - neg
+    return float((pos * (below + 0.5 * neg)).sum() / (n_pos * n_neg))
+
+
+def _r2(y: np.ndarray, p: np.ndarray) -> float:
+    if len(y) < 2:
+        return float("nan")
+    sst = float(((y - y.mean()) ** 2).sum())
+    return 1.0 - float(((y - p) ** 2).sum()) / sst if sst > 0 else float("nan")
+
+
+def overlap_summary(p: np.ndarray) -> dict[str, float | None]:
+    """Min, max and share outside [0.05, 0.95] of propensities; shape (n,) in."""
+    p = np.asarray(p, dtype=np.float64)
+    lo, hi = OVERLAP_BOUNDS
+    return {
+        "min": _finite_or_none(p.min()) if len(p) else None,
+        "max": _finite_or_none(p.max()) if len(p) else None,
+        "share_outside": _finite_or_none(((p < lo) | (p > hi)).mean()) if len(p) else None,
+    }
+
+
+def _summarise(by_fold: list[float | None]) -> float | None:
+    vals = [v for v in by_fold if v is not None]
+    return float(np.mean(vals)) if vals else None
+
+
+def nuisance_diagnostics(
+    effects: pd.DataFrame,
+    frame: pd.DataFrame,
+    roles: Roles,
+    *,
+    mediator_kind: str,
+    n_folds: int,
+) -> dict[str, Any]:
+    """Out-of-fold quality of every nuisance model per fold, and propensity overlap.
+
+    R2 = 1 - sum (y - p)^2 / sum (y - mean y)^2 for regression models, ROC AUC for classifiers,
+    on the held-out rows of each fold (the model's arm only for arm models; ``eta`` is scored
+    against ``mu_y1m`` among controls). ``None`` where undefined (constant target, one class).
+
+    Parameters
+    ----------
+    effects : DataFrame
+        The effects table, row-aligned with ``frame``.
+    frame : DataFrame
+        The units (treatment, outcome, mediators).
+    roles : Roles
+    mediator_kind : {"none", "continuous", "binary"}
+    n_folds : int
+
+    Returns
+    -------
+    dict
+        ``{"models": {name: {"metric", "by_fold", "mean"}}, "overlap": {column: {"min", "max",
+        "share_outside"}}}``, JSON-serialisable.
+    """
+    fold = effects["fold"].to_numpy()
+    T = frame[roles.treatment].to_numpy(dtype=np.float64)
+    models: dict[str, Any] = {}
+    for d in diagnostic_targets(roles, mediator_kind):
+        src = effects if d.target == "mu_y1m" else frame
+        y_all = src[d.target].to_numpy(dtype=np.float64)
+        p_all = effects[d.prediction].to_numpy(dtype=np.float64)
+        by_fold: list[float | None] = []
+        for k in range(n_folds):
+            rows = fold == k
+            if d.arm is not None:
+                rows &= T == d.arm
+            y, p = y_all[rows], p_all[rows]
+            if d.metric == "r2":
+                value = _r2(y, p)
+            else:
+                value = float(roc_auc_score(y, p)) if len(np.unique(y)) == 2 else float("nan")
+            by_fold.append(_finite_or_none(value))
+        models[d.name] = {"metric": d.metric, "by_fold": by_fold, "mean": _summarise(by_fold)}
+    overlap = {"propensity": overlap_summary(effects["propensity"].to_numpy())}
+    if roles.has_mediator:
+        overlap["propensity_mx"] = overlap_summary(effects["propensity_mx"].to_numpy())
+    return {"models": models, "overlap": overlap}
+
+
+def _check_n_folds(n_folds: Any) -> int:
+    if isinstance(n_folds, bool) or not isinstance(n_folds, Integral) or n_folds < 2:
+        raise ConfigError(
+            f"n_folds={n_folds!r}: cross-fitting needs an integer number of folds >= 2 "
+            "(effects.n_folds, typically 5)"
+        )
+    return int(n_folds)
+
+
+def cross_fit_effects(
+    frame: pd.DataFrame,
+    roles: Roles,
+    spec: NuisanceSpec,
+    *,
+    n_folds: int,
+    seed: int,
+    progress: Callable[[str], None] | None = None,
+) -> tuple[pd.DataFrame, dict[str, Any]]:
+    """Individual effects with cross-fitted nuisances, in memory.
+
+    Folds are ``assign_folds(unit_id, n_folds, seed)``. ``nested``: for each fold k the models are
+    fitted on the other folds (:func:`~mlearner_dist.core.nuisance.fit_fold_models`) and predict
+    fold k. ``reference``: the models are fitted once on all units and predict in-sample (the
+    ``fold`` column is still filled). Then :func:`compute_effects`.
+
+    Parameters
+    ----------
+    frame : DataFrame of shape (n, ...)
+        One row per unit with the columns named by ``roles``.
+    roles : Roles
+    spec : NuisanceSpec
+    n_folds : int
+        At least 2.
+    seed : int
+        Seed of the fold hash.
+    progress : callable(str), optional
+        Called once per fitted fold with a short message.
+
+    Returns
+    -------
+    effects : DataFrame of shape (n, len(effect_columns))
+        The effects table sorted by ``unit_id``.
+    diagnostics : dict
+        JSON-serialisable: ``estimator``, ``design``, ``mediator_kind``, ``n_folds``, ``n_units``,
+        ``models`` (out-of-fold R2/AUC per model and fold), ``overlap`` and ``training_rows``
+        (rows used per model and fold).
+
+    Raises
+    ------
+    ConfigError
+        Bad ``n_folds``, ``seed`` or ``spec``.
+    InputValidationError
+        The frame does not fit the roles (every problem listed), or a training fold misses an arm.
+    """
+    n_folds = _check_n_folds(n_folds)
+    if not isinstance(spec, NuisanceSpec):
+        raise ConfigError(f"spec: expected a NuisanceSpec, got {type(spec).__name__}")
+    problems = check_effects_frame(frame, roles)
+    if problems:
+        raise InputValidationError(problems)
+    frame = frame.sort_values(roles.unit_id, kind="mergesort").reset_index(drop=True)
+    folds = assign_folds(frame[roles.unit_id], n_folds, seed)
+    T = frame[roles.treatment].to_numpy(dtype=np.float64)
+    kind = infer_mediator_kind(frame, roles)
+    parts: list[pd.DataFrame] = []
+    training_rows: list[dict[str, Any]] = []
+    if spec.estimator == "reference":
+        models = fit_fold_models(frame, roles, spec, mediator_kind=kind)
+        part = predict_nuisances(models, frame, roles)
+        part.insert(1, "fold", folds)
+        parts.append(part)
+        training_rows.append({"fold": None, "models": dict(models.n_train)})
+        if progress is not None:
+            progress(f"effects: reference models fitted in-sample on {len(frame)} units")
+    else:
+        for k in range(n_folds):
+            train = frame[folds != k]
+            t_train = T[folds != k]
+            n1 = int((t_train == 1).sum())
+            n0 = len(t_train) - n1
+            if n0 == 0 or n1 == 0:
+                raise InputValidationError(
+                    [
+                        f"treatment column {roles.treatment!r}: the training folds of fold {k} "
+                        f"hold {n1} treated and {n0} controls; use fewer folds or more data"
+                    ]
+                )
+            models = fit_fold_models(train, roles, spec, mediator_kind=kind)
+            held = frame[folds == k]
+            part = predict_nuisances(models, held, roles)
+            part.insert(1, "fold", np.full(len(held), k, dtype=np.int64))
+            parts.append(part)
+            training_rows.append({"fold": k, "models": dict(models.n_train)})
+            msg = f"effects: fold {k + 1}/{n_folds} fitted on {len(train)} units"
+            logger.info(msg)
+            if progress is not None:
+                progress(msg)
+    nuis = pd.concat(parts, ignore_index=True)
+    # nested parts come fold by fold: restore the frame's (unit_id-sorted) order
+    nuis = nuis.iloc[pd.Index(nuis["unit_id"]).get_indexer(frame[roles.unit_id])]
+    nuis = nuis.reset_index(drop=True)
+    effects = compute_effects(
+        nuis, frame, roles, estimator=spec.estimator, propensity_clip=spec.propensity_clip
+    )
+    diagnostics = {
+        "estimator": spec.estimator,
+        "design": spec.design,
+        "learner": spec.learner,
+        "mediator_kind": kind,
+        "n_folds": n_folds,
+        "n_units": len(frame),
+        "cross_fitted": spec.estimator == "nested",
+        **nuisance_diagnostics(effects, frame, roles, mediator_kind=kind, n_folds=n_folds),
+        "training_rows": training_rows,
+    }
+    return effects, diagnostics

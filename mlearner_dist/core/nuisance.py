@@ -1,0 +1,523 @@
+"""Nuisance models of step 1: fit on the training folds, predict on the held-out fold.
+
+This is the DoubleML-style seam: :func:`fit_fold_models` turns a training frame into fitted models
+and :func:`predict_nuisances` turns models and any frame into the nuisance columns of the effects
+table (``docs/architecture.md``). The in-memory path and the Spark backend call the same two
+functions, so their results agree.
+
+Models (t = treatment, m = mediator, x = covariates):
+
+- ``mu_y1``, ``mu_y0``: E[Y | T=t, X] on each arm.
+- ``mu_m1``, ``mu_m0``: E[M | T=t, X] per mediator (P(M=1 | T=t, X) for a binary mediator).
+- ``mu_y1m``: mu_Y(1, m, x) = E[Y | T=1, M=m, X=x], fitted on the treated with M as a feature.
+- ``eta``: E[mu_Y(1, M, X) | T=0, X], the nested (cross-world) regression: ``mu_y1m`` predicts
+  honestly on the training controls (it saw only treated rows) and those predictions are regressed
+  on X among the controls. For a single binary mediator the exact formula
+  eta(x) = mu_Y(1,1,x) P(M=1 | T=0,x) + mu_Y(1,0,x) P(M=0 | T=0,x) replaces the regression, and
+  ``mu_y1`` is composed the same way with P(M=1 | T=1,x).
+- ``propensity``: P(T=1 | X), the treated share of the training rows when randomised, a classifier
+  when observational. ``propensity_mx``: P(T=1 | M, X), a classifier.
+- ``reference`` estimator only: ``mu_y0m`` = E[Y | T=0, M, X], for the paper's plug-in effects.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from numbers import Integral, Real
+from typing import Any, Literal
+
+import numpy as np
+import pandas as pd
+
+from mlearner_dist.core.folds import stable_uniform
+from mlearner_dist.core.learners import (
+    LEARNER_KINDS,
+    categorical_columns,
+    make_learner,
+    predict_response,
+)
+from mlearner_dist.core.roles import Roles
+from mlearner_dist.exceptions import ConfigError, InputValidationError
+
+__all__ = [
+    "DESIGNS",
+    "ESTIMATORS",
+    "MEDIATOR_KINDS",
+    "ConstantModel",
+    "FoldModels",
+    "NuisanceSpec",
+    "fit_fold_models",
+    "infer_mediator_kind",
+    "mediator_column_names",
+    "nuisance_columns",
+    "predict_nuisances",
+    "select_training_rows",
+]
+
+logger = logging.getLogger(__name__)
+
+DESIGNS = ("randomised", "observational")
+ESTIMATORS = ("nested", "reference")
+MEDIATOR_KINDS = ("none", "continuous", "binary")
+
+
+@dataclass(frozen=True)
+class NuisanceSpec:
+    """Settings of the nuisance models (the ``effects`` section of the configuration).
+
+    Parameters
+    ----------
+    learner : {"hist_gradient_boosting", "random_forest", "linear"}
+        Learner of every nuisance model (see :func:`~mlearner_dist.core.learners.make_learner`).
+    learner_params : mapping
+        Extra parameters of the learner's estimators.
+    row_budget : int
+        Maximum training rows of one model. Above it, each arm keeps its ``row_budget`` units with
+        the smallest :func:`~mlearner_dist.core.folds.stable_uniform` draw, and models on both arms
+        keep a stratified share of ``row_budget`` rows (logged at INFO).
+    random_state : int
+        Seed of the learners and of the subsampling draw.
+    design : {"randomised", "observational"}
+        Randomised: the propensity is the treated share (known assignment). Observational: a
+        cross-fitted classifier.
+    estimator : {"nested", "reference"}
+        ``nested`` (cross-fitted nested regression) or ``reference`` (the paper's in-sample
+        plug-in).
+    propensity_clip : float
+        Propensities are clipped to [clip, 1 - clip] in the doubly robust scores.
+    """
+
+    learner: str = "hist_gradient_boosting"
+    learner_params: Mapping[str, Any] = field(default_factory=dict)
+    row_budget: int = 200_000
+    random_state: int = 0
+    design: str = "randomised"
+    estimator: str = "nested"
+    propensity_clip: float = 0.01
+
+    def __post_init__(self) -> None:
+        problems = []
+        if self.learner not in LEARNER_KINDS:
+            problems.append(
+                f"learner={self.learner!r} is unknown; choose one of {list(LEARNER_KINDS)}"
+            )
+        if not isinstance(self.learner_params, Mapping):
+            problems.append(
+                f"learner_params={self.learner_params!r}: give a mapping of parameter names"
+            )
+        rb = self.row_budget
+        if isinstance(rb, bool) or not isinstance(rb, Integral) or rb < 10:
+            problems.append(f"row_budget={rb!r}: give an integer >= 10 (rows per model)")
+        if isinstance(self.random_state, bool) or not isinstance(self.random_state, Integral):
+            problems.append(f"random_state={self.random_state!r}: give an integer")
+        if self.design not in DESIGNS:
+            problems.append(f"design={self.design!r} is unknown; choose one of {list(DESIGNS)}")
+        if self.estimator not in ESTIMATORS:
+            problems.append(
+                f"estimator={self.estimator!r} is unknown; choose one of {list(ESTIMATORS)}"
+            )
+        clip = self.propensity_clip
+        if isinstance(clip, bool) or not isinstance(clip, Real) or not 0 <= clip < 0.5:
+            problems.append(f"propensity_clip={clip!r}: give a number in [0, 0.5)")
+        if problems:
+            raise ConfigError("invalid nuisance settings: " + "; ".join(problems))
+
+
+class ConstantModel:
+    """A fitted model that predicts one value (a training arm where the target never varies).
+
+    Parameters
+    ----------
+    value : float
+        The prediction: the mean for regression, P(y = 1) for classification.
+    """
+
+    def __init__(self, value: float) -> None:
+        self.value = float(value)
+        self.classes_ = np.array([0, 1])
+
+    def predict(self, X: pd.DataFrame) -> np.ndarray:
+        """``value`` for every row; shape (n,)."""
+        return np.full(len(X), self.value, dtype=np.float64)
+
+    def predict_proba(self, X: pd.DataFrame) -> np.ndarray:
+        """Columns (1 - value, value); shape (n, 2)."""
+        p = self.predict(X)
+        return np.column_stack([1.0 - p, p])
+
+
+@dataclass
+class FoldModels:
+    """The nuisance models fitted on one training set (a fold's complement, or all data).
+
+    Attributes
+    ----------
+    mediator_kind : {"none", "continuous", "binary"}
+    numeric, categorical : list of str
+        Covariates as the learners see them.
+    mediators : tuple of str
+    mu_y1, mu_y0, mu_y1m, eta, mu_y0m, propensity_mx : fitted estimators or None
+        ``None`` where the configuration does not need the model (``mu_y1`` and ``eta`` with a
+        binary mediator are composed from the others).
+    mu_m1, mu_m0 : dict of str to fitted estimator
+        One model per mediator.
+    propensity : fitted estimator or ConstantModel
+    n_train : dict of str to int
+        Training rows of each model.
+    """
+
+    mediator_kind: str
+    numeric: list[str]
+    categorical: list[str]
+    mediators: tuple[str, ...]
+    mu_y1: Any = None
+    mu_y0: Any = None
+    mu_m1: dict[str, Any] = field(default_factory=dict)
+    mu_m0: dict[str, Any] = field(default_factory=dict)
+    mu_y1m: Any = None
+    eta: Any = None
+    mu_y0m: Any = None
+    propensity: Any = None
+    propensity_mx: Any = None
+    n_train: dict[str, int] = field(default_factory=dict)
+
+
+def infer_mediator_kind(
+    frame: pd.DataFrame, roles: Roles
+) -> Literal["none", "continuous", "binary"]:
+    """``binary`` for one mediator whose values are all 0 or 1, ``none`` without, else continuous.
+
+    Several mediators are always one joint (``continuous``) mediator. Decide on the whole data, not
+    per fold, so every fold uses the same models.
+
+    Parameters
+    ----------
+    frame : DataFrame
+        Holds the mediator columns.
+    roles : Roles
+
+    Returns
+    -------
+    str
+    """
+    if not roles.has_mediator:
+        return "none"
+    if len(roles.mediators) == 1:
+        values = pd.to_numeric(frame[roles.mediators[0]], errors="coerce").to_numpy(dtype=float)
+        if len(values) and np.isin(values, (0.0, 1.0)).all():
+            return "binary"
+    return "continuous"
+
+
+def mediator_column_names(roles: Roles) -> list[tuple[str, str, str]]:
+    """``(mediator, mu_m1 column, mu_m0 column)`` per mediator (suffixed when several)."""
+    if len(roles.mediators) == 1:
+        return [(roles.mediators[0], "mu_m1", "mu_m0")]
+    return [(m, f"mu_m1__{m}", f"mu_m0__{m}") for m in roles.mediators]
+
+
+def nuisance_columns(roles: Roles, estimator: str = "nested") -> list[str]:
+    """The nuisance columns :func:`predict_nuisances` returns after ``unit_id``, in order.
+
+    Parameters
+    ----------
+    roles : Roles
+    estimator : {"nested", "reference"}
+        ``reference`` adds the plug-in predictions ``mu_y1_m1`` = mu_Y(1, m1(x), x),
+        ``mu_y1_m0`` = mu_Y(1, m0(x), x) and ``mu_y0_m0`` = mu_Y(0, m0(x), x).
+
+    Returns
+    -------
+    list of str
+    """
+    cols = ["mu_y1", "mu_y0"]
+    if roles.has_mediator:
+        for _, c1, c0 in mediator_column_names(roles):
+            cols += [c1, c0]
+        cols += ["mu_y1m", "eta"]
+    cols.append("propensity")
+    if roles.has_mediator:
+        cols.append("propensity_mx")
+        if estimator == "reference":
+            cols += ["mu_y1_m1", "mu_y1_m0", "mu_y0_m0"]
+    return cols
+
+
+def _features(frame: pd.DataFrame, numeric: list[str], categorical: list[str]) -> pd.DataFrame:
+    """Numeric columns as float64, categorical ones as strings (same in pandas and Spark)."""
+    data = {c: frame[c].to_numpy(dtype=np.float64) for c in numeric}
+    data.update({c: frame[c].astype(str).to_numpy(dtype=object) for c in categorical})
+    return pd.DataFrame(data, index=frame.index)
+
+
+def select_training_rows(
+    train: pd.DataFrame,
+    roles: Roles,
+    *,
+    row_budget: int,
+    seed: int,
+    arm_counts: tuple[int, int] | None = None,
+) -> tuple[pd.DataFrame, pd.DataFrame, pd.DataFrame, tuple[int, int]]:
+    """Deterministic, stratified training subsets within the row budget.
+
+    Within arm a (T = a) the units are ordered by (u, unit_id) with
+    ``u = stable_uniform(unit_id, seed)`` and the first ``min(n_a, row_budget)`` are kept. Models on
+    both arms keep the first ``q_a`` of each arm, ``q_1 = round(row_budget n_1 / n)``,
+    ``q_0 = row_budget - q_1``, when ``n > row_budget`` (the treated share is preserved). Each
+    subset is then sorted by unit_id, so the fit does not depend on the input order. The Spark
+    backend collects exactly the same rows (the smallest ``u`` per arm) and passes the full arm
+    sizes in ``arm_counts``.
+
+    Parameters
+    ----------
+    train : DataFrame
+        Training rows (all of them, or each arm's smallest-``u`` rows when ``arm_counts`` is given).
+    roles : Roles
+    row_budget : int
+    seed : int
+        Seed of the ``stable_uniform`` draw.
+    arm_counts : (int, int), optional
+        Full numbers of control and treated training units (default: counted in ``train``).
+
+    Returns
+    -------
+    controls, treated, pooled : DataFrame
+        Training rows of the models on T = 0, on T = 1, and on both arms.
+    arm_counts : (int, int)
+        (n_0, n_1) of the full training set.
+    """
+    t = train[roles.treatment].to_numpy(dtype=np.float64)
+    u = stable_uniform(train[roles.unit_id], seed)
+    keyed = train.assign(__u=u)
+    local = (int((t == 0).sum()), int((t == 1).sum()))
+    counts = local if arm_counts is None else (int(arm_counts[0]), int(arm_counts[1]))
+    arms = []
+    for a in (0, 1):
+        sub = keyed[t == a].sort_values(["__u", roles.unit_id], kind="mergesort")
+        keep = min(len(sub), row_budget)
+        if counts[a] > row_budget:
+            logger.info(
+                "row budget: arm T=%d keeps %d of %d training units (row_budget=%d)",
+                a,
+                keep,
+                counts[a],
+                row_budget,
+            )
+        arms.append(sub.iloc[:keep])
+    n = counts[0] + counts[1]
+    if n > row_budget:
+        q1 = round(row_budget * counts[1] / n)
+        q1 = min(max(q1, 1), len(arms[1]))
+        q0 = min(row_budget - q1, len(arms[0]))
+        pooled = pd.concat([arms[0].iloc[:q0], arms[1].iloc[:q1]])
+        logger.info(
+            "row budget: models on both arms keep %d controls and %d treated of %d units",
+            q0,
+            q1,
+            n,
+        )
+    else:
+        pooled = pd.concat(arms)
+
+    def _order(df: pd.DataFrame) -> pd.DataFrame:
+        return df.drop(columns="__u").sort_values(roles.unit_id, kind="mergesort")
+
+    return _order(arms[0]), _order(arms[1]), _order(pooled), counts
+
+
+def _fit(
+    spec: NuisanceSpec,
+    task: str,
+    X: pd.DataFrame,
+    y: np.ndarray,
+    numeric: list[str],
+    categorical: list[str],
+) -> Any:
+    if len(y) == 0:
+        raise InputValidationError(["a nuisance model has no training rows; use fewer folds"])
+    if task == "classification" and len(np.unique(y)) < 2:
+        return ConstantModel(float(y[0]))
+    if task == "regression" and np.ptp(y) == 0:
+        return ConstantModel(float(y[0]))
+    model = make_learner(
+        spec.learner,
+        task,
+        numeric=numeric,
+        categorical=categorical,
+        params=spec.learner_params,
+        random_state=int(spec.random_state),
+    )
+    return model.fit(X, y)
+
+
+def fit_fold_models(
+    train: pd.DataFrame,
+    roles: Roles,
+    spec: NuisanceSpec,
+    *,
+    mediator_kind: str,
+    arm_counts: tuple[int, int] | None = None,
+) -> FoldModels:
+    """Fit every nuisance model on one training set.
+
+    Parameters
+    ----------
+    train : DataFrame of shape (n_train, ...)
+        Training rows with the columns named by ``roles`` (validated: T in {0, 1}, no missing).
+    roles : Roles
+    spec : NuisanceSpec
+    mediator_kind : {"none", "continuous", "binary"}
+        From :func:`infer_mediator_kind` on the whole data.
+    arm_counts : (int, int), optional
+        Full (n_0, n_1) when ``train`` was already cut to the row budget (Spark backend).
+
+    Returns
+    -------
+    FoldModels
+
+    Raises
+    ------
+    ConfigError
+        ``mediator_kind`` is unknown or does not fit the roles.
+    InputValidationError
+        An arm has no training rows.
+    """
+    if mediator_kind not in MEDIATOR_KINDS:
+        raise ConfigError(
+            f"mediator_kind={mediator_kind!r} is unknown; choose one of {list(MEDIATOR_KINDS)}"
+        )
+    if (mediator_kind == "none") == roles.has_mediator:
+        raise ConfigError(
+            f"mediator_kind={mediator_kind!r} does not fit roles.mediators={list(roles.mediators)}"
+        )
+    if mediator_kind == "binary" and len(roles.mediators) != 1:
+        raise ConfigError("mediator_kind='binary' needs exactly one mediator")
+    controls, treated, pooled, counts = select_training_rows(
+        train,
+        roles,
+        row_budget=int(spec.row_budget),
+        seed=int(spec.random_state),
+        arm_counts=arm_counts,
+    )
+    if len(controls) == 0 or len(treated) == 0:
+        raise InputValidationError(
+            [
+                f"treatment column {roles.treatment!r}: the training rows hold "
+                f"{len(treated)} treated and {len(controls)} controls; both arms are needed "
+                "(use fewer folds or more data)"
+            ]
+        )
+    covs = list(roles.covariates)
+    categorical = categorical_columns(train, covs)
+    numeric = [c for c in covs if c not in categorical]
+    meds = list(roles.mediators)
+    fm = FoldModels(mediator_kind, numeric, categorical, tuple(meds))
+    Y, T = roles.outcome, roles.treatment
+
+    def fit(name: str, task: str, rows: pd.DataFrame, y: np.ndarray, with_m: bool) -> Any:
+        num = numeric + meds if with_m else numeric
+        fm.n_train[name] = len(rows)
+        return _fit(spec, task, _features(rows, num, categorical), y, num, categorical)
+
+    def target(rows: pd.DataFrame, col: str) -> np.ndarray:
+        return rows[col].to_numpy(dtype=np.float64)
+
+    if covs:
+        if mediator_kind != "binary":
+            fm.mu_y1 = fit("mu_y1", "regression", treated, target(treated, Y), False)
+        fm.mu_y0 = fit("mu_y0", "regression", controls, target(controls, Y), False)
+    else:
+        if mediator_kind != "binary":
+            fm.mu_y1 = ConstantModel(float(target(treated, Y).mean()))
+        fm.mu_y0 = ConstantModel(float(target(controls, Y).mean()))
+    m_task = "classification" if mediator_kind == "binary" else "regression"
+    for m in meds:
+        if covs:
+            fm.mu_m1[m] = fit(f"mu_m1__{m}", m_task, treated, target(treated, m), False)
+            fm.mu_m0[m] = fit(f"mu_m0__{m}", m_task, controls, target(controls, m), False)
+        else:
+            fm.mu_m1[m] = ConstantModel(float(target(treated, m).mean()))
+            fm.mu_m0[m] = ConstantModel(float(target(controls, m).mean()))
+    if meds:
+        fm.mu_y1m = fit("mu_y1m", "regression", treated, target(treated, Y), True)
+        if mediator_kind != "binary":
+            honest = predict_response(
+                fm.mu_y1m, _features(controls, numeric + meds, categorical), "regression"
+            )
+            if covs:
+                fm.eta = fit("eta", "regression", controls, honest, False)
+            else:
+                fm.eta = ConstantModel(float(honest.mean()))
+        if spec.estimator == "reference":
+            fm.mu_y0m = fit("mu_y0m", "regression", controls, target(controls, Y), True)
+        fm.propensity_mx = fit("propensity_mx", "classification", pooled, target(pooled, T), True)
+    share = counts[1] / (counts[0] + counts[1])
+    if spec.design == "observational" and covs:
+        fm.propensity = fit("propensity", "classification", pooled, target(pooled, T), False)
+    else:
+        fm.propensity = ConstantModel(share)
+    return fm
+
+
+def predict_nuisances(models: FoldModels, frame: pd.DataFrame, roles: Roles) -> pd.DataFrame:
+    """Nuisance predictions for every row of ``frame`` from one set of fitted models.
+
+    Parameters
+    ----------
+    models : FoldModels
+        From :func:`fit_fold_models` (on rows that exclude ``frame`` when cross-fitting).
+    frame : DataFrame of shape (n, ...)
+        Rows to predict, with the columns named by ``roles``.
+    roles : Roles
+
+    Returns
+    -------
+    DataFrame of shape (n, 1 + n_nuisance)
+        ``unit_id`` then :func:`nuisance_columns` (the reference plug-in columns when the models
+        include ``mu_y0m``), float64, in the row order of ``frame``.
+    """
+    num, cat, meds = models.numeric, models.categorical, list(models.mediators)
+    missing = [c for c in (roles.unit_id, *num, *cat, *meds) if c not in frame.columns]
+    if missing:
+        raise InputValidationError(
+            [f"column {c!r} is needed for prediction but absent" for c in missing]
+        )
+    X = _features(frame, num, cat)
+    out: dict[str, Any] = {"unit_id": frame[roles.unit_id].to_numpy()}
+
+    def pred(model: Any, data: pd.DataFrame, task: str = "regression") -> np.ndarray:
+        return predict_response(model, data, task)
+
+    m_task = "classification" if models.mediator_kind == "binary" else "regression"
+    m1 = {m: pred(models.mu_m1[m], X, m_task) for m in meds}
+    m0 = {m: pred(models.mu_m0[m], X, m_task) for m in meds}
+    if models.mediator_kind == "binary":
+        m = meds[0]
+        at1 = _features(frame.assign(**{m: 1.0}), num + meds, cat)
+        at0 = _features(frame.assign(**{m: 0.0}), num + meds, cat)
+        mu11, mu10 = pred(models.mu_y1m, at1), pred(models.mu_y1m, at0)
+        out["mu_y1"] = mu11 * m1[m] + mu10 * (1.0 - m1[m])
+    else:
+        out["mu_y1"] = pred(models.mu_y1, X)
+    out["mu_y0"] = pred(models.mu_y0, X)
+    if meds:
+        for m, c1, c0 in mediator_column_names(roles):
+            out[c1], out[c0] = m1[m], m0[m]
+        XM = _features(frame, num + meds, cat)
+        out["mu_y1m"] = pred(models.mu_y1m, XM)
+        if models.mediator_kind == "binary":
+            out["eta"] = mu11 * m0[meds[0]] + mu10 * (1.0 - m0[meds[0]])
+        else:
+            out["eta"] = pred(models.eta, X)
+    out["propensity"] = pred(models.propensity, X, "classification")
+    if meds:
+        out["propensity_mx"] = pred(models.propensity_mx, XM, "classification")
+        if models.mu_y0m is not None:
+            plug1 = _features(frame.assign(**m1), num + meds, cat)
+            plug0 = _features(frame.assign(**m0), num + meds, cat)
+            out["mu_y1_m1"] = pred(models.mu_y1m, plug1)
+            out["mu_y1_m0"] = pred(models.mu_y1m, plug0)
+            out["mu_y0_m0"] = pred(models.mu_y0m, plug0)
+    return pd.DataFrame(out)

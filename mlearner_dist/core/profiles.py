@@ -1,0 +1,976 @@
+"""Profile trees: classification trees of cluster labels on the covariates (step 4a).
+
+The reference grows ``rpart`` trees of the K-means label on the covariates over a grid
+(split criterion, minimum split size, complexity ``cp``), prunes each by 10-fold cross-validation,
+drops trees that induce the same partition, and keeps the trees on the Pareto front of size against
+cross-validated error. The leaves are the subgroups; the path to a leaf is its rule in words.
+
+This module does the same with scikit-learn's CART and its minimal cost-complexity pruning:
+
+* **cp to ccp_alpha.** rpart keeps a split only when it lowers the tree's overall risk by at least
+  ``cp`` times the root node's risk. scikit-learn prunes with ``ccp_alpha`` in absolute units of the
+  weighted impurity ``R(T) = sum_leaves (n_t / n) i(t)``, whose value at the root is ``i(root)``.
+  So the grid value ``cp`` maps to ``ccp_alpha = cp * i(root)``: a split must pay for itself by a
+  fraction ``cp`` of the root impurity, as in rpart (with the impurity, gini or entropy, in place of
+  rpart's misclassification risk; the scale of the criterion cancels).
+* **minimum split.** ``min_samples_split = ceil(f * n_fit)`` for a fraction ``f`` of the fitted
+  units, and ``min_samples_leaf = round(min_samples_split / 3)``, rpart's default ``minbucket``.
+  Cross-validation folds use the same counts, as rpart does.
+* **pruning by CV.** The tree is grown without pruning, its weakest-link pruning sequence
+  ``0 = a_0 < a_1 < ... < a_S`` computed (scikit-learn's ``_cost_complexity_prune`` algorithm,
+  reimplemented so that one grown tree gives every pruned tree), and each candidate subtree ``j``
+  scored by the misclassification rate of 10-fold CV trees pruned at the geometric mid-point
+  ``sqrt(a_j a_{j+1})`` of its interval (rpart's convention). For a grid value ``cp`` the candidates
+  are the subtrees with ``a_j >= cp * i(root)``; the one with the smallest CV error is kept (ties to
+  the smaller tree, as rpart's ``which.min`` over its cp table). ``cv_error`` is the absolute CV
+  misclassification rate and ``cv_error_se`` its standard error over units (rpart reports the same
+  divided by the root error).
+* **categorical covariates** (object, category, string or bool dtype). With two classes the levels
+  are ordered by the proportion of the second class and coded 0, 1, ...; for two classes the best
+  split of a categorical into two sets is among these ordered splits (Breiman et al. 1984) for gini
+  and entropy. With more classes (or more than two levels) the levels are one-hot encoded. Splits
+  are translated back into level sets ("occp in {sales, clerical}"). The ordering is computed once
+  on the fitted units (rpart re-orders in each node), a documented simplification. Levels not seen
+  when fitting follow the larger child at each split (logged); numeric covariates must not be
+  missing.
+* **numeric thresholds.** Each threshold is replaced by the shortest decimal that separates the
+  same fitted units (e.g. 0.0131 -> 0.013, 33.5 -> 33 for an integer covariate), so the rule text
+  and :meth:`ProfileTree.leaf_of` agree exactly on every unit, fitted or new.
+
+A :class:`ProfileTree` keeps only plain Python/numpy data (no scikit-learn object), so it pickles
+small and scores new units without the training data.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import time
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any, Literal, overload
+
+import numpy as np
+import pandas as pd
+from sklearn.model_selection import StratifiedKFold
+from sklearn.tree import DecisionTreeClassifier
+
+from mlearner_dist.exceptions import InputValidationError, MLearnerError
+
+logger = logging.getLogger(__name__)
+
+TREE_CHOICES = ("one_se", "first_pareto", "all")
+#: rpart's cp grid of the reference: 16 values from 1e-6 to 1e-2, log-spaced.
+DEFAULT_COMPLEXITY: tuple[float, ...] = tuple(float(c) for c in np.logspace(-6, -2, 16))
+_CRITERIA = ("gini", "entropy", "log_loss")
+_ALL_UNITS = "all units"
+
+
+# ---------------------------------------------------------------------------------------------
+# The fitted tree
+# ---------------------------------------------------------------------------------------------
+@dataclass(frozen=True)
+class _Node:
+    """One node of a pruned profile tree (plain data, picklable).
+
+    Internal nodes split on ``var``: numeric ``x <= threshold`` goes left; categorical: levels in
+    ``left_levels`` go left, other known levels right, unknown levels left iff ``unknown_left``.
+    Terminal nodes have ``left == right == -1`` and a ``leaf`` id.
+    """
+
+    left: int = -1
+    right: int = -1
+    var: str | None = None
+    kind: str | None = None  # "numeric" or "categorical"
+    threshold: float = math.nan
+    threshold_text: str = ""
+    left_levels: frozenset[Any] = frozenset()
+    unknown_left: bool = False
+    leaf: int = -1
+    n_fit: int = 0
+
+    @property
+    def is_leaf(self) -> bool:
+        return self.left < 0
+
+
+@dataclass(frozen=True, eq=False)
+class ProfileTree:
+    """A pruned classification tree of cluster labels on covariates; its leaves are subgroups.
+
+    Attributes
+    ----------
+    tree_id : int
+        Position on the Pareto front of its K (0 = the smallest tree).
+    params : dict
+        ``criterion``, ``min_split_fraction``, ``cp`` (grid value), ``ccp_alpha`` (the pruning
+        level of this tree, ``>= cp * root impurity``), ``min_samples_split``, ``min_samples_leaf``.
+    n_leaves : int
+    cv_error : float
+        Cross-validated misclassification rate of the cluster labels.
+    cv_error_se : float
+        Its standard error, ``sd(0/1 losses) / sqrt(n_fit)``.
+    variables : list of str
+        Sorted covariates used by at least one split.
+    covariates : tuple of str
+        Every covariate the tree was grown on (the columns a scoring table must provide).
+    rules : dict of int to str
+        Leaf id (0..n_leaves-1, left-to-right) to rule, e.g. ``"X1 > 0.013 and X2 > -0.41"``.
+    leaf_sizes : dict of int to int
+        Units per leaf among the units passed to :func:`fit_profile_trees` (all of them, also when
+        the tree was grown on a sample).
+    n_fit, n_total : int
+        Units the tree was grown on, and units it was applied to.
+    sampled : bool
+        Whether ``n_fit < n_total`` (grown on a stratified sample, see ``max_rows``).
+    """
+
+    tree_id: int
+    params: dict[str, Any]
+    n_leaves: int
+    cv_error: float
+    cv_error_se: float
+    variables: list[str]
+    covariates: tuple[str, ...]
+    rules: dict[int, str]
+    leaf_sizes: dict[int, int]
+    n_fit: int
+    n_total: int
+    sampled: bool
+    nodes: tuple[_Node, ...] = field(repr=False)
+    levels: dict[str, tuple[Any, ...]] = field(repr=False, default_factory=dict)
+
+    def leaf_of(self, X: pd.DataFrame) -> np.ndarray:
+        """The leaf (subgroup) id of every row.
+
+        Parameters
+        ----------
+        X : DataFrame, shape (n, >= len(variables))
+            Must hold every column in :attr:`variables`; others are ignored.
+
+        Returns
+        -------
+        ndarray of int64, shape (n,)
+            Leaf ids in ``0..n_leaves-1``, in the order of the rows.
+
+        Raises
+        ------
+        InputValidationError
+            A used covariate is missing, a numeric covariate is not numeric or holds missing
+            values.
+        """
+        if not isinstance(X, pd.DataFrame):
+            raise MLearnerError(f"X must be a pandas DataFrame, got {type(X).__name__}")
+        problems = [
+            f"column {v!r} (covariate used by the profile tree) is missing: add it"
+            for v in self.variables
+            if v not in X.columns
+        ]
+        numeric: dict[str, np.ndarray] = {}
+        for node in self.nodes:
+            if node.kind == "numeric" and node.var in X.columns and node.var not in numeric:
+                col = X[node.var]
+                if not (pd.api.types.is_numeric_dtype(col) and not pd.api.types.is_bool_dtype(col)):
+                    problems.append(
+                        f"column {node.var!r} (covariate) has dtype {col.dtype} but the tree "
+                        "splits it as numeric: pass it with the dtype it was fitted with"
+                    )
+                    continue
+                values = col.to_numpy(dtype=float)
+                if np.isnan(values).any():
+                    problems.append(
+                        f"column {node.var!r} (covariate) has {int(np.isnan(values).sum())} "
+                        "missing values: impute or drop those rows before scoring"
+                    )
+                numeric[node.var] = values
+        if problems:
+            raise InputValidationError(problems)
+        out = np.full(len(X), -1, dtype=np.int64)
+        unknown: dict[str, int] = {}
+        stack: list[tuple[int, np.ndarray]] = [(0, np.arange(len(X)))]
+        while stack:
+            idx, rows = stack.pop()
+            node = self.nodes[idx]
+            if node.is_leaf:
+                out[rows] = node.leaf
+                continue
+            if rows.size == 0:
+                continue
+            assert node.var is not None
+            if node.kind == "numeric":
+                go_left = numeric[node.var][rows] <= node.threshold
+            else:
+                col = X[node.var].iloc[rows]
+                in_left = col.isin(list(node.left_levels)).to_numpy()
+                known = col.isin(list(self.levels[node.var])).to_numpy()
+                if not known.all():
+                    unknown[node.var] = unknown.get(node.var, 0) + int((~known).sum())
+                go_left = in_left | (~known & node.unknown_left)
+            stack.append((node.left, rows[go_left]))
+            stack.append((node.right, rows[~go_left]))
+        for var, count in unknown.items():
+            logger.warning(
+                "profile tree %d: %d row-splits on %r met levels unseen when fitting; they "
+                "followed the larger child",
+                self.tree_id,
+                count,
+                var,
+            )
+        return out
+
+    def to_dict(self) -> dict[str, Any]:
+        """A JSON-serialisable description (parameters, leaves with rules and sizes, nodes).
+
+        Returns
+        -------
+        dict
+            Keys ``tree_id``, ``params``, ``n_leaves``, ``cv_error``, ``cv_error_se``,
+            ``variables``, ``covariates``, ``n_fit``, ``n_total``, ``sampled``,
+            ``leaves`` (``[{"leaf", "rule", "n"}]``) and ``nodes`` (enough to rebuild the tree
+            with :meth:`from_dict`; categorical levels as JSON scalars).
+        """
+        nodes = []
+        for nd in self.nodes:
+            d: dict[str, Any] = {"left": nd.left, "right": nd.right, "n_fit": nd.n_fit}
+            if nd.is_leaf:
+                d["leaf"] = nd.leaf
+            elif nd.kind == "numeric":
+                d.update(var=nd.var, kind="numeric", threshold=float(nd.threshold))
+            else:
+                d.update(
+                    var=nd.var,
+                    kind="categorical",
+                    left_levels=sorted((_json_scalar(v) for v in nd.left_levels), key=str),
+                    unknown_left=bool(nd.unknown_left),
+                )
+            nodes.append(d)
+        return {
+            "tree_id": int(self.tree_id),
+            "params": dict(self.params),
+            "n_leaves": int(self.n_leaves),
+            "cv_error": float(self.cv_error),
+            "cv_error_se": float(self.cv_error_se),
+            "variables": list(self.variables),
+            "covariates": list(self.covariates),
+            "n_fit": int(self.n_fit),
+            "n_total": int(self.n_total),
+            "sampled": bool(self.sampled),
+            "leaves": [
+                {"leaf": int(lf), "rule": self.rules[lf], "n": int(self.leaf_sizes.get(lf, 0))}
+                for lf in sorted(self.rules)
+            ],
+            "levels": {k: [_json_scalar(v) for v in lv] for k, lv in self.levels.items()},
+            "nodes": nodes,
+        }
+
+    @classmethod
+    def from_dict(cls, d: Mapping[str, Any]) -> ProfileTree:
+        """Rebuild a tree written by :meth:`to_dict` (categorical levels as JSON scalars)."""
+        try:
+            nodes = []
+            for nd in d["nodes"]:
+                if nd["left"] < 0:
+                    nodes.append(_Node(leaf=int(nd["leaf"]), n_fit=int(nd.get("n_fit", 0))))
+                elif nd["kind"] == "numeric":
+                    thr = float(nd["threshold"])
+                    nodes.append(
+                        _Node(
+                            left=int(nd["left"]),
+                            right=int(nd["right"]),
+                            var=str(nd["var"]),
+                            kind="numeric",
+                            threshold=thr,
+                            threshold_text=_format_threshold(thr),
+                            n_fit=int(nd.get("n_fit", 0)),
+                        )
+                    )
+                else:
+                    nodes.append(
+                        _Node(
+                            left=int(nd["left"]),
+                            right=int(nd["right"]),
+                            var=str(nd["var"]),
+                            kind="categorical",
+                            left_levels=frozenset(nd["left_levels"]),
+                            unknown_left=bool(nd["unknown_left"]),
+                            n_fit=int(nd.get("n_fit", 0)),
+                        )
+                    )
+            leaves = d["leaves"]
+            return cls(
+                tree_id=int(d["tree_id"]),
+                params=dict(d["params"]),
+                n_leaves=int(d["n_leaves"]),
+                cv_error=float(d["cv_error"]),
+                cv_error_se=float(d["cv_error_se"]),
+                variables=list(d["variables"]),
+                covariates=tuple(d["covariates"]),
+                rules={int(lf["leaf"]): str(lf["rule"]) for lf in leaves},
+                leaf_sizes={int(lf["leaf"]): int(lf["n"]) for lf in leaves},
+                n_fit=int(d["n_fit"]),
+                n_total=int(d["n_total"]),
+                sampled=bool(d["sampled"]),
+                nodes=tuple(nodes),
+                levels={k: tuple(v) for k, v in d.get("levels", {}).items()},
+            )
+        except (KeyError, TypeError, ValueError) as exc:
+            raise MLearnerError(
+                f"not a profile tree description written by ProfileTree.to_dict: {exc!r}"
+            ) from exc
+
+    def __repr__(self) -> str:
+        return (
+            f"ProfileTree(tree_id={self.tree_id}, n_leaves={self.n_leaves}, "
+            f"cv_error={self.cv_error:.4f}, variables={self.variables})"
+        )
+
+
+def _json_scalar(v: Any) -> Any:
+    if isinstance(v, (bool, np.bool_)):
+        return bool(v)
+    if isinstance(v, (int, np.integer)):
+        return int(v)
+    if isinstance(v, (float, np.floating)):
+        return float(v)
+    return str(v)
+
+
+# ---------------------------------------------------------------------------------------------
+# Encoding of the covariates
+# ---------------------------------------------------------------------------------------------
+@dataclass(frozen=True)
+class _Column:
+    """One encoded column: numeric, ordered levels (codes 0..L-1) or one level's indicator."""
+
+    var: str
+    kind: str  # "numeric", "ordered", "onehot"
+    order: tuple[Any, ...] = ()  # ordered: levels by code; onehot: (level,)
+
+
+def _is_categorical(s: pd.Series) -> bool:
+    return bool(
+        isinstance(s.dtype, pd.CategoricalDtype)
+        or pd.api.types.is_object_dtype(s)
+        or pd.api.types.is_string_dtype(s)
+        or pd.api.types.is_bool_dtype(s)
+    )
+
+
+def _sorted_levels(values: Sequence[Any]) -> tuple[Any, ...]:
+    return tuple(sorted(set(values), key=lambda v: (str(type(v)), str(v))))
+
+
+def _encode_design(
+    X: pd.DataFrame, y: np.ndarray, n_classes: int
+) -> tuple[np.ndarray, list[_Column], dict[str, tuple[Any, ...]]]:
+    """Encode covariates to a float matrix (see the module docstring for categorical coding)."""
+    cols: list[np.ndarray] = []
+    spec: list[_Column] = []
+    levels: dict[str, tuple[Any, ...]] = {}
+    for name in X.columns:
+        s = X[name]
+        var = str(name)
+        if not _is_categorical(s):
+            cols.append(s.to_numpy(dtype=float))
+            spec.append(_Column(var, "numeric"))
+            continue
+        vals = s.to_numpy(dtype=object)
+        lv = _sorted_levels(vals.tolist())
+        levels[var] = lv
+        if len(lv) <= 2 or n_classes == 2:
+            if n_classes == 2:
+                share = {v: float(np.mean(y[vals == v] == 1)) for v in lv}
+                order = tuple(sorted(lv, key=lambda v: (share[v], lv.index(v))))
+            else:
+                order = lv
+            code = {v: i for i, v in enumerate(order)}
+            cols.append(np.array([code[v] for v in vals], dtype=float))
+            spec.append(_Column(var, "ordered", order))
+        else:
+            for v in lv:
+                cols.append((vals == v).astype(float))
+                spec.append(_Column(var, "onehot", (v,)))
+    return np.column_stack(cols), spec, levels
+
+
+# ---------------------------------------------------------------------------------------------
+# Weakest-link pruning on a grown scikit-learn tree
+# ---------------------------------------------------------------------------------------------
+def _collapse_alphas(tree: Any) -> np.ndarray:
+    """For every node, the smallest ``ccp_alpha`` at which it is a leaf of the pruned tree.
+
+    Reimplements scikit-learn's ``_cost_complexity_prune`` (weakest link, first argmin on ties);
+    the running maximum of the effective alphas makes the sequence monotone, which gives the same
+    pruned tree as scikit-learn's stopping rule for every ``ccp_alpha``. Leaves of the grown tree
+    get 0; nodes never pruned before the root get the root's alpha.
+    """
+    left, right = tree.children_left, tree.children_right
+    n_nodes = tree.node_count
+    w = tree.weighted_n_node_samples
+    r_node = w * tree.impurity / w[0]
+    parent = np.full(n_nodes, -1)
+    for i in range(n_nodes):
+        if left[i] >= 0:
+            parent[left[i]] = i
+            parent[right[i]] = i
+    is_leaf_now = left < 0
+    alive = np.ones(n_nodes, dtype=bool)
+    collapse = np.where(is_leaf_now, 0.0, np.inf)
+    running = 0.0
+    while not is_leaf_now[0]:
+        r_branch = np.where(is_leaf_now & alive, r_node, 0.0)
+        n_leaves = (is_leaf_now & alive).astype(float)
+        for i in range(n_nodes - 1, 0, -1):  # children have larger ids than their parent
+            if alive[i]:
+                r_branch[parent[i]] += r_branch[i]
+                n_leaves[parent[i]] += n_leaves[i]
+        cand = np.flatnonzero(alive & ~is_leaf_now)
+        g = (r_node[cand] - r_branch[cand]) / (n_leaves[cand] - 1)
+        pick = int(cand[int(np.argmin(g))])
+        running = max(running, float(g.min()))
+        collapse[pick] = running
+        is_leaf_now[pick] = True
+        stack = [int(left[pick]), int(right[pick])]
+        while stack:
+            j = stack.pop()
+            alive[j] = False
+            if left[j] >= 0:
+                stack.extend((int(left[j]), int(right[j])))
+    return collapse
+
+
+def _stop_nodes(tree: Any, X: np.ndarray, collapse: np.ndarray, alpha: float) -> np.ndarray:
+    """Node where each row stops in the tree pruned at ``alpha`` (shape (n,))."""
+    path = tree.decision_path(X.astype(np.float32))
+    stop = (tree.children_left < 0) | (collapse <= alpha)
+    flags = stop[path.indices]
+    # node ids increase along a root-to-leaf path (depth-first builder): first flagged node
+    ids = np.where(flags, path.indices, np.iinfo(np.int64).max)
+    return np.minimum.reduceat(ids, path.indptr[:-1])
+
+
+def _distinct_alphas(collapse: np.ndarray, left: np.ndarray) -> np.ndarray:
+    inner = collapse[left >= 0]
+    return np.unique(np.concatenate([[0.0], inner[np.isfinite(inner)]]))
+
+
+# ---------------------------------------------------------------------------------------------
+# Threshold text
+# ---------------------------------------------------------------------------------------------
+def _format_threshold(r: float) -> str:
+    text = np.format_float_positional(r, trim="-")
+    return text if len(text) <= 12 else f"{r:.6g}"
+
+
+def _nice_threshold(values: np.ndarray, thr: float) -> float:
+    """Shortest decimal ``r`` with the same split of ``values`` as scikit-learn's ``thr``.
+
+    scikit-learn compares float32 features with ``<= thr``; ``r`` satisfies
+    ``max(left values) <= r < min(right values)`` in float64.
+    """
+    goes_left = values.astype(np.float32) <= thr
+    lo, hi = values[goes_left].max(), values[~goes_left].min()
+    for digits in range(-6, 16):
+        scale = 10.0**digits
+        r = math.ceil(lo * scale) / scale
+        if lo <= r < hi:
+            return float(r)
+    return float(lo)
+
+
+# ---------------------------------------------------------------------------------------------
+# Building a ProfileTree from a grown, pruned scikit-learn tree
+# ---------------------------------------------------------------------------------------------
+def _build_nodes(
+    tree: Any,
+    collapse: np.ndarray,
+    alpha: float,
+    design: np.ndarray,
+    spec: list[_Column],
+    levels: Mapping[str, tuple[Any, ...]],
+) -> tuple[tuple[_Node, ...], dict[int, str]]:
+    left, right = tree.children_left, tree.children_right
+    feature, threshold = tree.feature, tree.threshold
+    w = tree.n_node_samples
+    nodes: list[_Node | None] = []
+    rules: dict[int, str] = {}
+    n_leaf = 0
+
+    def visit(i: int, conds: list[tuple[str, str, Any]]) -> int:
+        nonlocal n_leaf
+        pos = len(nodes)
+        nodes.append(None)
+        if left[i] < 0 or collapse[i] <= alpha:
+            nodes[pos] = _Node(leaf=n_leaf, n_fit=int(w[i]))
+            rules[n_leaf] = _rule_text(conds, levels)
+            n_leaf += 1
+            return pos
+        col = spec[int(feature[i])]
+        unknown_left = bool(w[left[i]] >= w[right[i]])
+        if col.kind == "numeric":
+            r = _nice_threshold(design[:, int(feature[i])], float(threshold[i]))
+            node_kw = {"kind": "numeric", "threshold": r, "threshold_text": _format_threshold(r)}
+            cond_l: tuple[str, str, Any] = (col.var, "le", r)
+            cond_r: tuple[str, str, Any] = (col.var, "gt", r)
+        else:
+            if col.kind == "ordered":
+                k = math.floor(float(threshold[i])) + 1
+                left_set = frozenset(col.order[:k])
+            else:
+                left_set = frozenset(v for v in levels[col.var] if v != col.order[0])
+            right_set = frozenset(levels[col.var]) - left_set
+            node_kw = {"kind": "categorical", "left_levels": left_set, "unknown_left": unknown_left}
+            cond_l = (col.var, "in", left_set)
+            cond_r = (col.var, "in", right_set)
+        li = visit(int(left[i]), [*conds, cond_l])
+        ri = visit(int(right[i]), [*conds, cond_r])
+        nodes[pos] = _Node(left=li, right=ri, var=col.var, n_fit=int(w[i]), **node_kw)
+        return pos
+
+    visit(0, [])
+    return tuple(n for n in nodes if n is not None), rules
+
+
+def _rule_text(conds: list[tuple[str, str, Any]], levels: Mapping[str, tuple[Any, ...]]) -> str:
+    """Merge the conditions of a path per variable (tightest bounds, intersected level sets)."""
+    if not conds:
+        return _ALL_UNITS
+    order: list[str] = []
+    lo: dict[str, float] = {}
+    hi: dict[str, float] = {}
+    sets: dict[str, frozenset[Any]] = {}
+    for var, op, val in conds:
+        if var not in order:
+            order.append(var)
+        if op == "gt":
+            lo[var] = max(lo.get(var, -math.inf), val)
+        elif op == "le":
+            hi[var] = min(hi.get(var, math.inf), val)
+        else:
+            sets[var] = sets[var] & val if var in sets else val
+    parts = []
+    for var in order:
+        if var in sets:
+            allowed = [v for v in levels[var] if v in sets[var]]
+            other = [v for v in levels[var] if v not in sets[var]]
+            if len(allowed) > max(3, len(other)):
+                parts.append(f"{var} not in {{{', '.join(str(v) for v in other)}}}")
+            else:
+                parts.append(f"{var} in {{{', '.join(str(v) for v in allowed)}}}")
+        elif var in lo and var in hi:
+            parts.append(f"{_format_threshold(lo[var])} < {var} <= {_format_threshold(hi[var])}")
+        elif var in lo:
+            parts.append(f"{var} > {_format_threshold(lo[var])}")
+        else:
+            parts.append(f"{var} <= {_format_threshold(hi[var])}")
+    return " and ".join(parts)
+
+
+# ---------------------------------------------------------------------------------------------
+# Sampling, validation
+# ---------------------------------------------------------------------------------------------
+def stratified_sample(labels: np.ndarray, max_rows: int, random_state: int) -> np.ndarray:
+    """Row indices of a deterministic stratified sample of at most ``max_rows`` rows.
+
+    Parameters
+    ----------
+    labels : ndarray, shape (n,)
+        Strata (cluster labels).
+    max_rows : int
+        Sample size cap, ``>= 1``.
+    random_state : int
+        Seed; the sample depends only on it, the labels and the row order.
+
+    Returns
+    -------
+    ndarray of int64, shape (min(n, max_rows),)
+        Sorted row indices. Each stratum keeps its share of rows (largest-remainder rounding), at
+        least one row.
+    """
+    labels = np.asarray(labels)
+    n = labels.shape[0]
+    if max_rows < 1:
+        raise MLearnerError(f"max_rows must be >= 1, got {max_rows}")
+    if n <= max_rows:
+        return np.arange(n)
+    classes, inverse, counts = np.unique(labels, return_inverse=True, return_counts=True)
+    quota = counts * max_rows / n
+    take = np.maximum(np.floor(quota).astype(int), 1)
+    short = max_rows - int(take.sum())
+    if short > 0:
+        order = np.argsort(-(quota - np.floor(quota)), kind="stable")
+        take[order[:short]] += 1
+    take = np.minimum(take, counts)
+    rng = np.random.default_rng(random_state)
+    picked = [
+        rng.choice(np.flatnonzero(inverse == c), size=int(take[c]), replace=False)
+        for c in range(classes.size)
+    ]
+    return np.sort(np.concatenate(picked))
+
+
+def _validate_inputs(
+    X: Any,
+    labels: Any,
+    criteria: Sequence[str],
+    min_split_fractions: Sequence[float],
+    complexity: Any,
+    cv_folds: int,
+    max_rows: int | None,
+) -> np.ndarray:
+    problems: list[str] = []
+    if not isinstance(X, pd.DataFrame):
+        raise MLearnerError(f"X must be a pandas DataFrame of covariates, got {type(X).__name__}")
+    if X.shape[1] == 0:
+        problems.append("X has no columns: pass at least one covariate")
+    y = np.asarray(labels)
+    if y.ndim != 1 or y.shape[0] != len(X):
+        problems.append(f"labels has shape {y.shape}; expected ({len(X)},), one label per row of X")
+    elif pd.isna(pd.Series(y)).any():
+        problems.append("labels has missing values: every unit needs a cluster label")
+    for name in X.columns:
+        s = X[name]
+        if s.isna().any():
+            problems.append(
+                f"column {name!r} (covariate) has {int(s.isna().sum())} missing values: "
+                "impute or drop them before profiling"
+            )
+        elif not _is_categorical(s) and not np.isfinite(s.to_numpy(dtype=float)).all():
+            problems.append(f"column {name!r} (covariate) has infinite values")
+    bad = [c for c in criteria if c not in _CRITERIA]
+    if bad or not len(criteria):
+        problems.append(f"criteria={list(criteria)}: choose from {list(_CRITERIA)}")
+    if not len(min_split_fractions) or any(not 0 < f < 1 for f in min_split_fractions):
+        problems.append(
+            f"min_split_fractions={list(min_split_fractions)}: give fractions of n in (0, 1)"
+        )
+    cp = np.asarray(complexity, dtype=float).ravel()
+    if cp.size == 0 or not np.all(np.isfinite(cp)) or np.any(cp < 0):
+        problems.append(f"complexity={cp.tolist()}: give finite values >= 0 (rpart's cp grid)")
+    if not isinstance(cv_folds, (int, np.integer)) or cv_folds < 2:
+        problems.append(f"cv_folds={cv_folds!r}: give an integer >= 2")
+    elif len(X) < 2 * cv_folds:
+        problems.append(f"{len(X)} rows is too few for cv_folds={cv_folds}: need >= {2 * cv_folds}")
+    if max_rows is not None and (
+        not isinstance(max_rows, (int, np.integer)) or max_rows < 2 * max(int(cv_folds), 2)
+    ):
+        problems.append(f"max_rows={max_rows!r}: give None or an integer >= 2 * cv_folds")
+    if problems:
+        raise InputValidationError(problems)
+    return y
+
+
+# ---------------------------------------------------------------------------------------------
+# The grid, CV pruning, duplicates and the Pareto front
+# ---------------------------------------------------------------------------------------------
+@dataclass
+class _Candidate:
+    criterion: str
+    fraction: float
+    cp: float
+    alpha: float
+    cv_error: float
+    cv_se: float
+    key: tuple[str, float, int]
+    grown: Any
+    collapse: np.ndarray
+    min_split: int
+    min_leaf: int
+
+
+def _pareto(points: list[tuple[int, float]]) -> list[int]:
+    """Indices of points not dominated in (size, error): nobody is <= in both and < in one."""
+    keep = []
+    for i, (si, ei) in enumerate(points):
+        dominated = any(
+            (sj <= si and ej <= ei) and (sj < si or ej < ei)
+            for j, (sj, ej) in enumerate(points)
+            if j != i
+        )
+        if not dominated:
+            keep.append(i)
+    return keep
+
+
+def fit_profile_trees(
+    X: pd.DataFrame,
+    labels: np.ndarray,
+    *,
+    criteria: Sequence[str] = ("gini", "entropy"),
+    min_split_fractions: Sequence[float] = (0.10, 0.15, 0.20),
+    complexity: Sequence[float] | np.ndarray = DEFAULT_COMPLEXITY,
+    cv_folds: int = 10,
+    random_state: int = 0,
+    max_rows: int | None = None,
+    keep_root: bool = False,
+) -> list[ProfileTree]:
+    """Profile trees of cluster labels on covariates: grid, CV pruning, Pareto front.
+
+    For every (criterion, min split fraction, cp) in the grid, a tree of ``labels`` on ``X`` is
+    grown and pruned by ``cv_folds``-fold cross-validation (see the module docstring for how
+    rpart's ``cp`` maps to scikit-learn's ``ccp_alpha``); trees that induce the same partition of
+    the fitted units are kept once (the first in grid order); among the rest only those on the
+    Pareto front of (number of leaves, CV error) are returned: no returned tree has both at most
+    as many leaves and at most the error of another, with one strict.
+
+    Parameters
+    ----------
+    X : DataFrame, shape (n, p)
+        Covariates, numeric or categorical (object, category, string, bool), no missing values.
+    labels : ndarray, shape (n,)
+        Cluster label of every unit.
+    criteria : sequence of {"gini", "entropy", "log_loss"}
+    min_split_fractions : sequence of float in (0, 1)
+        rpart's ``minsplit`` as a fraction of the fitted units.
+    complexity : sequence of float >= 0
+        rpart's ``cp`` grid (``ccp_alpha = cp * root impurity``).
+    cv_folds : int
+        Folds of the pruning cross-validation (stratified, shuffled with ``random_state``).
+    random_state : int
+        Seeds the folds, the sample and scikit-learn's tie-breaking.
+    max_rows : int, optional
+        When ``n > max_rows``, grow the trees on a deterministic stratified sample of
+        ``max_rows`` units (:func:`stratified_sample`); the trees are then applied to every unit
+        (``leaf_sizes`` count all ``n``; ``n_fit``, ``sampled`` record it).
+    keep_root : bool
+        Keep a single-leaf tree on the front. Default False: a one-leaf tree has no subgroups
+        and no testable interaction (the reference's ``lm`` with a one-level factor fails), so it
+        is dropped unless every grid point prunes to the root, in which case it is the only tree
+        returned.
+
+    Returns
+    -------
+    list of ProfileTree
+        The Pareto front sorted by (n_leaves, cv_error); ``tree_id`` is the position.
+
+    Raises
+    ------
+    InputValidationError
+        Bad shapes, missing values, or a bad grid.
+    """
+    y_raw = _validate_inputs(
+        X, labels, criteria, min_split_fractions, complexity, cv_folds, max_rows
+    )
+    started = time.perf_counter()
+    covariates = tuple(str(c) for c in X.columns)
+    n_total = len(X)
+    rows = (
+        np.arange(n_total) if max_rows is None else stratified_sample(y_raw, max_rows, random_state)
+    )
+    sampled = rows.size < n_total
+    X_fit = X.iloc[rows].reset_index(drop=True)
+    _, y = np.unique(y_raw[rows], return_inverse=True)
+    n_fit, n_classes = y.size, int(y.max()) + 1
+    design, spec, levels = _encode_design(X_fit, y, n_classes)
+    if sampled:
+        logger.info("profile trees grown on a stratified sample of %d of %d units", n_fit, n_total)
+
+    counts = np.bincount(y, minlength=n_classes)
+    folds_k = int(min(cv_folds, max(2, counts.min())))
+    if folds_k < cv_folds:
+        logger.warning(
+            "smallest cluster has %d fitted units: CV uses %d folds instead of %d",
+            counts.min(),
+            folds_k,
+            cv_folds,
+        )
+    splitter = StratifiedKFold(n_splits=folds_k, shuffle=True, random_state=random_state)
+    folds = list(splitter.split(design, y))
+    cps = np.asarray(complexity, dtype=float).ravel()
+
+    candidates: list[_Candidate] = []
+    for criterion in criteria:
+        for frac in min_split_fractions:
+            min_split = max(2, math.ceil(frac * n_fit))
+            min_leaf = max(1, round(min_split / 3))
+            kw = {
+                "criterion": criterion,
+                "min_samples_split": min_split,
+                "min_samples_leaf": min_leaf,
+                "random_state": random_state,
+            }
+            grown = DecisionTreeClassifier(**kw).fit(design, y)
+            collapse = _collapse_alphas(grown.tree_)
+            alphas = _distinct_alphas(collapse, grown.tree_.children_left)
+            betas = np.append(np.sqrt(alphas[:-1] * alphas[1:]), np.inf)
+            losses = np.zeros((alphas.size, n_fit))
+            for train, test in folds:
+                fold_tree = DecisionTreeClassifier(**kw).fit(design[train], y[train]).tree_
+                fold_collapse = _collapse_alphas(fold_tree)
+                majority = np.argmax(fold_tree.value[:, 0, :], axis=1)
+                for j, beta in enumerate(betas):
+                    stop = _stop_nodes(fold_tree, design[test], fold_collapse, beta)
+                    losses[j, test] = majority[stop] != y[test]
+            err = losses.mean(axis=1)
+            se = losses.std(axis=1) / math.sqrt(n_fit)
+            root_impurity = float(grown.tree_.impurity[0])
+            for cp in cps:
+                floor_alpha = cp * root_impurity
+                first = int(np.searchsorted(alphas, floor_alpha, side="right")) - 1
+                first = max(first, 0)
+                # candidates j >= first; ties -> larger j (smaller tree)
+                sub = err[first:]
+                j = first + int(np.flatnonzero(sub == sub.min())[-1])
+                candidates.append(
+                    _Candidate(
+                        criterion=criterion,
+                        fraction=float(frac),
+                        cp=float(cp),
+                        alpha=float(alphas[j]),
+                        cv_error=float(err[j]),
+                        cv_se=float(se[j]),
+                        key=(criterion, float(frac), j),
+                        grown=grown,
+                        collapse=collapse,
+                        min_split=min_split,
+                        min_leaf=min_leaf,
+                    )
+                )
+
+    # distinct partitions of the fitted units, first in grid order
+    built: list[tuple[_Candidate, tuple[_Node, ...], dict[int, str]]] = []
+    seen_keys: set[tuple[str, float, int]] = set()
+    seen_parts: set[bytes] = set()
+    for cand in candidates:
+        if cand.key in seen_keys:
+            continue
+        seen_keys.add(cand.key)
+        nodes, rules = _build_nodes(
+            cand.grown.tree_, cand.collapse, cand.alpha, design, spec, levels
+        )
+        probe = _make_tree(0, cand, nodes, rules, covariates, levels, n_fit, n_total, sampled, {})
+        part = _canonical_partition(probe.leaf_of(X_fit))
+        if part in seen_parts:
+            continue
+        seen_parts.add(part)
+        built.append((cand, nodes, rules))
+
+    n_built = len(built)
+    if not keep_root and any(len(r) > 1 for _, _, r in built):
+        built = [b for b in built if len(b[2]) > 1]
+    front_idx = _pareto([(len(r), c.cv_error) for c, _, r in built])
+    front = sorted((built[i] for i in front_idx), key=lambda b: (len(b[2]), b[0].cv_error))
+    trees = []
+    for tree_id, (cand, nodes, rules) in enumerate(front):
+        probe = _make_tree(
+            tree_id, cand, nodes, rules, covariates, levels, n_fit, n_total, sampled, {}
+        )
+        leaf = probe.leaf_of(X)
+        sizes = {lf: int(c) for lf, c in enumerate(np.bincount(leaf, minlength=len(rules)))}
+        trees.append(
+            _make_tree(
+                tree_id, cand, nodes, rules, covariates, levels, n_fit, n_total, sampled, sizes
+            )
+        )
+    logger.info(
+        "profile trees: %d grid points, %d distinct partitions, %d on the Pareto front "
+        "(leaves %s) in %.1f s",
+        len(candidates),
+        n_built,
+        len(trees),
+        [t.n_leaves for t in trees],
+        time.perf_counter() - started,
+    )
+    return trees
+
+
+def _canonical_partition(leaf: np.ndarray) -> bytes:
+    _, first = np.unique(leaf, return_index=True)
+    relabel = np.empty(int(leaf.max()) + 1, dtype=np.int64)
+    relabel[leaf[np.sort(first)]] = np.arange(first.size)
+    return relabel[leaf].tobytes()
+
+
+def _make_tree(
+    tree_id: int,
+    cand: _Candidate,
+    nodes: tuple[_Node, ...],
+    rules: dict[int, str],
+    covariates: tuple[str, ...],
+    levels: dict[str, tuple[Any, ...]],
+    n_fit: int,
+    n_total: int,
+    sampled: bool,
+    sizes: dict[int, int],
+) -> ProfileTree:
+    used = sorted({nd.var for nd in nodes if nd.var is not None})
+    return ProfileTree(
+        tree_id=tree_id,
+        params={
+            "criterion": cand.criterion,
+            "min_split_fraction": cand.fraction,
+            "cp": cand.cp,
+            "ccp_alpha": cand.alpha,
+            "min_samples_split": cand.min_split,
+            "min_samples_leaf": cand.min_leaf,
+        },
+        n_leaves=len(rules),
+        cv_error=cand.cv_error,
+        cv_error_se=cand.cv_se,
+        variables=used,
+        covariates=covariates,
+        rules=dict(rules),
+        leaf_sizes=dict(sizes),
+        n_fit=n_fit,
+        n_total=n_total,
+        sampled=sampled,
+        nodes=nodes,
+        levels={k: v for k, v in levels.items() if k in used},
+    )
+
+
+# ---------------------------------------------------------------------------------------------
+# Choosing one tree per K
+# ---------------------------------------------------------------------------------------------
+@overload
+def choose_tree(trees: Sequence[ProfileTree], rule: Literal["all"]) -> list[ProfileTree]: ...
+
+
+@overload
+def choose_tree(trees: Sequence[ProfileTree], rule: str = "one_se") -> ProfileTree: ...
+
+
+def choose_tree(
+    trees: Sequence[ProfileTree], rule: str = "one_se"
+) -> ProfileTree | list[ProfileTree]:
+    """The tree of a Pareto front to test, chosen before any test so the choice ignores p-values.
+
+    Parameters
+    ----------
+    trees : sequence of ProfileTree
+        A Pareto front from :func:`fit_profile_trees`.
+    rule : {"one_se", "first_pareto", "all"}
+        ``one_se`` (default): the smallest tree whose CV error is at most the minimum CV error
+        plus the standard error of that minimum (Breiman et al.'s 1-SE rule), ties to the
+        smaller error.
+        ``first_pareto``: the smallest tree of the front (the reference). ``all``: every tree, as
+        a list, for reporting every tree's p-value (choosing the smallest p over all trees favours
+        large trees, since the interaction test rewards extra leaves).
+
+    Returns
+    -------
+    ProfileTree, or list of ProfileTree for ``rule="all"``
+    """
+    if rule not in TREE_CHOICES:
+        raise MLearnerError(f"rule={rule!r}: choose one of {list(TREE_CHOICES)}")
+    trees = list(trees)
+    if not trees or not all(isinstance(t, ProfileTree) for t in trees):
+        raise MLearnerError("trees must be a non-empty list of ProfileTree (a Pareto front)")
+    if rule == "all":
+        return trees
+    by_size = sorted(trees, key=lambda t: (t.n_leaves, t.cv_error, t.tree_id))
+    if rule == "first_pareto":
+        return by_size[0]
+    best = min(trees, key=lambda t: (t.cv_error, t.n_leaves, t.tree_id))
+    bound = best.cv_error + best.cv_error_se + 1e-12
+    return next(t for t in by_size if t.cv_error <= bound)
+
+
+__all__ = [
+    "DEFAULT_COMPLEXITY",
+    "TREE_CHOICES",
+    "ProfileTree",
+    "choose_tree",
+    "fit_profile_trees",
+    "stratified_sample",
+]

@@ -1,0 +1,107 @@
+"""Spark validation equals pandas validation on the same small frame (local[2])."""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from mlearner_dist.backends.spark_validation import spark_column_stats, validate_spark_frame
+from mlearner_dist.core.roles import Roles
+from mlearner_dist.exceptions import InputValidationError
+from mlearner_dist.validation import (
+    DISTINCT_LIMIT,
+    CategoryFoldWarning,
+    pandas_column_stats,
+    validate_frame,
+)
+
+pytestmark = pytest.mark.spark
+
+ROLES = Roles("id", "T", "Y", ("M",), ("X1", "flag", "city", "code"))
+KW = {"min_treated": 3, "min_control": 3, "n_folds": 3}
+
+
+def make_frame(n: int = 240, seed: int = 0) -> pd.DataFrame:
+    """Numeric, boolean, categorical and text-coded columns, some values missing or infinite."""
+    rng = np.random.default_rng(seed)
+    df = pd.DataFrame(
+        {
+            "id": np.arange(n, dtype=np.int64),
+            "T": np.tile([0, 1], n // 2).astype(np.int64),
+            "M": rng.normal(size=n),
+            "Y": rng.normal(size=n),
+            "X1": np.round(rng.normal(size=n), 2),
+            "flag": rng.random(n) < 0.3,
+            "city": rng.choice(np.array(["north", "south", "east"], dtype=object), size=n),
+            "code": rng.choice(np.array(["12", "7", "x9"], dtype=object), size=n),
+            "fold": (np.arange(n) % 3).astype(np.int64),
+        }
+    )
+    df.loc[[3, 10], "Y"] = np.nan
+    df.loc[[10, 20], "X1"] = np.nan
+    df.loc[30, "M"] = np.inf
+    df.loc[[40, 41], "city"] = None
+    df.loc[50, "city"] = "west"  # a category in a single fold
+    return df
+
+
+@pytest.fixture(scope="module")
+def frames(spark):
+    df = make_frame()
+    return df, spark.createDataFrame(df)
+
+
+def test_spark_stats_equal_pandas_stats(frames):
+    df, sdf = frames
+    want = pandas_column_stats(df, ROLES, folds=df["fold"].to_numpy())
+    got = spark_column_stats(sdf, ROLES, fold_col="fold")
+    assert got == want
+    # and the statistics are the hand-known ones
+    assert got.stats["Y"].n_null == 2 and got.stats["M"].n_nonfinite == 1
+    assert got.stats["X1"].n_distinct == DISTINCT_LIMIT + 1
+    assert got.stats["flag"].kind == "boolean" and got.stats["flag"].values == (0.0, 1.0)
+    assert got.stats["code"].n_unparseable == (df["code"] == "x9").sum()
+    assert got.n_removable == {
+        "id": 0,
+        "T": 0,
+        "M": 1,
+        "Y": 2,
+        "X1": 1,
+        "flag": 0,
+        "city": 2,
+        "code": 0,
+    }
+    assert got.single_fold_categories == {"city": ("west",), "code": ()}
+
+
+def test_spark_reports_the_same_problems_as_pandas(spark):
+    df = make_frame(60).assign(T=lambda d: np.arange(60) % 3, X1=1.5)
+    df = df.astype({"Y": object})
+    df.loc[5, "Y"] = "abc"
+    roles = Roles("id", "T", "Y", ("M",), ("X1", "cty"))
+    with pytest.raises(InputValidationError) as pandas_error:
+        validate_frame(df, roles, **KW)
+    sdf = spark.createDataFrame(df.astype({"Y": str}).replace({"nan": None}))
+    with pytest.raises(InputValidationError, match=r"cty \(covariate\).*did you mean 'city'") as e:
+        validate_spark_frame(sdf, roles, **KW)
+    assert e.value.problems == pandas_error.value.problems
+    assert len(e.value.problems) >= 5
+
+
+def test_spark_drop_keeps_the_same_rows_and_account(frames):
+    df, sdf = frames
+    clean_pd, account_pd = validate_frame(df, ROLES, missing="drop", **KW)
+    with pytest.warns(CategoryFoldWarning, match="'west'"):
+        clean, account = validate_spark_frame(sdf, ROLES, missing="drop", fold_col="fold", **KW)
+    assert account.to_dict() == account_pd.to_dict()
+    assert account.removed == {"missing:M": 1, "missing:Y": 2, "missing:X1": 1, "missing:city": 2}
+    ids = sorted(r["id"] for r in clean.select("id").collect())
+    assert ids == sorted(clean_pd["id"]) and len(ids) == account.n_used == 234
+    account.check("validate", clean.count())
+
+
+def test_spark_missing_values_are_errors_by_default(frames):
+    _, sdf = frames
+    with pytest.raises(InputValidationError, match=r"M \(mediator\): 1 infinite values"):
+        validate_spark_frame(sdf, ROLES, **KW)

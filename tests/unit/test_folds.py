@@ -1,0 +1,85 @@
+"""Fold assignment and the stable uniform draw: stable, order-free, balanced."""
+
+from __future__ import annotations
+
+import hashlib
+
+import numpy as np
+import pytest
+from scipy import stats
+
+from mlearner_dist.core.folds import assign_folds, stable_uniform
+from mlearner_dist.exceptions import ConfigError, InputValidationError
+
+
+def test_folds_do_not_depend_on_row_order_or_call():
+    ids = np.arange(5000) * 7 + 3
+    folds = assign_folds(ids, 5, seed=11)
+    perm = np.random.default_rng(0).permutation(len(ids))
+    shuffled = assign_folds(ids[perm], 5, seed=11)
+    np.testing.assert_array_equal(shuffled, folds[perm])
+    np.testing.assert_array_equal(assign_folds(ids, 5, seed=11), folds)
+    # a subset (another partition) gets the same folds
+    np.testing.assert_array_equal(assign_folds(ids[100:300], 5, seed=11), folds[100:300])
+
+
+def test_folds_use_the_string_form_of_the_id():
+    ints = assign_folds([1, 22, 333], 4, seed=0)
+    np.testing.assert_array_equal(ints, assign_folds(["1", "22", "333"], 4, seed=0))
+    np.testing.assert_array_equal(ints, assign_folds(np.array([1, 22, 333]), 4, seed=0))
+    assert ints.dtype == np.int64
+
+
+def test_folds_match_an_independent_blake2b_computation():
+    def fold(uid: str, k: int, seed: int) -> int:
+        key = f"mlearner:fold:{seed}".encode()
+        h = hashlib.blake2b(uid.encode(), digest_size=8, key=key).digest()
+        return int.from_bytes(h, "little") % k
+
+    ids = ["a", "unit-42", "ü", "0"]
+    assert assign_folds(ids, 7, seed=3).tolist() == [fold(i, 7, 3) for i in ids]
+
+
+def test_folds_are_balanced_and_seed_dependent():
+    n, k = 20_000, 5
+    folds = assign_folds(np.arange(n), k, seed=1)
+    counts = np.bincount(folds, minlength=k)
+    sd = np.sqrt(n * (1 / k) * (1 - 1 / k))
+    assert np.all(np.abs(counts - n / k) < 4 * sd), counts
+    other = assign_folds(np.arange(n), k, seed=2)
+    # independent assignments agree on about 1/k of the units
+    assert abs((folds == other).mean() - 1 / k) < 0.02
+
+
+def test_stable_uniform_is_uniform_stable_and_independent_of_folds():
+    ids = [f"id{i}" for i in range(20_000)]
+    u = stable_uniform(ids, seed=5)
+    assert u.dtype == np.float64 and u.min() >= 0.0 and u.max() < 1.0
+    assert stats.kstest(u, "uniform").pvalue > 1e-3
+    np.testing.assert_array_equal(stable_uniform(ids[::-1], seed=5), u[::-1])
+    folds = assign_folds(ids, 2, seed=5)
+    # the draw is independent of the fold for the same seed
+    assert abs(u[folds == 0].mean() - u[folds == 1].mean()) < 0.02
+
+
+@pytest.mark.parametrize(
+    ("n_folds", "seed", "match"),
+    [
+        (1, 0, "n_folds=1"),
+        (2.5, 0, r"n_folds=2\.5"),
+        (True, 0, "n_folds=True"),
+        (5, "x", "seed='x'"),
+    ],
+)
+def test_bad_arguments_raise(n_folds, seed, match):
+    with pytest.raises(ConfigError, match=match):
+        assign_folds([1, 2, 3], n_folds, seed)
+
+
+def test_bad_ids_raise():
+    with pytest.raises(InputValidationError, match="missing ids"):
+        assign_folds([1, None, 3], 3, 0)
+    with pytest.raises(InputValidationError, match="single string"):
+        stable_uniform("abc", 0)
+    with pytest.raises(ConfigError, match=r"seed=1\.5"):
+        stable_uniform([1, 2], 1.5)
