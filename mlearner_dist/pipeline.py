@@ -33,7 +33,7 @@ from mlearner_dist.core.estimator import (
 )
 from mlearner_dist.core.interaction_test import interaction_pvalue
 from mlearner_dist.core.roles import Roles
-from mlearner_dist.exceptions import RowAccountError, StageError
+from mlearner_dist.exceptions import RowAccountError, StageError, TrackingError
 from mlearner_dist.stages import (
     STAGES,
     Manifest,
@@ -610,14 +610,24 @@ def run_report(ctx: RunContext) -> Manifest:
     if cfg.tracking.enabled:
         from mlearner_dist.backends.mlflow_tracking import log_analysis
 
-        run_id = log_analysis(
-            tracking_uri_for(cfg, ctx.output),
-            cfg,
-            result,
-            ctx.output,
-            tree=tree,
-            example=frame[list(roles.covariates)].head(5),
-        )
+        uri = tracking_uri_for(cfg, ctx.output)
+        try:
+            run_id = log_analysis(
+                uri,
+                cfg,
+                result,
+                ctx.output,
+                tree=tree,
+                example=frame[list(roles.covariates)].head(5),
+            )
+        except Exception as exc:  # the store went away mid-run: keep every output, say what to do
+            raise TrackingError(
+                f"MLflow at {uri} failed while logging ({type(exc).__name__}: {exc}). Every "
+                f"output is complete and kept in {ctx.output} (result.json, figures, report.html); "
+                f"when the tracking server is back, log them with `mlearner report --output "
+                f"{ctx.output}` and the same --config/--set flags (only the report stage reruns), "
+                f"or set tracking.enabled=false to skip MLflow."
+            ) from exc
         result["mlflow_run_id"] = run_id
         write_json_atomic(ctx.output / "result.json", result)
     return _manifest({"subgroups": len(subgroups)}, figures=figures)

@@ -57,6 +57,8 @@ def get_spark(cfg: SparkConfig | None = None) -> SparkSession:
         .config("spark.ui.enabled", "false")
         .config("spark.sql.session.timeZone", "UTC")
         .config("spark.task.maxFailures", "4")
+        # Spark's console progress bar garbles logs; our own progress display covers the stages
+        .config("spark.ui.showConsoleProgress", "true" if sys.stderr.isatty() else "false")
     )
     if cfg.master.startswith("local"):
         # local mode retries a failed task only when the master says local[N, maxFailures]

@@ -122,17 +122,22 @@ def spark_column_stats(sdf: DataFrame, roles: Roles, *, fold_col: str | None = N
     kinds = {c: _spark_kind(dtypes[c]) for c in present}
 
     # --- aggregation 1: counts, extremes, approximate cardinalities -------------------------
+    # Project each used column once to its value and validity flag (and the index of the first
+    # invalid column per row), then aggregate over plain columns: the plan stays linear in the
+    # number of columns (nested validity expressions made Spark's code generation quadratic).
+    proj: list[Column] = []
+    for i, c in enumerate(present):
+        proj += [_value_expr(c, kinds[c]).alias(f"v{i}"), _valid_expr(c, kinds[c]).alias(f"ok{i}")]
+    base = sdf.select(*proj)
+    first_bad: Column = F.lit(-1)
+    for i in reversed(range(len(present))):
+        first_bad = F.when(~F.col(f"ok{i}"), F.lit(i)).otherwise(first_bad)
+    base = base.withColumn("first_bad", first_bad)
     exprs: list[Column] = [F.count(F.lit(1)).alias("n_rows")]
-    if roles.unit_id in present:
-        ok = _valid_expr(roles.unit_id, kinds[roles.unit_id])
-        exprs.append(F.count_distinct(F.when(ok, _col(roles.unit_id))).alias("n_ids"))
-    prefix_ok = F.lit(True)
-    for i, (c, _role) in enumerate(present.items()):
+    for i, c in enumerate(present):
         kind = kinds[c]
-        x = _value_expr(c, kind)
-        ok = _valid_expr(c, kind)
-        exprs.append(F.count(F.when(prefix_ok & ~ok, 1)).alias(f"c{i}_first_bad"))
-        prefix_ok = prefix_ok & ok
+        x, ok = F.col(f"v{i}"), F.col(f"ok{i}")
+        exprs.append(F.count(F.when(F.col("first_bad") == i, 1)).alias(f"c{i}_first_bad"))
         if kind in ("numeric", "boolean"):
             exprs += [
                 F.count(F.when(x.isNull() | F.isnan(x), 1)).alias(f"c{i}_null"),
@@ -149,15 +154,21 @@ def spark_column_stats(sdf: DataFrame, roles: Roles, *, fold_col: str | None = N
                 F.min(F.when(bad, x)).alias(f"c{i}_example"),
             ]
         if kind != "other":
-            exprs.append(F.approx_count_distinct(F.when(ok, x), 0.01).alias(f"c{i}_approx"))
+            exprs.append(F.approx_count_distinct(F.when(ok, x), 0.05).alias(f"c{i}_approx"))
+    names = list(present)
     t_kind = kinds.get(roles.treatment)
     if t_kind in ("numeric", "boolean"):
-        t = _value_expr(roles.treatment, t_kind)
+        t = F.col(f"v{names.index(roles.treatment)}")
         exprs += [
             F.count(F.when(t == 1.0, 1)).alias("n_treated"),
             F.count(F.when(t == 0.0, 1)).alias("n_control"),
         ]
-    row1 = sdf.agg(*exprs).collect()[0].asDict()
+    row1 = base.agg(*exprs).collect()[0].asDict()
+    if roles.unit_id in present:
+        j = names.index(roles.unit_id)
+        row1["n_ids"] = (
+            base.where(F.col(f"ok{j}")).select(f"v{j}").distinct().count()
+        )
 
     # --- aggregation 2: exact distinct values of low-cardinality columns ----------------------
     exprs2: list[Column] = []
