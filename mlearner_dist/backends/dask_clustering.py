@@ -3,7 +3,8 @@
 The restart strategy of :mod:`mlearner_dist.core.clustering`: restarts on a key-chosen seed sample
 in memory, then one Lloyd run on all units from the winning centres (dask-ml's ``KMeans`` with
 those centres as ``init``, or scikit-learn in memory with ``engine: sklearn``), then our own
-nearest-centre labels and within-cluster sums of squares, block by block.
+nearest-centre labels and within-cluster sums of squares, block by block (exact partial sums, so
+the reported WCSS does not depend on the partitioning).
 """
 
 from __future__ import annotations
@@ -15,6 +16,7 @@ from pathlib import Path
 from typing import Any
 
 import dask
+import dask.array as da
 import dask.dataframe as dd
 import numpy as np
 import pandas as pd
@@ -24,9 +26,9 @@ from mlearner_dist.core.clustering import (
     assign,
     best_restart,
     lloyd,
-    within_cluster_ss,
+    squared_distances,
 )
-from mlearner_dist.core.embedding import unit_keys
+from mlearner_dist.core.embedding import combine_partial_sums, exact_partial_sums, unit_keys
 from mlearner_dist.exceptions import ConfigError, MLearnerError
 from mlearner_dist.stages import atomic_output
 
@@ -38,11 +40,16 @@ UNIT = "unit_id"
 XY = ["tsne_1", "tsne_2"]
 
 
-def _smallest_keys(part: pd.DataFrame, size: int, seed: int) -> pd.DataFrame:
+def _smallest_keys(part: pd.DataFrame, size: int, seed: int) -> tuple[pd.DataFrame, int]:
+    """The ``size`` units of smallest key in this partition, and the partition's row count."""
     keys = unit_keys(part[UNIT].to_numpy(), seed)
     order = np.argsort(keys, kind="stable")[:size]
     return pd.DataFrame({"key": keys[order], "tsne_1": part["tsne_1"].to_numpy()[order],
-                         "tsne_2": part["tsne_2"].to_numpy()[order]})
+                         "tsne_2": part["tsne_2"].to_numpy()[order]}), len(part)
+
+
+def _points(part: pd.DataFrame) -> np.ndarray:
+    return np.ascontiguousarray(part[XY].to_numpy(dtype=np.float64))
 
 
 def _label(part: pd.DataFrame, centers: dict[int, np.ndarray]) -> pd.DataFrame:
@@ -53,9 +60,11 @@ def _label(part: pd.DataFrame, centers: dict[int, np.ndarray]) -> pd.DataFrame:
     return pd.DataFrame(out)
 
 
-def _wcss(part: pd.DataFrame, centers: dict[int, np.ndarray]) -> dict[int, float]:
+def _wcss(part: pd.DataFrame, centers: dict[int, np.ndarray]) -> dict[int, dict[int, int]]:
+    """Exact partial sums of the squared distances to the nearest centre, per K."""
     Y = part[XY].to_numpy(dtype=np.float64)
-    return {k: within_cluster_ss(Y, *assign(Y, c)) for k, c in centers.items()}
+    return {k: exact_partial_sums(squared_distances(Y, *assign(Y, c)))
+            for k, c in centers.items()}
 
 
 def dask_cluster_embedding(
@@ -97,20 +106,30 @@ def dask_cluster_embedding(
     started = time.perf_counter()
     ddf = dd.read_parquet(str(embedding_dir), columns=[UNIT, *XY])
     parts = ddf.to_delayed()
-    sample = pd.concat(client.compute(
-        [dask.delayed(_smallest_keys)(p, sample_size, random_state) for p in parts], sync=True),
-        ignore_index=True).sort_values("key", kind="stable").head(sample_size)
+    pieces = client.compute(
+        [dask.delayed(_smallest_keys)(p, sample_size, random_state) for p in parts], sync=True)
+    lengths = [int(length) for _, length in pieces]
+    n = sum(lengths)
+    sample = pd.concat([frame for frame, _ in pieces], ignore_index=True).sort_values(
+        "key", kind="stable").head(sample_size)
     n_sample = len(sample)
     if n_sample == 0:
         raise MLearnerError(f"the embedding {embedding_dir} has no rows: run the embed stage")
     Ys = sample[XY].to_numpy(dtype=np.float64)
-    n = int(client.compute(ddf.map_partitions(len).sum(), sync=True))
     ks = _check_ks(k_values, n)
     whole = n_sample == n
     X = None
+    Y_all = None
     if not whole and engine == "dask_ml":
-        X = ddf[XY].to_dask_array(lengths=True).astype(np.float64)
-        X = X.rechunk({1: 2}).persist()
+        # one dask.array block per partition, with the row counts known from the sampling pass
+        # (DataFrame.to_dask_array(lengths=True) miscounts partitions of a projected parquet read)
+        X = da.concatenate([
+            da.from_delayed(dask.delayed(_points)(p), shape=(length, 2), dtype=np.float64)
+            for p, length in zip(parts, lengths, strict=True) if length
+        ]).persist()
+    elif not whole:
+        Y_all = np.concatenate(client.compute([dask.delayed(_points)(p) for p in parts],
+                                              sync=True))
     centers: dict[int, np.ndarray] = {}
     for k in ks:
         c = best_restart(Ys, k, n_init=n_init, max_iter=max_iter, random_state=random_state)
@@ -122,12 +141,12 @@ def dask_cluster_embedding(
                             random_state=random_state).fit(X)
                 c = np.asarray(km.cluster_centers_, dtype=np.float64)
             else:
-                Y_all = ddf[XY].compute().to_numpy(dtype=np.float64)
                 c = lloyd(Y_all, c, max_iter)[1]
         centers[k] = assign(c, c)[1]
         logger.info("cluster: K=%d done", k)
     per_part = client.compute([dask.delayed(_wcss)(p, centers) for p in parts], sync=True)
-    wcss = {k: float(sum(w[k] for w in per_part)) for k in ks}
+    # exact sums: the same bits on any partitioning, equal to core.clustering.within_cluster_ss
+    wcss = {k: combine_partial_sums(w[k] for w in per_part) for k in ks}
     meta = pd.DataFrame({UNIT: ddf[UNIT]._meta,
                          **{f"k_{k}": pd.Series([], dtype=np.int32) for k in ks}})
     labelled = ddf.map_partitions(_label, centers, meta=meta)

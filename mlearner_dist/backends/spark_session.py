@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import os
+import re
 import sys
 from typing import TYPE_CHECKING
 
@@ -13,6 +14,30 @@ if TYPE_CHECKING:
     from mlearner_dist.config import SparkConfig
 
 logger = logging.getLogger(__name__)
+
+
+#: Attempts per task before a Spark job fails (cluster setting; local mode through the master URL).
+TASK_MAX_FAILURES = 4
+_LOCAL = re.compile(r"^local\[(\d+|\*)\]$")
+
+
+def _with_task_retries(master: str, max_failures: int) -> str:
+    """``local[N]`` -> ``local[N, max_failures]``: local mode retries a failed task only when the
+    master URL says so (``spark.task.maxFailures`` applies to clusters). Other URLs unchanged.
+
+    Parameters
+    ----------
+    master : str
+        Spark master URL.
+    max_failures : int
+        Attempts per task.
+
+    Returns
+    -------
+    str
+    """
+    m = _LOCAL.match(master.strip())
+    return f"local[{m.group(1)}, {max_failures}]" if m else master
 
 
 def get_spark(cfg: SparkConfig | None = None) -> SparkSession:
@@ -49,14 +74,15 @@ def get_spark(cfg: SparkConfig | None = None) -> SparkSession:
     cfg = cfg or SparkConfig()
     os.environ.setdefault("PYSPARK_PYTHON", sys.executable)
     os.environ.setdefault("PYSPARK_DRIVER_PYTHON", sys.executable)
+    master = _with_task_retries(cfg.master, TASK_MAX_FAILURES)
     builder = (
-        SparkSession.builder.master(cfg.master)
+        SparkSession.builder.master(master)
         .appName(cfg.app_name)
         .config("spark.driver.memory", cfg.driver_memory)
         .config("spark.sql.execution.arrow.pyspark.enabled", "true")
         .config("spark.ui.enabled", "false")
         .config("spark.sql.session.timeZone", "UTC")
-        .config("spark.task.maxFailures", "4")
+        .config("spark.task.maxFailures", str(TASK_MAX_FAILURES))
         # Spark's console progress bar garbles logs; our own progress display covers the stages
         .config("spark.ui.showConsoleProgress", "true" if sys.stderr.isatty() else "false")
     )
@@ -69,5 +95,5 @@ def get_spark(cfg: SparkConfig | None = None) -> SparkSession:
         builder = builder.config(key, value)
     spark = builder.getOrCreate()
     spark.sparkContext.setLogLevel("WARN")
-    logger.info("Spark %s session, master %s", spark.version, cfg.master)
+    logger.info("Spark %s session, master %s", spark.version, master)
     return spark

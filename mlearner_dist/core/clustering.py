@@ -19,12 +19,18 @@ seeds from row 0:
 
 from __future__ import annotations
 
+import math
 from collections.abc import Sequence
 
 import numpy as np
 from sklearn.cluster import KMeans, kmeans_plusplus
+from threadpoolctl import threadpool_limits
 
 from mlearner_dist.exceptions import ConfigError, MLearnerError
+
+#: Up to this many points, Lloyd runs on one OpenMP thread: on small inputs (every seed-sample
+#: restart) thread start-up and contention for shared cores cost far more than they save.
+SINGLE_THREAD_MAX_N = 50_000
 
 __all__ = [
     "assign",
@@ -33,6 +39,7 @@ __all__ = [
     "initial_centers",
     "kmeans_for_k",
     "lloyd",
+    "squared_distances",
     "within_cluster_ss",
 ]
 
@@ -105,10 +112,32 @@ def within_cluster_ss(Y: np.ndarray, labels: np.ndarray, centers: np.ndarray) ->
     Returns
     -------
     float
+        Correctly rounded (``math.fsum``), so any split of the units into blocks whose
+        :func:`squared_distances` are summed exactly gives the same bits.
+    """
+    return math.fsum(squared_distances(Y, labels, centers).tolist())
+
+
+def squared_distances(Y: np.ndarray, labels: np.ndarray, centers: np.ndarray) -> np.ndarray:
+    """Squared Euclidean distance of every point to its assigned centre.
+
+    Parameters
+    ----------
+    Y : ndarray, shape (n, d)
+    labels : ndarray of int, shape (n,)
+    centers : ndarray, shape (k, d)
+
+    Returns
+    -------
+    ndarray, shape (n,)
+        ``sum_j (Y[i, j] - centers[labels[i], j]) ** 2``, summed over j in a fixed order.
     """
     Y = np.asarray(Y, dtype=np.float64)
     diff = Y - np.asarray(centers, dtype=np.float64)[np.asarray(labels, dtype=np.int64)]
-    return float(np.einsum("ij,ij->", diff, diff))
+    out = np.zeros(Y.shape[0])
+    for j in range(Y.shape[1]):
+        out += diff[:, j] * diff[:, j]
+    return out
 
 
 def canonical_labels(centers: np.ndarray) -> np.ndarray:
@@ -131,7 +160,8 @@ def canonical_labels(centers: np.ndarray) -> np.ndarray:
 
 
 def lloyd(Y: np.ndarray, init: np.ndarray, max_iter: int) -> tuple[np.ndarray, np.ndarray]:
-    """Lloyd iterations from fixed seeds (scikit-learn, single thread-safe restart).
+    """Lloyd iterations from fixed seeds (scikit-learn; one OpenMP thread up to
+    ``SINGLE_THREAD_MAX_N`` points, which gives the same result as several threads).
 
     Parameters
     ----------
@@ -147,7 +177,12 @@ def lloyd(Y: np.ndarray, init: np.ndarray, max_iter: int) -> tuple[np.ndarray, n
     km = KMeans(
         n_clusters=init.shape[0], init=init, n_init=1, max_iter=int(max_iter),
         algorithm="lloyd", tol=1e-4,
-    ).fit(Y)
+    )
+    if Y.shape[0] <= SINGLE_THREAD_MAX_N:
+        with threadpool_limits(limits=1, user_api="openmp"):
+            km.fit(Y)
+    else:
+        km.fit(Y)
     return km.labels_.astype(np.int64), np.asarray(km.cluster_centers_, dtype=np.float64)
 
 

@@ -19,7 +19,7 @@ Effects (``nested``, the default):
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from numbers import Integral
 from typing import Any
@@ -50,6 +50,7 @@ __all__ = [
     "cross_fit_effects",
     "diagnostic_targets",
     "effect_columns",
+    "fold_problems",
     "nuisance_diagnostics",
     "overlap_summary",
 ]
@@ -403,6 +404,44 @@ def nuisance_diagnostics(
     return {"models": models, "overlap": overlap}
 
 
+def fold_problems(counts: Mapping[tuple[int, int], int], n_folds: int, treatment: str) -> list[str]:
+    """Every reason the cross-fitting folds cannot be used (empty list: fine).
+
+    A fold with no unit cannot be predicted (and the learners refuse empty input); the training
+    folds of a fold (all the others) need both arms.
+
+    Parameters
+    ----------
+    counts : mapping of (fold, arm) to int
+        Units per fold and treatment arm; missing keys count 0.
+    n_folds : int
+    treatment : str
+        Name of the treatment column, for the messages.
+
+    Returns
+    -------
+    list of str
+    """
+    n_arm = [sum(counts.get((k, a), 0) for k in range(n_folds)) for a in (0, 1)]
+    n = n_arm[0] + n_arm[1]
+    problems = []
+    for k in range(n_folds):
+        held = counts.get((k, 0), 0) + counts.get((k, 1), 0)
+        if held == 0:
+            problems.append(
+                f"unit_id: fold {k} of {n_folds} holds no units ({n} units hashed into "
+                f"{n_folds} folds); use fewer folds (effects.n_folds) or more data"
+            )
+        t0 = n_arm[0] - counts.get((k, 0), 0)
+        t1 = n_arm[1] - counts.get((k, 1), 0)
+        if t0 == 0 or t1 == 0:
+            problems.append(
+                f"treatment column {treatment!r}: the training folds of fold {k} hold {t1} "
+                f"treated and {t0} controls; use fewer folds or more data"
+            )
+    return problems
+
+
 def _check_n_folds(n_folds: Any) -> int:
     if isinstance(n_folds, bool) or not isinstance(n_folds, Integral) or n_folds < 2:
         raise ConfigError(
@@ -469,8 +508,11 @@ def cross_fit_effects(
     kind = infer_mediator_kind(frame, roles)
     parts: list[pd.DataFrame] = []
     training_rows: list[dict[str, Any]] = []
+    share = float(T.mean())
     if spec.estimator == "reference":
-        models = fit_fold_models(frame, roles, spec, mediator_kind=kind)
+        models = fit_fold_models(
+            frame, roles, spec, mediator_kind=kind, assignment_probability=share
+        )
         part = predict_nuisances(models, frame, roles)
         part.insert(1, "fold", folds)
         parts.append(part)
@@ -478,19 +520,17 @@ def cross_fit_effects(
         if progress is not None:
             progress(f"effects: reference models fitted in-sample on {len(frame)} units")
     else:
+        counts = {
+            (k, a): int(((folds == k) & (T == a)).sum()) for k in range(n_folds) for a in (0, 1)
+        }
+        problems = fold_problems(counts, n_folds, roles.treatment)
+        if problems:
+            raise InputValidationError(problems)
         for k in range(n_folds):
             train = frame[folds != k]
-            t_train = T[folds != k]
-            n1 = int((t_train == 1).sum())
-            n0 = len(t_train) - n1
-            if n0 == 0 or n1 == 0:
-                raise InputValidationError(
-                    [
-                        f"treatment column {roles.treatment!r}: the training folds of fold {k} "
-                        f"hold {n1} treated and {n0} controls; use fewer folds or more data"
-                    ]
-                )
-            models = fit_fold_models(train, roles, spec, mediator_kind=kind)
+            models = fit_fold_models(
+                train, roles, spec, mediator_kind=kind, assignment_probability=share
+            )
             held = frame[folds == k]
             part = predict_nuisances(models, held, roles)
             part.insert(1, "fold", np.full(len(held), k, dtype=np.int64))

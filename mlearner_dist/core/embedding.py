@@ -418,8 +418,9 @@ def plan_landmarks(
     """Stratification for :func:`landmark_candidates`, from summaries only.
 
     Of the ``n_landmarks``: about ``tail_fraction`` go to equal-width value bins (one unit each,
-    split across the d effects), 2 d to the extremes, the rest in equal quotas to ``n_bins``
-    quantile bins of the first principal direction. Strata overlap a little, so the effective
+    split across the d effects; only the bins that the reference sample occupies are counted
+    against the budget), 2 d to the extremes, the rest in equal quotas to ``n_bins`` quantile bins
+    of the first principal direction. Strata overlap a little, so the effective
     number of landmarks can fall slightly short of ``n_landmarks`` (it is recorded).
 
     Parameters
@@ -455,7 +456,14 @@ def plan_landmarks(
         for c in range(d)
     )
     n_bins = max(1, min(n_bins, n_landmarks))
-    rest = max(n_bins, n_landmarks - per_col * d - 2 * d)
+    # empty value bins cost nothing: budget only the bins the reference sample occupies, so a
+    # heavy tail (many empty equal-width bins) does not shrink the number of landmarks
+    occupied = sum(
+        int(np.unique(np.searchsorted(edges, V_ref[:, c], side="right")).size) if edges.size
+        else 0
+        for c, edges in enumerate(value_edges)
+    )
+    rest = max(n_bins, n_landmarks - occupied - 2 * d)
     quota = max(1, rest // n_bins)
     z_ref = _project(V_ref, direction)
     edges = np.quantile(z_ref, np.linspace(0.0, 1.0, n_bins + 1)[1:-1])

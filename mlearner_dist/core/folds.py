@@ -70,12 +70,15 @@ def _hash64(values: list[object], purpose: str, seed: int) -> np.ndarray:
     return out
 
 
-def assign_folds(unit_ids: Iterable[object], n_folds: int, seed: int) -> np.ndarray:
+def assign_folds(
+    unit_ids: Iterable[object], n_folds: int, seed: int, *, purpose: str = "fold"
+) -> np.ndarray:
     """Cross-fitting fold of every unit from a stable hash of its id.
 
     ``fold_i = h_seed(str(id_i)) mod n_folds`` with ``h_seed`` the 64-bit BLAKE2b digest keyed by
-    the seed. The same id always gets the same fold, whatever the row order, the partitioning or
-    the engine; folds are balanced in expectation (each has probability ``1 / n_folds``).
+    the seed and the purpose. The same id always gets the same fold, whatever the row order, the
+    partitioning or the engine; folds are balanced in expectation (each has probability
+    ``1 / n_folds``).
 
     Parameters
     ----------
@@ -85,6 +88,9 @@ def assign_folds(unit_ids: Iterable[object], n_folds: int, seed: int) -> np.ndar
         Number of folds, at least 2.
     seed : int
         Salt of the hash; a different seed gives an independent assignment.
+    purpose : str
+        Second salt: ``"fold"`` (default) for the outer cross-fitting folds; another word (the
+        nuisance models use ``"inner"``) gives a split independent of the outer folds.
 
     Returns
     -------
@@ -104,8 +110,12 @@ def assign_folds(unit_ids: Iterable[object], n_folds: int, seed: int) -> np.ndar
             "(effects.n_folds, typically 5)"
         )
     seed = _check_seed(seed)
+    if not isinstance(purpose, str) or not purpose or purpose == "uniform":
+        raise ConfigError(
+            f"purpose={purpose!r}: give a non-empty word other than 'uniform' (default 'fold')"
+        )
     values = _as_list(unit_ids)
-    h = _hash64(values, "fold", seed)
+    h = _hash64(values, purpose, seed)
     return (h % np.uint64(n_folds)).astype(np.int64)
 
 

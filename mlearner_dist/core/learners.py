@@ -166,7 +166,13 @@ def make_learner(
     if not numeric and not categorical:
         raise ConfigError("make_learner needs at least one feature column (numeric or categorical)")
     reg, clf = _base_estimators(kind, random_state)
-    reg_params, clf_params = _split_params(kind, dict(params or {}), reg, clf)
+    # copy sequences: RidgeCV writes into a one-element ``alphas`` (a tuple from a frozen config
+    # fails, a list would be changed in the caller's hands)
+    given = {
+        k: list(v) if isinstance(v, list | tuple | np.ndarray) else v
+        for k, v in dict(params or {}).items()
+    }
+    reg_params, clf_params = _split_params(kind, given, reg, clf)
     model = reg if task == "regression" else clf
     model.set_params(**(reg_params if task == "regression" else clf_params))
 

@@ -7,16 +7,22 @@ functions, so their results agree.
 
 Models (t = treatment, m = mediator, x = covariates):
 
-- ``mu_y1``, ``mu_y0``: E[Y | T=t, X] on each arm.
 - ``mu_m1``, ``mu_m0``: E[M | T=t, X] per mediator (P(M=1 | T=t, X) for a binary mediator).
 - ``mu_y1m``: mu_Y(1, m, x) = E[Y | T=1, M=m, X=x], fitted on the treated with M as a feature.
-- ``eta``: E[mu_Y(1, M, X) | T=0, X], the nested (cross-world) regression: ``mu_y1m`` predicts
-  honestly on the training controls (it saw only treated rows) and those predictions are regressed
-  on X among the controls. For a single binary mediator the exact formula
-  eta(x) = mu_Y(1,1,x) P(M=1 | T=0,x) + mu_Y(1,0,x) P(M=0 | T=0,x) replaces the regression, and
-  ``mu_y1`` is composed the same way with P(M=1 | T=1,x).
-- ``propensity``: P(T=1 | X), the treated share of the training rows when randomised, a classifier
-  when observational. ``propensity_mx``: P(T=1 | M, X), a classifier.
+- ``mu_y1`` = E[Y | T=1, X], ``eta`` = E[mu_Y(1, M, X) | T=0, X] (the nested, cross-world
+  regression) and ``mu_y0`` = E[Y | T=0, X] are not fitted one by one: with Z = Y for the treated
+  and Z = mu_y1m(M, X) for the controls (honest: ``mu_y1m`` saw only treated rows),
+  mu_y1 = m + (1 - e) tau and eta = m - e tau, where m(X) = E[Z | X] and the indirect contrast
+  tau(X) = mu_y1 - eta comes from the R-learner; mu_y0 = eta - delta with the direct contrast
+  delta(X) = E[Z - Y | T=0, X] regressed among the controls. Effects are contrasts estimated
+  directly, so the large baseline variation of Y in X does not enter them (separate arm
+  regressions would each carry their own baseline error into NIE and NDE). Without a mediator
+  Z = Y and tau is the total effect. For a single binary mediator the exact formulas
+  mu_y1 = mu_Y(1,1,x) P(M=1 | T=1,x) + mu_Y(1,0,x) P(M=0 | T=1,x) and eta likewise with
+  P(M=1 | T=0,x) replace the R-learner.
+- ``propensity``: P(T=1 | X), the known assignment probability when randomised (the treated
+  share of the whole data), a classifier when observational. ``propensity_mx``: P(T=1 | M, X),
+  a classifier.
 - ``reference`` estimator only: ``mu_y0m`` = E[Y | T=0, M, X], for the paper's plug-in effects.
 """
 
@@ -31,7 +37,7 @@ from typing import Any, Literal
 import numpy as np
 import pandas as pd
 
-from mlearner_dist.core.folds import stable_uniform
+from mlearner_dist.core.folds import assign_folds, stable_uniform
 from mlearner_dist.core.learners import (
     LEARNER_KINDS,
     categorical_columns,
@@ -158,12 +164,27 @@ class FoldModels:
     numeric, categorical : list of str
         Covariates as the learners see them.
     mediators : tuple of str
-    mu_y1, mu_y0, mu_y1m, eta, mu_y0m, propensity_mx : fitted estimators or None
-        ``None`` where the configuration does not need the model (``mu_y1`` and ``eta`` with a
-        binary mediator are composed from the others).
     mu_m1, mu_m0 : dict of str to fitted estimator
-        One model per mediator.
+        One model per mediator: E[M | T=t, X] (P(M=1 | T=t, X) for a binary mediator).
+    mu_y1m : fitted estimator or None
+        mu_Y(1, m, x), on the treated with the mediators as features.
+    baseline : list of fitted estimators
+        m(X) = E[Z | X] on each half of the training rows (averaged when predicting); empty for a
+        binary mediator.
+    contrast : fitted estimator or None
+        tau(X) = E[Z | T=1, X] - E[Z | T=0, X] (R-learner); None for a binary mediator.
+    direct : fitted estimator or None
+        delta(X) = E[mu_Y(1, M, X) - Y | T=0, X]; None without mediator.
+    mu_y0m : fitted estimator or None
+        E[Y | T=0, M, X], ``reference`` estimator only.
     propensity : fitted estimator or ConstantModel
+        P(T=1 | X): a constant (the assignment probability) unless observational.
+    propensity_mx : fitted estimator or None
+        P(T=1 | M, X).
+    mix_share : float
+        Treated share of the rows ``baseline`` was fitted on (randomised composition weight).
+    observational : bool
+        Whether ``propensity`` is a fitted classifier (then it is the composition weight).
     n_train : dict of str to int
         Training rows of each model.
     """
@@ -172,15 +193,17 @@ class FoldModels:
     numeric: list[str]
     categorical: list[str]
     mediators: tuple[str, ...]
-    mu_y1: Any = None
-    mu_y0: Any = None
     mu_m1: dict[str, Any] = field(default_factory=dict)
     mu_m0: dict[str, Any] = field(default_factory=dict)
     mu_y1m: Any = None
-    eta: Any = None
+    baseline: list[Any] = field(default_factory=list)
+    contrast: Any = None
+    direct: Any = None
     mu_y0m: Any = None
     propensity: Any = None
     propensity_mx: Any = None
+    mix_share: float = 0.5
+    observational: bool = False
     n_train: dict[str, int] = field(default_factory=dict)
 
 
@@ -334,6 +357,7 @@ def _fit(
     y: np.ndarray,
     numeric: list[str],
     categorical: list[str],
+    sample_weight: np.ndarray | None = None,
 ) -> Any:
     if len(y) == 0:
         raise InputValidationError(["a nuisance model has no training rows; use fewer folds"])
@@ -341,6 +365,10 @@ def _fit(
         return ConstantModel(float(y[0]))
     if task == "regression" and np.ptp(y) == 0:
         return ConstantModel(float(y[0]))
+    if not numeric and not categorical:
+        if task == "regression" and sample_weight is not None:
+            return ConstantModel(float(np.average(y, weights=sample_weight)))
+        return ConstantModel(float(np.mean(y)))
     model = make_learner(
         spec.learner,
         task,
@@ -349,7 +377,17 @@ def _fit(
         params=spec.learner_params,
         random_state=int(spec.random_state),
     )
+    if sample_weight is not None:
+        return model.fit(X, y, model__sample_weight=sample_weight)
     return model.fit(X, y)
+
+
+def _check_probability(name: str, value: float | None) -> float | None:
+    if value is None:
+        return None
+    if isinstance(value, bool) or not isinstance(value, Real) or not 0.0 < float(value) < 1.0:
+        raise ConfigError(f"{name}={value!r}: give the probability of treatment, in (0, 1)")
+    return float(value)
 
 
 def fit_fold_models(
@@ -359,8 +397,27 @@ def fit_fold_models(
     *,
     mediator_kind: str,
     arm_counts: tuple[int, int] | None = None,
+    assignment_probability: float | None = None,
 ) -> FoldModels:
     """Fit every nuisance model on one training set.
+
+    The arm-level outcome predictions come from one baseline and two contrasts rather than from
+    separate regressions on each arm, so that their errors cancel in the effects:
+
+    - Z = Y for the treated and Z = mu_Y(1, M, X) (``mu_y1m``, which saw only treated rows) for
+      the controls, so E[Z | T=1, X] = mu_y1(X) and E[Z | T=0, X] = eta(X).
+    - The indirect contrast tau(X) = mu_y1(X) - eta(X) by the R-learner (Nie and Wager 2021):
+      m(X) = E[Z | X] and, when observational, e(X) are fitted on two halves of the training rows
+      (a hash of the unit id) and predict the other half; then tau minimises
+      sum_i (T_i - e_i)^2 ((Z_i - m_i) / (T_i - e_i) - tau(X_i))^2. Errors of m and e enter
+      only at second order.
+    - The direct contrast delta(X) = eta(X) - mu_y0(X) = E[Z - Y | T=0, X], one regression among
+      the controls, where both Z and Y are observed on the same unit.
+
+    Without a mediator Z = Y and tau is the total effect. With a single binary mediator mu_y1 and
+    eta are the exact compositions of ``mu_y1m`` with P(M=1 | T=t, X); the direct contrast is as
+    above. :func:`predict_nuisances` composes mu_y1 = m + (1 - e) tau, eta = m - e tau,
+    mu_y0 = eta - delta.
 
     Parameters
     ----------
@@ -372,6 +429,10 @@ def fit_fold_models(
         From :func:`infer_mediator_kind` on the whole data.
     arm_counts : (int, int), optional
         Full (n_0, n_1) when ``train`` was already cut to the row budget (Spark backend).
+    assignment_probability : float, optional
+        The known probability of treatment of a randomised design (the treated share of the
+        whole data for complete randomisation); the ``propensity`` predicted for every unit.
+        Default: the treated share of the training rows. Ignored when observational.
 
     Returns
     -------
@@ -380,7 +441,8 @@ def fit_fold_models(
     Raises
     ------
     ConfigError
-        ``mediator_kind`` is unknown or does not fit the roles.
+        ``mediator_kind`` is unknown or does not fit the roles, or ``assignment_probability`` is
+        not in (0, 1).
     InputValidationError
         An arm has no training rows.
     """
@@ -394,6 +456,7 @@ def fit_fold_models(
         )
     if mediator_kind == "binary" and len(roles.mediators) != 1:
         raise ConfigError("mediator_kind='binary' needs exactly one mediator")
+    known = _check_probability("assignment_probability", assignment_probability)
     controls, treated, pooled, counts = select_training_rows(
         train,
         roles,
@@ -415,50 +478,92 @@ def fit_fold_models(
     meds = list(roles.mediators)
     fm = FoldModels(mediator_kind, numeric, categorical, tuple(meds))
     Y, T = roles.outcome, roles.treatment
+    observational = spec.design == "observational" and bool(covs)
 
-    def fit(name: str, task: str, rows: pd.DataFrame, y: np.ndarray, with_m: bool) -> Any:
+    def fit(
+        name: str,
+        task: str,
+        rows: pd.DataFrame,
+        y: np.ndarray,
+        with_m: bool,
+        weight: np.ndarray | None = None,
+    ) -> Any:
         num = numeric + meds if with_m else numeric
         fm.n_train[name] = len(rows)
-        return _fit(spec, task, _features(rows, num, categorical), y, num, categorical)
+        return _fit(spec, task, _features(rows, num, categorical), y, num, categorical, weight)
 
     def target(rows: pd.DataFrame, col: str) -> np.ndarray:
         return rows[col].to_numpy(dtype=np.float64)
 
-    if covs:
-        if mediator_kind != "binary":
-            fm.mu_y1 = fit("mu_y1", "regression", treated, target(treated, Y), False)
-        fm.mu_y0 = fit("mu_y0", "regression", controls, target(controls, Y), False)
-    else:
-        if mediator_kind != "binary":
-            fm.mu_y1 = ConstantModel(float(target(treated, Y).mean()))
-        fm.mu_y0 = ConstantModel(float(target(controls, Y).mean()))
     m_task = "classification" if mediator_kind == "binary" else "regression"
     for m in meds:
-        if covs:
-            fm.mu_m1[m] = fit(f"mu_m1__{m}", m_task, treated, target(treated, m), False)
-            fm.mu_m0[m] = fit(f"mu_m0__{m}", m_task, controls, target(controls, m), False)
-        else:
-            fm.mu_m1[m] = ConstantModel(float(target(treated, m).mean()))
-            fm.mu_m0[m] = ConstantModel(float(target(controls, m).mean()))
+        fm.mu_m1[m] = fit(f"mu_m1__{m}", m_task, treated, target(treated, m), False)
+        fm.mu_m0[m] = fit(f"mu_m0__{m}", m_task, controls, target(controls, m), False)
     if meds:
         fm.mu_y1m = fit("mu_y1m", "regression", treated, target(treated, Y), True)
-        if mediator_kind != "binary":
-            honest = predict_response(
-                fm.mu_y1m, _features(controls, numeric + meds, categorical), "regression"
-            )
-            if covs:
-                fm.eta = fit("eta", "regression", controls, honest, False)
-            else:
-                fm.eta = ConstantModel(float(honest.mean()))
+        # honest: mu_y1m never saw a control
+        g_controls = predict_response(
+            fm.mu_y1m, _features(controls, numeric + meds, categorical), "regression"
+        )
+        fm.direct = fit("direct", "regression", controls, g_controls - target(controls, Y), False)
         if spec.estimator == "reference":
             fm.mu_y0m = fit("mu_y0m", "regression", controls, target(controls, Y), True)
         fm.propensity_mx = fit("propensity_mx", "classification", pooled, target(pooled, T), True)
-    share = counts[1] / (counts[0] + counts[1])
-    if spec.design == "observational" and covs:
+    fm.observational = observational
+    if observational:
         fm.propensity = fit("propensity", "classification", pooled, target(pooled, T), False)
     else:
+        share = counts[1] / (counts[0] + counts[1]) if known is None else known
         fm.propensity = ConstantModel(share)
+    if mediator_kind != "binary":
+        _fit_contrast(fm, spec, pooled, roles, observational, fit)
     return fm
+
+
+def _fit_contrast(
+    fm: FoldModels,
+    spec: NuisanceSpec,
+    pooled: pd.DataFrame,
+    roles: Roles,
+    observational: bool,
+    fit: Any,
+) -> None:
+    """R-learner of tau(X) = E[Z | T=1, X] - E[Z | T=0, X] on the pooled training rows."""
+    t = pooled[roles.treatment].to_numpy(dtype=np.float64)
+    z = pooled[roles.outcome].to_numpy(dtype=np.float64).copy()
+    numeric, categorical, meds = fm.numeric, fm.categorical, list(fm.mediators)
+    if meds:
+        ctrl = t == 0
+        z[ctrl] = predict_response(
+            fm.mu_y1m, _features(pooled[ctrl], numeric + meds, categorical), "regression"
+        )
+    fm.mix_share = float(t.mean())
+    if not numeric and not categorical:
+        # no covariates: tau is the difference of the arm means of Z (the OLS slope on T)
+        fm.baseline = [ConstantModel(float(z.mean()))]
+        fm.contrast = ConstantModel(float(z[t == 1].mean() - z[t == 0].mean()))
+        fm.n_train.update(baseline=len(z), contrast=len(z))
+        return
+    half = assign_folds(pooled[roles.unit_id], 2, int(spec.random_state), purpose="inner")
+    m_hat = np.empty(len(z))
+    e_hat = np.full(len(z), fm.mix_share)
+    fm.baseline = []
+    splits = [(half != h, half == h) for h in (0, 1)]
+    if any(not fit_rows.any() or not pred_rows.any() for fit_rows, pred_rows in splits):
+        splits = [(np.ones(len(z), dtype=bool), np.ones(len(z), dtype=bool))]
+    X = _features(pooled, numeric, categorical)
+    for h, (fit_rows, pred_rows) in enumerate(splits):
+        part = pooled[fit_rows]
+        model = fit(f"baseline_{h}", "regression", part, z[fit_rows], False)
+        fm.baseline.append(model)
+        m_hat[pred_rows] = predict_response(model, X[pred_rows], "regression")
+        if observational:
+            prop = fit(f"propensity_{h}", "classification", part, t[fit_rows], False)
+            e_hat[pred_rows] = predict_response(prop, X[pred_rows], "classification")
+    clip = max(float(spec.propensity_clip), 1e-3)
+    e_hat = np.clip(e_hat, clip, 1.0 - clip)
+    resid_t = t - e_hat
+    fm.contrast = fit("contrast", "regression", pooled, (z - m_hat) / resid_t, False, resid_t**2)
 
 
 def predict_nuisances(models: FoldModels, frame: pd.DataFrame, roles: Roles) -> pd.DataFrame:
@@ -493,25 +598,30 @@ def predict_nuisances(models: FoldModels, frame: pd.DataFrame, roles: Roles) -> 
     m_task = "classification" if models.mediator_kind == "binary" else "regression"
     m1 = {m: pred(models.mu_m1[m], X, m_task) for m in meds}
     m0 = {m: pred(models.mu_m0[m], X, m_task) for m in meds}
+    propensity = pred(models.propensity, X, "classification")
     if models.mediator_kind == "binary":
         m = meds[0]
         at1 = _features(frame.assign(**{m: 1.0}), num + meds, cat)
         at0 = _features(frame.assign(**{m: 0.0}), num + meds, cat)
         mu11, mu10 = pred(models.mu_y1m, at1), pred(models.mu_y1m, at0)
-        out["mu_y1"] = mu11 * m1[m] + mu10 * (1.0 - m1[m])
+        mu_y1 = mu11 * m1[m] + mu10 * (1.0 - m1[m])
+        eta = mu11 * m0[m] + mu10 * (1.0 - m0[m])
     else:
-        out["mu_y1"] = pred(models.mu_y1, X)
-    out["mu_y0"] = pred(models.mu_y0, X)
+        # the arm mix the baseline was fitted on: the pooled treated share, or e(X)
+        mix = propensity if models.observational else models.mix_share
+        base = np.mean([pred(b, X) for b in models.baseline], axis=0)
+        tau = pred(models.contrast, X)
+        mu_y1 = base + (1.0 - mix) * tau
+        eta = base - mix * tau
+    out["mu_y1"] = mu_y1
+    out["mu_y0"] = eta - pred(models.direct, X) if meds else eta
     if meds:
         for m, c1, c0 in mediator_column_names(roles):
             out[c1], out[c0] = m1[m], m0[m]
         XM = _features(frame, num + meds, cat)
         out["mu_y1m"] = pred(models.mu_y1m, XM)
-        if models.mediator_kind == "binary":
-            out["eta"] = mu11 * m0[meds[0]] + mu10 * (1.0 - m0[meds[0]])
-        else:
-            out["eta"] = pred(models.eta, X)
-    out["propensity"] = pred(models.propensity, X, "classification")
+        out["eta"] = eta
+    out["propensity"] = propensity
     if meds:
         out["propensity_mx"] = pred(models.propensity_mx, XM, "classification")
         if models.mu_y0m is not None:
