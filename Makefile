@@ -25,7 +25,7 @@ lint: $(BIN)/.deps
 	$(BIN)/ruff check mlearner_dist jobs tests benchmarks
 
 test: install lint
-	$(BIN)/pytest -m "not slow" tests
+	$(BIN)/pytest -m "not slow" --durations=15 tests
 
 test-slow: install
 	$(BIN)/pytest -m slow tests

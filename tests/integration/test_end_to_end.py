@@ -50,7 +50,17 @@ def _assert_ci(e: dict) -> None:
 @pytest.fixture(scope="module")
 def jobs_run(tmp_path_factory):
     out = tmp_path_factory.mktemp("jobs_ii")
-    done = mlearner("run", "--config", "conf/jobs_ii.yaml", "--output", str(out), *FAST)
+    # 3 null replicates give a usable threshold only for alpha >= 1 / (3 + 1)
+    done = mlearner(
+        "run",
+        "--config",
+        "conf/jobs_ii.yaml",
+        "--output",
+        str(out),
+        *FAST,
+        "--set",
+        "calibration.alpha=0.25",
+    )
     return out, done
 
 
@@ -152,7 +162,7 @@ def test_simulated_scenario_end_to_end(tmp_path):
         "--seed",
         "3",
         "--noise-sd",
-        "0.5",
+        "0.1",
         "--output",
         str(data),
     )
