@@ -72,7 +72,7 @@ class EffectsConfig:
     n_folds: int = 5
     learner: Literal["hist_gradient_boosting", "random_forest", "linear"] = "hist_gradient_boosting"
     learner_params: dict[str, Any] = field(default_factory=dict)
-    row_budget: int = 200_000
+    row_budget: int = 50_000
     propensity_clip: float = 0.01
 
 
