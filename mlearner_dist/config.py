@@ -16,6 +16,7 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import json
+import re
 import types
 import typing
 from collections.abc import Iterable, Mapping, Sequence
@@ -290,8 +291,46 @@ _EFFECT_NAMES = ("auto", "indirect", "direct", "total")
 _CRITERIA = ("gini", "entropy", "log_loss")
 
 
-def _cross_checks(cfg: Config) -> list[str]:
+#: Spark settings whose values are credentials (storage keys, tokens, passwords).
+_SECRET_KEY = re.compile(
+    r"secret|password|passwd|token|credential|account\.key|access\.key|sas\.|\.sas|"
+    r"private\.key|api\.key|apikey",
+    re.IGNORECASE,
+)
+#: A URL with a password in it: ``scheme://user:password@host``.
+_URL_PASSWORD = re.compile(r"^[a-z][a-z0-9+.-]*://[^/@\s]*:[^/@\s]+@", re.IGNORECASE)
+#: Values that refer to a secret instead of holding it: Databricks ``{{secrets/scope/key}}``,
+#: environment ``${VAR}``.
+_SECRET_REFERENCE = re.compile(r"^\s*(\{\{\s*secrets/[^}]+\}\}|\$\{[A-Za-z_][A-Za-z0-9_]*\})\s*$")
+
+
+def _secret_problems(cfg: Config) -> list[str]:
+    """Credentials written into the configuration (which is logged and stored in MLflow)."""
     problems = []
+    for key, value in (
+        ("tracking.uri", cfg.tracking.uri),
+        ("data.source", cfg.data.source),
+        ("compute.dask.scheduler_address", cfg.compute.dask.scheduler_address),
+    ):
+        if _URL_PASSWORD.match(str(value)):
+            problems.append(
+                f"{key}: the URL holds a password; configuration is logged and stored with the "
+                "run, so give credentials through the environment (MLFLOW_TRACKING_USERNAME / "
+                "MLFLOW_TRACKING_PASSWORD or MLFLOW_TRACKING_TOKEN, DATABRICKS_TOKEN, cloud "
+                "credentials) or the platform's secret store"
+            )
+    for name, value in cfg.compute.spark.conf.items():
+        if _SECRET_KEY.search(str(name)) and not _SECRET_REFERENCE.match(str(value)):
+            problems.append(
+                f"compute.spark.conf[{name!r}]: a credential in a config file ends up in logs and "
+                "MLflow params; refer to it instead ({{secrets/scope/key}} on Databricks, "
+                "${ENV_VAR} for an environment variable) or set it in the cluster's Spark config"
+            )
+    return problems
+
+
+def _cross_checks(cfg: Config) -> list[str]:
+    problems = _secret_problems(cfg)
     if cfg.cluster.k_min > cfg.cluster.k_max:
         problems.append(
             f"cluster.k_min={cfg.cluster.k_min} > cluster.k_max={cfg.cluster.k_max}: the K range "

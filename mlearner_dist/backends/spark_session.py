@@ -40,6 +40,44 @@ def _with_task_retries(master: str, max_failures: int) -> str:
     return f"local[{m.group(1)}, {max_failures}]" if m else master
 
 
+_ENV_REFERENCE = re.compile(r"^\s*\$\{([A-Za-z_][A-Za-z0-9_]*)\}\s*$")
+
+
+def resolve_env_reference(key: str, value: str) -> str:
+    """``${VAR}`` -> the value of the environment variable VAR; other values unchanged.
+
+    Credentials in ``compute.spark.conf`` must be given this way (the configuration refuses
+    literal ones), so they never appear in config files, logs or MLflow params.
+
+    Parameters
+    ----------
+    key : str
+        The Spark setting, for the error message.
+    value : str
+
+    Returns
+    -------
+    str
+
+    Raises
+    ------
+    ConfigError
+        The variable is not set.
+    """
+    m = _ENV_REFERENCE.match(str(value))
+    if m is None:
+        return str(value)
+    name = m.group(1)
+    if name not in os.environ:
+        from mlearner_dist.exceptions import ConfigError
+
+        raise ConfigError(
+            f"compute.spark.conf[{key!r}] refers to the environment variable {name}, which is "
+            "not set; export it before the run"
+        )
+    return os.environ[name]
+
+
 def get_spark(cfg: SparkConfig | None = None) -> SparkSession:
     """Return the active SparkSession, or create one from the configuration.
 
@@ -92,7 +130,7 @@ def get_spark(cfg: SparkConfig | None = None) -> SparkSession:
     elif cfg.partitions:
         builder = builder.config("spark.sql.shuffle.partitions", str(cfg.partitions))
     for key, value in cfg.conf.items():
-        builder = builder.config(key, value)
+        builder = builder.config(key, resolve_env_reference(key, value))
     spark = builder.getOrCreate()
     spark.sparkContext.setLogLevel("WARN")
     logger.info("Spark %s session, master %s", spark.version, master)

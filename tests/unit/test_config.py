@@ -120,3 +120,44 @@ def test_configuration_doc_is_current():
 
     doc = Path(__file__).resolve().parents[2] / "docs" / "configuration.md"
     assert doc.read_text() == keys_markdown(), "run `make docs` to regenerate docs/configuration.md"
+
+
+@pytest.mark.parametrize(
+    "override, key",
+    [
+        ("tracking.uri=https://alice:hunter2@mlflow.example.com", "tracking.uri"),
+        ("data.source=abfss://me:k3y@container/path", "data.source"),
+        (
+            "compute.spark.conf={fs.azure.account.key.acct.dfs.core.windows.net: abc123}",
+            "fs.azure.account.key",
+        ),
+        ("compute.spark.conf={spark.hadoop.fs.s3a.secret.key: abc}", "secret.key"),
+    ],
+)
+def test_credentials_in_the_config_are_refused_with_the_way_out(override, key):
+    with pytest.raises(ConfigError) as err:
+        load_config([], [override])
+    text = str(err.value)
+    assert key in text and ("environment" in text or "secrets/" in text)
+    for secret in ("hunter2", "k3y", "abc123"):
+        assert secret not in text
+
+
+def test_secret_references_and_plain_urls_are_accepted(monkeypatch):
+    from mlearner_dist.backends.spark_session import resolve_env_reference
+
+    cfg = load_config(
+        [],
+        [
+            "tracking.uri=https://mlflow.example.com",
+            "compute.spark.conf={fs.azure.account.key.a.dfs.core.windows.net: '${AZ_KEY}', "
+            "spark.hadoop.fs.s3a.secret.key: '{{secrets/scope/s3}}'}",
+        ],
+    )
+    value = cfg.compute.spark.conf["fs.azure.account.key.a.dfs.core.windows.net"]
+    monkeypatch.setenv("AZ_KEY", "from-env")
+    assert resolve_env_reference("k", value) == "from-env"
+    assert resolve_env_reference("k", "plain") == "plain"
+    monkeypatch.delenv("AZ_KEY")
+    with pytest.raises(ConfigError, match="AZ_KEY"):
+        resolve_env_reference("k", value)
