@@ -7,7 +7,7 @@ from typing import Any
 
 
 def _fmt(e: dict[str, float] | None) -> str:
-    if not e:
+    if not e or any(e.get(k) is None for k in ("estimate", "ci_low", "ci_high")):
         return "n/a"
     return f"{e['estimate']:+.3f} [{e['ci_low']:+.3f}, {e['ci_high']:+.3f}]"
 

@@ -696,7 +696,13 @@ def merge_subgroup_effects(
             wanted = has_mediator or name == "total"
             entry[name] = _row_ci(adj, name) if wanted else None
             entry["unadjusted"][name] = _row_ci(una, name) if wanted else None
-        notes = [str(x) for x in una.get("note", pd.Series(dtype=str)).dropna() if str(x)]
+        notes = [
+            str(x)
+            for table in (adj, una)
+            for x in table.get("note", pd.Series(dtype=str)).dropna()
+            if str(x)
+        ]
+        notes = list(dict.fromkeys(notes))
         if notes:
             entry["note"] = "; ".join(notes)
         out.append(entry)
