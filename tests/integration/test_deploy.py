@@ -242,6 +242,7 @@ def _free_port() -> int:
         return s.getsockname()[1]
 
 
+@pytest.mark.slow  # ~200 s: two full pipeline runs and a separate Dask cluster
 @pytest.mark.dask
 @pytest.mark.spark
 def test_dask_stages_on_a_separate_scheduler_and_workers(tmp_path):

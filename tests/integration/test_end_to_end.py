@@ -129,6 +129,7 @@ def test_jobs_ii_stage_outputs(jobs_run):
     assert len(list((out / "figures").glob("*.png"))) >= 5
 
 
+@pytest.mark.slow  # ~100 s; resume after SIGKILL is covered (slow) in test_reliability.py
 @pytest.mark.spark
 def test_rerun_skips_current_stages_and_force_reruns(jobs_run):
     out, _ = jobs_run
