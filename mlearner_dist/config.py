@@ -182,6 +182,7 @@ class TrackingConfig:
     uri: str = ""
     experiment: str = "mlearner"
     run_name: str = ""
+    allow_outside_output: bool = False
 
 
 @dataclass(frozen=True)

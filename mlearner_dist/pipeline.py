@@ -61,6 +61,61 @@ def tracking_uri_for(cfg: Config, output: Path | None) -> str:
     return f"sqlite:///{(output / 'mlflow.db').resolve()}"
 
 
+def local_store_path(uri: str) -> Path | None:
+    """Where a local MLflow store writes (``sqlite:``, ``file:`` or a plain path), else None.
+
+    Parameters
+    ----------
+    uri : str
+        A tracking URI.
+
+    Returns
+    -------
+    Path or None
+        None for remote stores (``http(s)://``, ``databricks``, ...).
+    """
+    if uri.startswith("sqlite:///"):
+        return Path(uri[len("sqlite:///") :])
+    if uri.startswith("file:"):
+        from urllib.parse import urlparse
+
+        return Path(urlparse(uri).path)
+    if "://" in uri or uri.split(":", 1)[0] in ("databricks", "databricks-uc"):
+        return None
+    return Path(uri)
+
+
+def check_tracking_location(cfg: Config, output: Path) -> None:
+    """Refuse a local MLflow store outside the output folder unless the config allows it.
+
+    Parameters
+    ----------
+    cfg : Config
+    output : Path
+        The run's output folder.
+
+    Raises
+    ------
+    ConfigError
+        ``tracking.uri`` writes outside ``output`` and ``tracking.allow_outside_output`` is false.
+    """
+    uri = tracking_uri_for(cfg, output)
+    path = local_store_path(uri)
+    if path is None or cfg.tracking.allow_outside_output:
+        return
+    root = output.resolve()
+    target = path.expanduser().resolve()
+    if target != root and root not in target.parents:
+        from mlearner_dist.exceptions import ConfigError
+
+        raise ConfigError(
+            f"tracking.uri={uri!r} writes the MLflow store to {target}, outside the output folder "
+            f"{root}; leave tracking.uri empty (DIR/mlflow.db), point it inside the output "
+            "folder or at a server, or set tracking.allow_outside_output=true for a shared local "
+            "store"
+        )
+
+
 @dataclass
 class RunContext:
     """Shared state of one pipeline run: config, output folder, engines, tracker, timings."""
@@ -192,6 +247,7 @@ def run_pipeline(
     if "report" in stages and cfg.tracking.enabled:
         from mlearner_dist.backends.mlflow_tracking import check_tracking_reachable
 
+        check_tracking_location(cfg, out)
         check_tracking_reachable(tracking_uri_for(cfg, out))
     runners: dict[str, Callable[[RunContext], Manifest]] = {
         "validate": run_validate,
