@@ -238,7 +238,12 @@ def run_pipeline(
         The contents of ``result.json`` when the report stage ran.
     """
     out = Path(output)
-    out.mkdir(parents=True, exist_ok=True)
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise StageError(
+            f"output folder {out} cannot be created ({exc}); choose another --output"
+        ) from exc
     _check_writable(out)
     clean_partial(out)
     for stage in force:

@@ -57,3 +57,15 @@ def test_run_stops_before_any_stage(tmp_path):
         run_pipeline(cfg, out)
     assert not (tmp_path / "shared.db").exists()
     assert not any(p.name != "_manifests" for p in out.iterdir())
+
+
+def test_an_output_path_that_cannot_be_written_stops_with_our_error(tmp_path):
+    from mlearner_dist.exceptions import StageError
+
+    blocker = tmp_path / "a_file"
+    blocker.write_text("not a folder")
+    cfg = load_config([], ["tracking.enabled=false"])
+    with pytest.raises(StageError, match="choose another --output"):
+        run_pipeline(cfg, blocker / "out")
+    with pytest.raises(StageError, match="choose another --output"):
+        run_pipeline(cfg, blocker)
