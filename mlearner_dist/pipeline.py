@@ -586,7 +586,19 @@ def run_calibrate(ctx: RunContext) -> Manifest:
             futures = client.map(
                 model.null_p_leaf, [shared] * len(reps), [roles] * len(reps), reps, pure=False
             )
-            null_p = [float(p) for p in client.gather(futures)]
+            from distributed import as_completed
+
+            # progress as replicates finish; values kept in replicate order
+            position = {f.key: i for i, f in enumerate(futures)}
+            null_p = [0.0] * len(futures)
+            for done, fut in enumerate(as_completed(futures), start=1):
+                null_p[position[fut.key]] = float(fut.result())
+                logger.info(
+                    "calibration: null replicate %d/%d done (%.0f s)",
+                    done,
+                    len(futures),
+                    time.perf_counter() - started,
+                )
             from mlearner_dist.core import calibration as cal
 
             thr = cal.null_threshold(null_p, cfg.calibration.alpha)
