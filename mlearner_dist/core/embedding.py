@@ -630,7 +630,9 @@ def _tsne_on_distances(
         "learning_rate": float(n / 12.0),
         "initialization": initialization,
         "n_jobs": n_jobs,
-        "kl_divergence": float(emb.kl_divergence),
+        # 6 significant digits: openTSNE sums the KL divergence over threads, so its last bits
+        # vary between runs although the embedding does not (result.json stays identical)
+        "kl_divergence": float(f"{float(emb.kl_divergence):.6g}"),
     }
     return emb, info
 
