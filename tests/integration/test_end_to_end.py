@@ -150,6 +150,7 @@ def test_rerun_skips_current_stages_and_force_reruns(jobs_run):
     assert result_after["chosen"] == result_before["chosen"]
 
 
+@pytest.mark.slow  # ~130 s; the study and scale notebooks run simulated data in make test
 @pytest.mark.spark
 @pytest.mark.dask
 def test_simulated_scenario_end_to_end(tmp_path):
