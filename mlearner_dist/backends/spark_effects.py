@@ -175,7 +175,9 @@ def _r2_aggs(i: int, pred: str, target: str, cond: Column) -> list[Column]:
 
 
 def _finite(x: float) -> float | None:
-    return float(x) if x is not None and np.isfinite(x) else None
+    # 10 significant digits: Spark sums the squares partition by partition, so the last bits of a
+    # diagnostic depend on the partitioning while the effects do not (result.json stays identical)
+    return float(f"{float(x):.10g}") if x is not None and np.isfinite(x) else None
 
 
 def _spark_diagnostics(
