@@ -1,4 +1,4 @@
-"""Data sets: the paper's eleven simulation scenarios and the Jobs II trial.
+"""Data sets: the paper's eleven simulation scenarios, three inference designs, and Jobs II.
 
 Simulation (:func:`simulate`)
 -----------------------------
@@ -24,6 +24,18 @@ simple-null2   0            S(X1+X2)     0
 simple-global  1            0            1
 =============  ===========  ===========  ===
 
+Three further designs test the inference (issue "inference"); for them the effect of M on Y or
+the assignment differs from the form above:
+
+* ``mediator-slope``: ``M = B + T + e_M``, ``Y = 1 + (1 + S) M + 0.5 X3 + 0.5 X4 + e_Y``. The
+  T -> M effect is constant (1); the M -> Y slope is 1 + S, so NIE = 1 + S, NDE = 0: only the
+  M -> Y path varies, which a test of the mediator alone cannot see.
+* ``confounded-null`` (observational): ``T ~ Bernoulli(expit(1.5 X1))``,
+  ``M = X1^2 + 0.5 T + e_M``, ``Y = X1^2 + M + 0.3 T + e_Y``. NIE = 0.5 and NDE = 0.3 for every
+  unit (no heterogeneity), but X1 drives both the assignment and the outcome level.
+* ``confounded-alt`` (observational): as ``confounded-null`` with
+  ``M = X1^2 + (0.5 + 1{X2 > 0}) T + e_M``: NIE = 0.5 + 1{X2 > 0} (0.5 or 1.5 by X2), NDE = 0.3.
+
 The true conditional effects are NIE(x) = E[Y(1, M(1)) - Y(1, M(0)) | X=x] and
 NDE(x) = E[Y(1, M(0)) - Y(0, M(0)) | X=x], with TE = NIE + NDE. For the simple scenarios
 NIE = c a(x) and NDE = d(x). For the complex ones, with L0 = 1 + B + 0.5 X3 + 0.5 X4 and
@@ -37,8 +49,10 @@ Without a mediator (``simple``, ``complex``, ``global``, ``null``) there is no `
 ``1 + B + e_Y`` (null).
 
 Random numbers: ``rng = numpy.random.default_rng([seed, 0])`` draws, in this order, X as an
-(n, 10) standard normal matrix, the treated set as the first ``floor(n / 2)`` entries of
-``rng.permutation(n)``, then ``e_M`` and ``e_Y`` as standard normals times ``noise_sd``. This is
+(n, 10) standard normal matrix, the treatment (:func:`assign_treatment`: the treated set as the
+first ``floor(n / 2)`` entries of ``rng.permutation(n)`` in the randomised scenarios;
+``T = 1{U < expit(1.5 X1)}`` with ``U = rng.random(n)`` in the observational ones), then ``e_M``
+and ``e_Y`` as standard normals times ``noise_sd``. This is
 chunk 0 of :func:`mlearner_dist.backends.spark_simulate.spark_simulate`, so both generators give
 the same units whenever ``n`` fits in one Spark chunk.
 """
@@ -80,18 +94,46 @@ class ScenarioInfo:
         The data-generating process in one line.
     has_mediator : bool
         Whether the scenario has a mediator column ``M``.
+    design : {"randomised", "observational"}
+        How ``T`` is assigned: complete randomisation with half treated, or depending on X1
+        (analyse with ``design: observational``).
+    indirect_drivers : tuple of str
+        The covariates NIE(x) depends on (empty: constant, or no mediator); a study counts how
+        often the indirect target's profile uses them.
+    total_drivers : tuple of str
+        The covariates TE(x) depends on (empty: constant total effect).
     """
 
     description: str
     has_mediator: bool
+    design: str = "randomised"
+    indirect_drivers: tuple[str, ...] = ("X1", "X2")
+    total_drivers: tuple[str, ...] = ("X1", "X2")
+
+    def drivers(self, target: str) -> tuple[str, ...]:
+        """The covariates the ``indirect`` or ``total`` effect depends on."""
+        if target not in ("indirect", "total"):
+            raise ConfigError(f"target={target!r}: choose 'indirect' or 'total'")
+        return self.indirect_drivers if target == "indirect" else self.total_drivers
 
 
 SCENARIOS: MappingProxyType[str, ScenarioInfo] = MappingProxyType(
     {
-        "simple": ScenarioInfo("Y = 1 + B + S(X1+X2)T + e (no mediator)", False),
-        "complex": ScenarioInfo("Y = expit(-(1 + B + S(X1+X2)T + e)) (no mediator)", False),
-        "global": ScenarioInfo("Y = 1 + T + X3 + X4 + e: constant effect 1 (no mediator)", False),
-        "null": ScenarioInfo("Y = 1 + B + e: no effect (no mediator)", False),
+        "simple": ScenarioInfo(
+            "Y = 1 + B + S(X1+X2)T + e (no mediator)", False, indirect_drivers=()
+        ),
+        "complex": ScenarioInfo(
+            "Y = expit(-(1 + B + S(X1+X2)T + e)) (no mediator)", False, indirect_drivers=()
+        ),
+        "global": ScenarioInfo(
+            "Y = 1 + T + X3 + X4 + e: constant effect 1 (no mediator)",
+            False,
+            indirect_drivers=(),
+            total_drivers=(),
+        ),
+        "null": ScenarioInfo(
+            "Y = 1 + B + e: no effect (no mediator)", False, indirect_drivers=(), total_drivers=()
+        ),
         "simple-all": ScenarioInfo(
             "M = B + S(X1+X2)T + e, Y = 1 + M + 0.5X3 + 0.5X4 + e: NIE = S(X1+X2), NDE = 0", True
         ),
@@ -111,16 +153,48 @@ SCENARIOS: MappingProxyType[str, ScenarioInfo] = MappingProxyType(
             True,
         ),
         "simple-null1": ScenarioInfo(
-            "M = B + e, Y = 1 + M + 0.5X3 + 0.5X4 + S(X1+X2)T + e: NIE = 0, NDE = S(X1+X2)", True
+            "M = B + e, Y = 1 + M + 0.5X3 + 0.5X4 + S(X1+X2)T + e: NIE = 0, NDE = S(X1+X2)",
+            True,
+            indirect_drivers=(),
         ),
         "simple-null2": ScenarioInfo(
-            "M = B + e, Y = 1 + 0.5X3 + 0.5X4 + S(X1+X2)T + e: NIE = 0, M irrelevant", True
+            "M = B + e, Y = 1 + 0.5X3 + 0.5X4 + S(X1+X2)T + e: NIE = 0, M irrelevant",
+            True,
+            indirect_drivers=(),
         ),
         "simple-global": ScenarioInfo(
-            "M = B + T + e, Y = 1 + M + 0.5X3 + 0.5X4 + e: NIE = 1 for everyone", True
+            "M = B + T + e, Y = 1 + M + 0.5X3 + 0.5X4 + e: NIE = 1 for everyone",
+            True,
+            indirect_drivers=(),
+            total_drivers=(),
+        ),
+        "mediator-slope": ScenarioInfo(
+            "M = B + T + e, Y = 1 + (1 + S)M + 0.5X3 + 0.5X4 + e: NIE = 1 + S (only the M -> Y "
+            "path varies), NDE = 0",
+            True,
+        ),
+        "confounded-null": ScenarioInfo(
+            "T ~ Bernoulli(expit(1.5 X1)), M = X1^2 + 0.5T + e, Y = X1^2 + M + 0.3T + e: "
+            "NIE = 0.5, NDE = 0.3 for everyone (observational)",
+            True,
+            design="observational",
+            indirect_drivers=(),
+            total_drivers=(),
+        ),
+        "confounded-alt": ScenarioInfo(
+            "T ~ Bernoulli(expit(1.5 X1)), M = X1^2 + (0.5 + 1{X2 > 0})T + e, "
+            "Y = X1^2 + M + 0.3T + e: NIE = 0.5 + 1{X2 > 0}, NDE = 0.3 (observational)",
+            True,
+            design="observational",
+            indirect_drivers=("X2",),
+            total_drivers=("X2",),
         ),
     }
 )
+
+#: P(T = 1 | X) = expit(CONFOUNDING_SLOPE * X1) in the observational scenarios.
+CONFOUNDING_SLOPE = 1.5
+_INFERENCE_DESIGNS = ("mediator-slope", "confounded-null", "confounded-alt")
 
 # scenario -> (a: mediator effect of T, d: direct effect of T, c: coefficient of M, complex?)
 # "S" stands for S(X1+X2); numbers are constants.
@@ -193,6 +267,54 @@ def expected_expit_neg(z: np.ndarray, sd: float) -> np.ndarray:
         block = z[start : start + _GH_BLOCK]
         out[start : start + _GH_BLOCK] = expit(-(block[:, None] + sd * _GH_NODES)) @ _GH_WEIGHTS
     return out
+
+
+def true_propensity(scenario: str, X: np.ndarray) -> np.ndarray:
+    """P(T = 1 | X) of a scenario: 1/2 when randomised, ``expit(1.5 X1)`` when observational.
+
+    (Randomised scenarios treat exactly ``floor(n / 2)`` units, so 1/2 is exact only for even n.)
+
+    Parameters
+    ----------
+    scenario : str
+    X : ndarray of shape (n, p), p >= 1
+
+    Returns
+    -------
+    ndarray of shape (n,)
+    """
+    scenario = _check_scenario(scenario)
+    X = np.asarray(X, dtype=float)
+    if X.ndim != 2 or X.shape[1] < 1:
+        raise InputValidationError([f"X: expected a 2-D array with column X1, found {X.shape}"])
+    if SCENARIOS[scenario].design == "observational":
+        return expit(CONFOUNDING_SLOPE * X[:, 0])
+    return np.full(X.shape[0], 0.5)
+
+
+def assign_treatment(scenario: str, X: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+    """Draw the treatment of a scenario (the second draw of :func:`simulate`).
+
+    Randomised scenarios: the first ``floor(n / 2)`` entries of ``rng.permutation(n)`` are
+    treated. Observational ones: ``T = 1{U < expit(1.5 X1)}`` with ``U = rng.random(n)``.
+
+    Parameters
+    ----------
+    scenario : str
+    X : ndarray of shape (n, p)
+    rng : numpy.random.Generator
+
+    Returns
+    -------
+    ndarray of float (0.0 / 1.0), shape (n,)
+    """
+    scenario = _check_scenario(scenario)
+    n = np.asarray(X).shape[0]
+    if SCENARIOS[scenario].design == "observational":
+        return (rng.random(n) < true_propensity(scenario, X)).astype(float)
+    T = np.zeros(n)
+    T[rng.permutation(n)[: n // 2]] = 1.0
+    return T
 
 
 def _check_arrays(
@@ -270,7 +392,21 @@ def scenario_arrays(
     n = X.shape[0]
     nan = np.full(n, np.nan)
     out: dict[str, np.ndarray] = {}
-    if scenario in _MEDIATED:
+    if scenario in _INFERENCE_DESIGNS:
+        if scenario == "mediator-slope":
+            M = base + T + eM
+            Y = 1.0 + (1.0 + s) * M + 0.5 * x3 + 0.5 * x4 + eY
+            indirect = (1.0 + s).astype(float)
+            direct = np.zeros(n)
+        else:
+            a = 0.5 + (x2 > 0) if scenario == "confounded-alt" else np.full(n, 0.5)
+            M = x1**2 + a * T + eM
+            Y = x1**2 + M + 0.3 * T + eY
+            indirect = np.asarray(a, dtype=float)
+            direct = np.full(n, 0.3)
+        out.update(M=M, Y=Y, true_indirect=indirect, true_direct=direct)
+        out["true_total"] = indirect + direct
+    elif scenario in _MEDIATED:
         a_spec, d_spec, c, is_complex = _MEDIATED[scenario]
         a = hetero if a_spec == "S" else np.full(n, float(a_spec))
         d = hetero if d_spec == "S" else np.full(n, float(d_spec))
@@ -326,9 +462,12 @@ def simulate(scenario: str, n: int, *, seed: int, noise_sd: float = 0.01) -> pd.
     scenario : str
         One of ``simple``, ``complex``, ``global``, ``null`` (no mediator) and ``simple-all``,
         ``simple-part``, ``complex-all``, ``complex-part``, ``simple-null1``, ``simple-null2``,
-        ``simple-global`` (see :data:`SCENARIOS` and the module docstring for the formulas).
+        ``simple-global``, ``mediator-slope``, ``confounded-null``, ``confounded-alt`` (see
+        :data:`SCENARIOS` and the module docstring for the formulas).
     n : int
-        Number of units, >= 2; exactly ``floor(n / 2)`` are treated.
+        Number of units, >= 2; exactly ``floor(n / 2)`` are treated in the randomised
+        scenarios; in ``confounded-null`` and ``confounded-alt`` each unit independently with
+        probability ``expit(1.5 X1)``.
     seed : int
         Non-negative seed; the draws are ``numpy.random.default_rng([seed, 0])`` in the order
         given in the module docstring, so a seed always gives the same data.
@@ -359,8 +498,7 @@ def simulate(scenario: str, n: int, *, seed: int, noise_sd: float = 0.01) -> pd.
     n, noise_sd = int(n), float(noise_sd)
     rng = np.random.default_rng([int(seed), 0])
     X = rng.standard_normal((n, N_COVARIATES))
-    T = np.zeros(n)
-    T[rng.permutation(n)[: n // 2]] = 1.0
+    T = assign_treatment(scenario, X, rng)
     eM = rng.standard_normal(n) * noise_sd
     eY = rng.standard_normal(n) * noise_sd
     arrays = scenario_arrays(scenario, X, T, eM, eY, noise_sd)

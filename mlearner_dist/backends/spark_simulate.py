@@ -3,7 +3,8 @@
 Units are produced in fixed chunks of ``chunk_size`` ids; chunk c draws its covariates, treatment
 and noise from ``numpy.random.default_rng([seed, c])``, so the data do not depend on the number of
 partitions or executors. Treatment is assigned at random within each chunk with exactly half
-treated (so exactly half of all units when chunks are even).
+treated (so exactly half of all units when chunks are even), or unit by unit with probability
+expit(1.5 X1) in the observational scenarios (:func:`mlearner_dist.datasets.assign_treatment`).
 """
 
 from __future__ import annotations
@@ -14,7 +15,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 import pandas as pd
 
-from mlearner_dist.datasets import scenario_arrays, scenario_has_mediator
+from mlearner_dist.datasets import assign_treatment, scenario_arrays, scenario_has_mediator
 
 if TYPE_CHECKING:
     from pyspark.sql import DataFrame, SparkSession
@@ -27,8 +28,7 @@ def _chunk_frame(
 ) -> pd.DataFrame:
     rng = np.random.default_rng([seed, chunk])
     X = rng.standard_normal((size, N_COVARIATES))
-    T = np.zeros(size)
-    T[rng.permutation(size)[: size // 2]] = 1.0
+    T = assign_treatment(scenario, X, rng)
     eM = rng.standard_normal(size) * noise_sd
     eY = rng.standard_normal(size) * noise_sd
     arrays = scenario_arrays(scenario, X, T, eM, eY, noise_sd)

@@ -11,11 +11,13 @@ from scipy.special import expit
 from mlearner_dist.core.roles import Roles
 from mlearner_dist.datasets import (
     SCENARIOS,
+    assign_treatment,
     expected_expit_neg,
     load_jobs_ii,
     scenario_arrays,
     scenario_has_mediator,
     simulate,
+    true_propensity,
 )
 from mlearner_dist.exceptions import ConfigError, InputValidationError
 from mlearner_dist.validation import validate_frame
@@ -34,17 +36,22 @@ NAMES = [
     "simple-global",
 ]
 NO_MEDIATOR = {"simple", "complex", "global", "null"}
+INFERENCE = ["mediator-slope", "confounded-null", "confounded-alt"]
+OBSERVATIONAL = {"confounded-null", "confounded-alt"}
 XCOLS = [f"X{i}" for i in range(1, 11)]
 
 
 def test_scenario_names_and_mediator_flags():
-    assert sorted(SCENARIOS) == sorted(NAMES)
-    for name in NAMES:
+    assert sorted(SCENARIOS) == sorted(NAMES + INFERENCE)
+    for name in NAMES + INFERENCE:
         assert scenario_has_mediator(name) is (name not in NO_MEDIATOR)
         assert SCENARIOS[name].description
+        assert SCENARIOS[name].design == (
+            "observational" if name in OBSERVATIONAL else "randomised"
+        )
 
 
-@pytest.mark.parametrize("name", NAMES)
+@pytest.mark.parametrize("name", NAMES + INFERENCE)
 def test_columns_types_and_design(name):
     n = 301
     df = simulate(name, n, seed=7)
@@ -64,7 +71,8 @@ def test_columns_types_and_design(name):
     assert len(df) == n
     np.testing.assert_array_equal(df["unit_id"], np.arange(n))
     assert df["T"].dtype == np.int64 and df["in_subgroup"].dtype == np.int64
-    assert df["T"].sum() == n // 2  # exactly floor(n/2) treated
+    if name not in OBSERVATIONAL:
+        assert df["T"].sum() == n // 2  # exactly floor(n/2) treated
     s = ((df.X1 > 0) & (df.X2 > 0)).astype(int)
     np.testing.assert_array_equal(df["in_subgroup"], s)
     np.testing.assert_allclose(df.X1.std(), 1.0, atol=0.15)
@@ -208,6 +216,75 @@ def test_complex_truths_match_monte_carlo_over_the_noise(name):
             plug_in_errors.append(abs(plug - sample.mean()) / max(se, 1e-300))
     # the zero-noise plug-in is measurably wrong at sd 1, so this test can tell them apart
     assert max(plug_in_errors) > 10
+
+
+@pytest.mark.parametrize("name", INFERENCE)
+def test_inference_designs_follow_the_formulas_without_noise(name):
+    df = simulate(name, 500, seed=4, noise_sd=0.0)
+    x1, x2, x3, x4 = (df[c].to_numpy() for c in ("X1", "X2", "X3", "X4"))
+    t = df["T"].to_numpy()
+    s = ((x1 > 0) & (x2 > 0)).astype(float)
+    if name == "mediator-slope":
+        b = x3 + x4 + 0.5 * x1 + 0.5 * x2
+        np.testing.assert_allclose(df.M, b + t, atol=1e-12)
+        np.testing.assert_allclose(df.Y, 1 + (1 + s) * df.M + 0.5 * x3 + 0.5 * x4, atol=1e-12)
+        np.testing.assert_allclose(df.true_indirect, 1 + s, atol=1e-12)
+        np.testing.assert_allclose(df.true_direct, 0.0, atol=1e-12)
+    else:
+        a = 0.5 + (x2 > 0) if name == "confounded-alt" else np.full(len(df), 0.5)
+        np.testing.assert_allclose(df.M, x1**2 + a * t, atol=1e-12)
+        np.testing.assert_allclose(df.Y, x1**2 + df.M + 0.3 * t, atol=1e-12)
+        np.testing.assert_allclose(df.true_indirect, a, atol=1e-12)
+        np.testing.assert_allclose(df.true_direct, 0.3, atol=1e-12)
+    np.testing.assert_allclose(df.true_total, df.true_indirect + df.true_direct, atol=1e-12)
+
+
+def test_inference_truths_are_potential_outcome_contrasts():
+    """NIE = E[Y(1, M(1)) - Y(1, M(0)) | x], computed from the formulas with noise, by hand."""
+    rng = np.random.default_rng(3)
+    X = rng.standard_normal((2000, 10))
+    eM, eY = rng.standard_normal(2000), rng.standard_normal(2000)
+    ones, zeros = np.ones(2000), np.zeros(2000)
+    for name in INFERENCE:
+        m1 = scenario_arrays(name, X, ones, eM, eY, 1.0)["M"]
+        m0 = scenario_arrays(name, X, zeros, eM, eY, 1.0)["M"]
+        x1, x3, x4 = X[:, 0], X[:, 2], X[:, 3]
+        s = ((X[:, 0] > 0) & (X[:, 1] > 0)).astype(float)
+        slope = name == "mediator-slope"
+
+        def y(t, m, s=s, x1=x1, x3=x3, x4=x4, slope=slope):
+            if slope:
+                return 1 + (1 + s) * m + 0.5 * x3 + 0.5 * x4 + eY
+            return x1**2 + m + 0.3 * t + eY
+
+        truth = scenario_arrays(name, X, ones, eM, eY, 1.0)
+        # the effects are linear in the noise, so unit-level contrasts equal the conditional ones
+        np.testing.assert_allclose(truth["true_indirect"], y(1, m1) - y(1, m0), atol=1e-12)
+        np.testing.assert_allclose(truth["true_direct"], y(1, m0) - y(0, m0), atol=1e-12)
+
+
+def test_confounded_assignment_depends_on_x1_only():
+    df = simulate("confounded-null", 20_000, seed=9, noise_sd=1.0)
+    e = true_propensity("confounded-null", df[XCOLS].to_numpy())
+    np.testing.assert_allclose(e, expit(1.5 * df.X1))
+    # calibration of the draw: treated share by decile of e matches mean e within 4 se
+    dec = pd.qcut(e, 10, labels=False)
+    for d in range(10):
+        sel = dec == d
+        p = e[sel].mean()
+        se = np.sqrt(p * (1 - p) / sel.sum())
+        assert abs(df["T"][sel].mean() - p) < 4 * se
+    # X1 confounds within leaves: the naive differences in means on X1 > 0 and X1 <= 0 are far
+    # from the constant total effect 0.8 (opposite signs: the confounded null looks heterogeneous)
+    for side, sign in ((df.X1 > 0, 1), (df.X1 <= 0, -1)):
+        d = df[side]
+        naive = d.Y[d["T"] == 1].mean() - d.Y[d["T"] == 0].mean()
+        assert sign * (naive - 0.8) > 0.5
+    np.testing.assert_allclose(df.true_total, 0.8)
+    # randomised scenarios keep exactly half treated and probability 1/2
+    np.testing.assert_allclose(true_propensity("simple-all", df[XCOLS].to_numpy()), 0.5)
+    t = assign_treatment("simple-all", np.zeros((11, 10)), np.random.default_rng(0))
+    assert t.sum() == 5
 
 
 def test_unknown_scenario_lists_valid_names():
