@@ -1,0 +1,273 @@
+"""Simplify a profile tree so that every remaining split changes the effect.
+
+A profile tree is grown to reproduce cluster labels, so some of its splits separate clusters that
+the effect does not distinguish (noise covariates, or a second cut of the same level). Leaf
+merging removes them bottom-up, on the doubly robust scores of the effect being profiled:
+
+1. Visit the internal nodes in post-order (children before parents).
+2. At a node whose two children are both leaves (originally, or after merging), test equality of
+   the children's mean scores with the robust Wald test of :mod:`mlearner_dist.core.score_test`
+   on the two leaves (for two leaves ``W = (m_a - m_b)^2 / (v_a + v_b)``, the square of a Welch
+   z statistic, ``p = P(chi2_1 > W)``).
+3. If ``p >= level`` (no evidence that the split changes the effect), replace the node by a leaf
+   holding both children's units. The parent may then become mergeable in turn.
+
+A split survives only when its two sides differ at the stated level, or when one side is itself
+split further by a surviving split (sibling merging keeps a tree, so every subgroup keeps a
+readable conjunctive rule; a noise split *above* real splits is kept, as its two sides are not
+leaves). The merged partition is coarser than the raw one and every leaf's rule is the path to it.
+
+The simplification uses the scores, so it is part of the selection: a calibration that re-runs
+the selection on null replicates must re-run it on each replicate's scores (it does, when it calls
+the same selection function), and the reported subgroups are exactly the merged partition whose
+p-value is calibrated. The raw tree is kept beside the merged one for reference.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from mlearner_dist.core.profiles import ProfileTree, _Node, _rule_text
+from mlearner_dist.core.score_test import score_test_from_aggregates
+from mlearner_dist.exceptions import InputValidationError, MLearnerError
+
+__all__ = ["MergeResult", "merge_leaves"]
+
+
+@dataclass(frozen=True)
+class MergeResult:
+    """A profile tree simplified by :func:`merge_leaves`.
+
+    Attributes
+    ----------
+    tree : ProfileTree
+        The merged tree: same ``tree_id``, ``covariates`` and CV figures as the raw tree (those
+        describe the raw tree's fit to the cluster labels), ``params`` with ``merge_level`` and
+        ``raw_n_leaves`` added, leaves renumbered left to right, rules and sizes of the merged
+        leaves, ``variables`` of the surviving splits.
+    raw_tree : ProfileTree
+        The tree as grown.
+    leaf_map : dict of int to int
+        Raw leaf id -> merged leaf id.
+    tests : list of dict
+        One entry per tested node, in the order visited: ``variable`` of the split, ``n_left``,
+        ``n_right``, ``mean_left``, ``mean_right``, ``pvalue`` and ``merged``.
+    level : float
+        The level of each merge test.
+    """
+
+    tree: ProfileTree
+    raw_tree: ProfileTree
+    leaf_map: dict[int, int]
+    tests: list[dict[str, Any]]
+    level: float
+
+    @property
+    def n_merged(self) -> int:
+        """How many splits were removed."""
+        return sum(1 for t in self.tests if t["merged"])
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-ready description: merged and raw trees, the leaf map and the tests."""
+        return {
+            "level": float(self.level),
+            "n_merged": int(self.n_merged),
+            "tree": self.tree.to_dict(),
+            "raw_tree": self.raw_tree.to_dict(),
+            "leaf_map": {str(k): int(v) for k, v in self.leaf_map.items()},
+            "tests": [dict(t) for t in self.tests],
+        }
+
+
+def merge_leaves(
+    tree: ProfileTree,
+    X: pd.DataFrame,
+    score: Any,
+    *,
+    level: float = 0.05,
+    covariance: str = "HC1",
+    min_leaf_n: int = 2,
+) -> MergeResult:
+    """Merge sibling leaves whose mean scores do not differ at ``level``, bottom-up.
+
+    Parameters
+    ----------
+    tree : ProfileTree
+        A profile tree (from :func:`~mlearner_dist.core.profiles.fit_profile_trees`).
+    X : DataFrame, shape (n, p)
+        Covariates of the units whose scores are given (every column the tree splits on).
+    score : array-like, shape (n,)
+        The doubly robust score of the profiled effect (e.g. the effects table's
+        ``score_indirect``), row-aligned with ``X``.
+    level : float in (0, 1), default 0.05
+        A split is kept when the test of equal means of its two sides has ``p < level``.
+        ``level`` close to 1 keeps almost every split; small values merge more.
+    covariance : {"HC1", "HC0"}
+        The robust variance of :func:`~mlearner_dist.core.score_test.score_test_from_aggregates`.
+    min_leaf_n : int, default 2
+        A side with fewer units is merged into its sibling (no variance to test with).
+
+    Returns
+    -------
+    MergeResult
+
+    Raises
+    ------
+    MLearnerError
+        ``tree`` is not a ProfileTree, ``level`` outside (0, 1).
+    InputValidationError
+        ``score`` not aligned with ``X`` or not finite; a covariate the tree uses is missing.
+    """
+    if not isinstance(tree, ProfileTree):
+        raise MLearnerError(f"tree must be a ProfileTree, got {type(tree).__name__}")
+    if (
+        isinstance(level, bool)
+        or not isinstance(level, (int, float, np.floating))
+        or not 0.0 < float(level) < 1.0
+    ):
+        raise MLearnerError(f"level={level!r}: give the merge test's level in (0, 1), e.g. 0.05")
+    s = np.asarray(score, dtype=float).ravel()
+    if not isinstance(X, pd.DataFrame):
+        raise MLearnerError(f"X must be a pandas DataFrame, got {type(X).__name__}")
+    problems = []
+    if s.shape[0] != len(X):
+        problems.append(f"score has {s.shape[0]} values but X has {len(X)} rows: align them")
+    elif not np.isfinite(s).all():
+        problems.append(f"score has {int((~np.isfinite(s)).sum())} missing/non-finite values")
+    if problems:
+        raise InputValidationError(problems)
+    raw_leaf = tree.leaf_of(X)
+    nodes = tree.nodes
+    # per raw leaf: count, mean, centred sum of squares (merged by Chan's formula)
+    stats_of: dict[int, tuple[float, float, float]] = {}
+    frame = pd.DataFrame({"leaf": raw_leaf, "s": s})
+    g = frame.groupby("leaf")["s"]
+    for lf, n, mean, var in zip(
+        g.size().index,
+        g.size().to_numpy(),
+        g.mean().to_numpy(),
+        g.var(ddof=0).to_numpy(),
+        strict=True,
+    ):
+        stats_of[int(lf)] = (float(n), float(mean), float(var) * float(n))
+    # node index -> aggregate of the units below it, when that subtree is (now) a single leaf
+    collapsed: dict[int, tuple[float, float, float]] = {}
+    is_leaf_now: dict[int, bool] = {}
+    tests: list[dict[str, Any]] = []
+
+    def visit(i: int) -> None:
+        nd = nodes[i]
+        if nd.is_leaf:
+            collapsed[i] = stats_of.get(nd.leaf, (0.0, 0.0, 0.0))
+            is_leaf_now[i] = True
+            return
+        visit(nd.left)
+        visit(nd.right)
+        if not (is_leaf_now[nd.left] and is_leaf_now[nd.right]):
+            is_leaf_now[i] = False
+            return
+        a, b = collapsed[nd.left], collapsed[nd.right]
+        if a[0] < min_leaf_n or b[0] < min_leaf_n:
+            p = 1.0  # an (almost) empty side: nothing to distinguish
+        else:
+            agg = pd.DataFrame(
+                {"leaf": [0, 1], "n": [a[0], b[0]], "mean": [a[1], b[1]], "m2": [a[2], b[2]]}
+            )
+            p = score_test_from_aggregates(agg, covariance=covariance, min_leaf_n=min_leaf_n).pvalue
+        merged = bool(p >= level)
+        tests.append(
+            {
+                "variable": nd.var,
+                "n_left": int(a[0]),
+                "n_right": int(b[0]),
+                "mean_left": _finite(a[1]),
+                "mean_right": _finite(b[1]),
+                "pvalue": float(p),
+                "merged": merged,
+            }
+        )
+        is_leaf_now[i] = merged
+        if merged:
+            collapsed[i] = _combine(a, b)
+
+    visit(0)
+    new_nodes, rules, raw_to_new = _rebuild(tree, is_leaf_now)
+    leaf_map = {int(k): int(v) for k, v in raw_to_new.items()}
+    new_leaf = np.array([leaf_map[int(x)] for x in raw_leaf], dtype=np.int64)
+    sizes = {lf: int((new_leaf == lf).sum()) for lf in rules}
+    used = sorted({nd.var for nd in new_nodes if nd.var is not None})
+    merged_tree = dataclasses.replace(
+        tree,
+        params={**tree.params, "merge_level": float(level), "raw_n_leaves": int(tree.n_leaves)},
+        n_leaves=len(rules),
+        variables=used,
+        rules=rules,
+        leaf_sizes=sizes,
+        nodes=new_nodes,
+        levels={k: v for k, v in tree.levels.items() if k in used},
+    )
+    return MergeResult(merged_tree, tree, leaf_map, tests, float(level))
+
+
+# ---------------------------------------------------------------------------------------------
+def _finite(x: float) -> float | None:
+    return float(x) if math.isfinite(x) else None
+
+
+def _combine(
+    a: tuple[float, float, float], b: tuple[float, float, float]
+) -> tuple[float, float, float]:
+    n = a[0] + b[0]
+    if n == 0:
+        return (0.0, 0.0, 0.0)
+    d = b[1] - a[1]
+    return (n, a[1] + d * b[0] / n, a[2] + b[2] + d * d * a[0] * b[0] / n)
+
+
+def _rebuild(
+    tree: ProfileTree, is_leaf_now: dict[int, bool]
+) -> tuple[tuple[_Node, ...], dict[int, str], dict[int, int]]:
+    """The pruned node list (pre-order), rules of the new leaves, raw leaf -> new leaf."""
+    nodes = tree.nodes
+    out: list[_Node | None] = []
+    rules: dict[int, str] = {}
+    raw_to_new: dict[int, int] = {}
+    counter = 0
+
+    def raw_leaves(i: int) -> list[int]:
+        nd = nodes[i]
+        return [nd.leaf] if nd.is_leaf else raw_leaves(nd.left) + raw_leaves(nd.right)
+
+    def visit(i: int, conds: list[tuple[str, str, Any]]) -> int:
+        nonlocal counter
+        nd = nodes[i]
+        pos = len(out)
+        out.append(None)
+        if is_leaf_now[i]:
+            out[pos] = _Node(leaf=counter, n_fit=nd.n_fit)
+            rules[counter] = _rule_text(conds, tree.levels)
+            for lf in raw_leaves(i):
+                raw_to_new[lf] = counter
+            counter += 1
+            return pos
+        assert nd.var is not None
+        if nd.kind == "numeric":
+            cond_l: tuple[str, str, Any] = (nd.var, "le", nd.threshold)
+            cond_r: tuple[str, str, Any] = (nd.var, "gt", nd.threshold)
+        else:
+            known = frozenset(tree.levels[nd.var])
+            cond_l = (nd.var, "in", nd.left_levels)
+            cond_r = (nd.var, "in", known - nd.left_levels)
+        li = visit(nd.left, [*conds, cond_l])
+        ri = visit(nd.right, [*conds, cond_r])
+        out[pos] = dataclasses.replace(nd, left=li, right=ri)
+        return pos
+
+    visit(0, [])
+    return tuple(n for n in out if n is not None), rules, raw_to_new
