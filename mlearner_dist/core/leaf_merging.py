@@ -34,7 +34,7 @@ import numpy as np
 import pandas as pd
 
 from mlearner_dist.core.profiles import ProfileTree, _Node, _rule_text
-from mlearner_dist.core.score_test import score_test_from_aggregates
+from mlearner_dist.core.score_test import COVARIANCES, pvalue_from_moments
 from mlearner_dist.exceptions import InputValidationError, MLearnerError
 
 __all__ = ["MergeResult", "merge_leaves"]
@@ -68,6 +68,14 @@ class MergeResult:
     tests: list[dict[str, Any]]
     level: float
 
+    def merged_leaf(self, raw_leaf: np.ndarray) -> np.ndarray:
+        """Merged leaf ids from raw leaf ids (``raw_tree.leaf_of(X)``), shape preserved."""
+        raw_leaf = np.asarray(raw_leaf, dtype=np.int64)
+        lookup = np.zeros(max(self.leaf_map) + 1, dtype=np.int64)
+        for k, v in self.leaf_map.items():
+            lookup[k] = v
+        return lookup[raw_leaf]
+
     @property
     def n_merged(self) -> int:
         """How many splits were removed."""
@@ -93,6 +101,7 @@ def merge_leaves(
     level: float = 0.05,
     covariance: str = "HC1",
     min_leaf_n: int = 2,
+    raw_leaf: np.ndarray | None = None,
 ) -> MergeResult:
     """Merge sibling leaves whose mean scores do not differ at ``level``, bottom-up.
 
@@ -112,6 +121,8 @@ def merge_leaves(
         The robust variance of :func:`~mlearner_dist.core.score_test.score_test_from_aggregates`.
     min_leaf_n : int, default 2
         A side with fewer units is merged into its sibling (no variance to test with).
+    raw_leaf : ndarray of int, shape (n,), optional
+        ``tree.leaf_of(X)`` when the caller has it (replicates reuse it); computed otherwise.
 
     Returns
     -------
@@ -140,22 +151,22 @@ def merge_leaves(
         problems.append(f"score has {s.shape[0]} values but X has {len(X)} rows: align them")
     elif not np.isfinite(s).all():
         problems.append(f"score has {int((~np.isfinite(s)).sum())} missing/non-finite values")
+    if covariance not in COVARIANCES:
+        problems.append(f"covariance={covariance!r}: choose one of {list(COVARIANCES)}")
     if problems:
         raise InputValidationError(problems)
-    raw_leaf = tree.leaf_of(X)
+    if raw_leaf is None:
+        raw_leaf = tree.leaf_of(X)
+    raw_leaf = np.asarray(raw_leaf, dtype=np.int64)
     nodes = tree.nodes
     # per raw leaf: count, mean, centred sum of squares (merged by Chan's formula)
-    stats_of: dict[int, tuple[float, float, float]] = {}
-    frame = pd.DataFrame({"leaf": raw_leaf, "s": s})
-    g = frame.groupby("leaf")["s"]
-    for lf, n, mean, var in zip(
-        g.size().index,
-        g.size().to_numpy(),
-        g.mean().to_numpy(),
-        g.var(ddof=0).to_numpy(),
-        strict=True,
-    ):
-        stats_of[int(lf)] = (float(n), float(mean), float(var) * float(n))
+    size = max(int(tree.n_leaves), int(raw_leaf.max()) + 1)
+    cnt = np.bincount(raw_leaf, minlength=size).astype(float)
+    mean = np.divide(
+        np.bincount(raw_leaf, weights=s, minlength=size), cnt, out=np.zeros(size), where=cnt > 0
+    )
+    m2 = np.bincount(raw_leaf, weights=(s - mean[raw_leaf]) ** 2, minlength=size)
+    stats_of = {lf: (float(cnt[lf]), float(mean[lf]), float(m2[lf])) for lf in range(size)}
     # node index -> aggregate of the units below it, when that subtree is (now) a single leaf
     collapsed: dict[int, tuple[float, float, float]] = {}
     is_leaf_now: dict[int, bool] = {}
@@ -176,10 +187,12 @@ def merge_leaves(
         if a[0] < min_leaf_n or b[0] < min_leaf_n:
             p = 1.0  # an (almost) empty side: nothing to distinguish
         else:
-            agg = pd.DataFrame(
-                {"leaf": [0, 1], "n": [a[0], b[0]], "mean": [a[1], b[1]], "m2": [a[2], b[2]]}
+            p = pvalue_from_moments(
+                np.array([a[0], b[0]]),
+                np.array([a[1], b[1]]),
+                np.array([a[2], b[2]]),
+                covariance=covariance,
             )
-            p = score_test_from_aggregates(agg, covariance=covariance, min_leaf_n=min_leaf_n).pvalue
         merged = bool(p >= level)
         tests.append(
             {
@@ -199,8 +212,11 @@ def merge_leaves(
     visit(0)
     new_nodes, rules, raw_to_new = _rebuild(tree, is_leaf_now)
     leaf_map = {int(k): int(v) for k, v in raw_to_new.items()}
-    new_leaf = np.array([leaf_map[int(x)] for x in raw_leaf], dtype=np.int64)
-    sizes = {lf: int((new_leaf == lf).sum()) for lf in rules}
+    lookup = np.zeros(size, dtype=np.int64)
+    for k, v in leaf_map.items():
+        lookup[k] = v
+    new_sizes = np.bincount(lookup[raw_leaf], minlength=len(rules))
+    sizes = {lf: int(new_sizes[lf]) for lf in rules}
     used = sorted({nd.var for nd in new_nodes if nd.var is not None})
     merged_tree = dataclasses.replace(
         tree,

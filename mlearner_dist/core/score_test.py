@@ -318,6 +318,10 @@ def score_test(
 def score_pvalue(score: Any, leaf: Any, *, covariance: str = "HC1", min_leaf_n: int = 2) -> float:
     """p-value of the score test for one score vector (the selection's statistic).
 
+    The same test as :func:`score_test`, computed with ``numpy.bincount`` on integer leaf ids
+    (other ids are factorised first) because the calibration calls it thousands of times.
+    Leaves with fewer than ``min_leaf_n`` units are dropped silently.
+
     Parameters
     ----------
     score : array-like, shape (n,)
@@ -329,8 +333,46 @@ def score_pvalue(score: Any, leaf: Any, *, covariance: str = "HC1", min_leaf_n: 
     -------
     float
     """
+    if covariance not in COVARIANCES:
+        raise MLearnerError(f"covariance={covariance!r}: choose one of {list(COVARIANCES)}")
     s = np.asarray(score, dtype=float).ravel()
-    return score_test(s, leaf, covariance=covariance, min_leaf_n=min_leaf_n)["score"].pvalue
+    lf = np.asarray(leaf).ravel()
+    if s.shape != lf.shape or not np.isfinite(s).all():
+        return score_test(s, lf, covariance=covariance, min_leaf_n=min_leaf_n)["score"].pvalue
+    if not (np.issubdtype(lf.dtype, np.integer) and lf.size and lf.min() >= 0):
+        lf = pd.factorize(lf)[0]
+    n = np.bincount(lf).astype(float)
+    sums = np.bincount(lf, weights=s, minlength=n.size)
+    keep = n >= min_leaf_n
+    mean = np.divide(sums, n, out=np.zeros_like(sums), where=n > 0)
+    m2 = np.bincount(lf, weights=(s - mean[lf]) ** 2, minlength=n.size)
+    return pvalue_from_moments(n[keep], mean[keep], m2[keep], covariance=covariance)
+
+
+def pvalue_from_moments(
+    n: np.ndarray, mean: np.ndarray, m2: np.ndarray, *, covariance: str = "HC1"
+) -> float:
+    """p-value of the Wald test from per-leaf counts, means and centred sums of squares.
+
+    The kernel of :func:`score_test_from_aggregates` without checks (every leaf is used).
+
+    Parameters
+    ----------
+    n, mean, m2 : ndarray, shape (L,)
+    covariance : {"HC1", "HC0"}
+
+    Returns
+    -------
+    float
+        1.0 when ``L < 2``.
+    """
+    n = np.asarray(n, dtype=float)
+    if n.size < 2:
+        return 1.0
+    n_units = float(n.sum())
+    c = 1.0 if covariance == "HC0" else n_units / (n_units - n.size)
+    stat = _wald_equal_means(np.asarray(mean, dtype=float), c * np.asarray(m2, dtype=float) / n**2)
+    return 0.0 if math.isinf(stat) else float(stats.chi2.sf(stat, n.size - 1))
 
 
 # ---------------------------------------------------------------------------------------------
@@ -426,6 +468,7 @@ __all__ = [
     "SCORE_NAMES",
     "ScoreTestResult",
     "combine_score_aggregates",
+    "pvalue_from_moments",
     "score_aggregates",
     "score_pvalue",
     "score_test",

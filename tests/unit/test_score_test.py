@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import warnings
+
 import numpy as np
 import pandas as pd
 import pytest
@@ -125,6 +127,21 @@ def test_invariant_to_a_constant_shift_and_calibrated_under_the_null():
         rej += score_pvalue(sc, lf) < 0.05
     rate = rej / 400
     assert rate <= 0.05 + 3 * np.sqrt(0.05 * 0.95 / 400)
+
+
+@pytest.mark.parametrize("seed", range(5))
+def test_fast_pvalue_equals_the_aggregate_test(seed):
+    rng = np.random.default_rng(seed)
+    n = int(rng.integers(20, 400))
+    leaf = rng.choice(["p", "q", "r", "s"], size=n, p=[0.5, 0.3, 0.19, 0.01])
+    s = rng.standard_exponential(n) + (leaf == "q") * 0.3
+    for cov in ("HC0", "HC1"):
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", SmallSubgroupWarning)
+            want = score_test(s, leaf, covariance=cov)["score"].pvalue
+        assert score_pvalue(s, leaf, covariance=cov) == pytest.approx(want, rel=1e-9, abs=1e-15)
+        codes = pd.factorize(leaf)[0]
+        assert score_pvalue(s, codes, covariance=cov) == pytest.approx(want, rel=1e-9, abs=1e-15)
 
 
 def test_degenerate_cases():

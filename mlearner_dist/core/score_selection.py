@@ -1,0 +1,146 @@
+"""The score-dependent part of the selection: leaf merging, DR-score test, choice of configuration.
+
+For ``fidelity: ours`` the decision statistic of a target (``indirect``, or ``total``; without
+a mediator only ``total``) is the robust Wald test of equal leaf means of that target's doubly
+robust score (:mod:`mlearner_dist.core.score_test`). The selection is split in two:
+
+1. *score-independent*: unit effects -> embedding -> K-means -> one profile tree per K chosen
+   before any test (:func:`~mlearner_dist.core.profiles.choose_tree`); these read the unit
+   effects and the covariates only;
+2. *score-dependent* (:func:`score_candidates`, :func:`choose_by_score`): each K's tree is
+   simplified by :func:`~mlearner_dist.core.leaf_merging.merge_leaves` on the target's score,
+   the merged partition is tested on the same score, and the configuration with the smallest
+   p-value is chosen; its p-value is ``p_leaf``.
+
+The score replicates of :mod:`mlearner_dist.core.score_replicates` re-run step 2 on every
+replicate (and may re-run step 1 with the replicate's seed), so the calibrated statistic is the
+one the selection minimised, merging included, and the reported subgroups are exactly the
+merged partition whose p-value was calibrated.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from mlearner_dist.core.leaf_merging import merge_leaves
+from mlearner_dist.core.profiles import ProfileTree
+from mlearner_dist.core.score_test import score_pvalue
+from mlearner_dist.exceptions import MLearnerError
+
+__all__ = ["TARGETS", "choose_by_score", "score_candidates", "score_pleaf", "target_score"]
+
+TARGETS = ("indirect", "total")
+
+
+def target_score(effects: pd.DataFrame, target: str) -> np.ndarray:
+    """The DR score column of a target, checked.
+
+    Parameters
+    ----------
+    effects : DataFrame
+        The effects table.
+    target : {"indirect", "total"}
+
+    Returns
+    -------
+    ndarray, shape (n,)
+    """
+    if target not in TARGETS:
+        raise MLearnerError(f"target={target!r}: choose one of {list(TARGETS)}")
+    col = f"score_{target}"
+    if col not in effects.columns or effects[col].isna().all():
+        raise MLearnerError(
+            f"the effects table has no {col!r} values"
+            + (": the indirect target needs a mediator" if target == "indirect" else "")
+        )
+    return effects[col].to_numpy(dtype=float)
+
+
+def score_candidates(
+    trees: Mapping[int, ProfileTree],
+    X: pd.DataFrame,
+    score: Any,
+    *,
+    merge_level: float | None = 0.05,
+    covariance: str = "HC1",
+    raw_leaves: Mapping[int, np.ndarray] | None = None,
+) -> list[dict[str, Any]]:
+    """Merge and test the tree of every K on one score.
+
+    Parameters
+    ----------
+    trees : mapping of K -> ProfileTree
+        The tree chosen for each K before testing.
+    X : DataFrame, shape (n, p)
+        Covariates of the units, row-aligned with ``score``.
+    score : array-like, shape (n,)
+        The target's DR score.
+    merge_level : float in (0, 1) or None
+        Level of the merge tests (:func:`~mlearner_dist.core.leaf_merging.merge_leaves`); None
+        tests the raw trees.
+    covariance : {"HC1", "HC0"}
+    raw_leaves : mapping of K -> ndarray of int, optional
+        ``trees[k].leaf_of(X)`` for every K, when the caller has them (the replicates reuse the
+        observed ones: the raw trees do not depend on the scores).
+
+    Returns
+    -------
+    list of dict
+        Per K (ascending): ``k``, ``tree_id``, ``raw_n_leaves``, ``n_leaves`` and ``variables``
+        (of the tested, merged tree), ``p_score``, ``tree`` (the merged :class:`ProfileTree`)
+        and ``leaf`` (its leaf of every unit); drop the last two before writing JSON.
+    """
+    if not trees:
+        raise MLearnerError("trees is empty: one profile tree per K is needed")
+    s = np.asarray(score, dtype=float).ravel()
+    out = []
+    for k in sorted(trees):
+        raw = trees[k]
+        raw_leaf = raw.leaf_of(X) if raw_leaves is None else np.asarray(raw_leaves[k])
+        if merge_level is None:
+            tree, leaf = raw, raw_leaf
+        else:
+            merged = merge_leaves(
+                raw, X, s, level=merge_level, covariance=covariance, raw_leaf=raw_leaf
+            )
+            tree, leaf = merged.tree, merged.merged_leaf(raw_leaf)
+        out.append(
+            {
+                "k": int(k),
+                "tree_id": int(raw.tree_id),
+                "raw_n_leaves": int(raw.n_leaves),
+                "n_leaves": int(tree.n_leaves),
+                "variables": list(tree.variables),
+                "p_score": score_pvalue(s, leaf, covariance=covariance),
+                "tree": tree,
+                "leaf": leaf,
+            }
+        )
+    return out
+
+
+def choose_by_score(candidates: list[dict[str, Any]]) -> dict[str, Any]:
+    """The candidate with the smallest ``p_score``; ties to fewer leaves, then smaller K."""
+    if not candidates:
+        raise MLearnerError("candidates is empty: no configuration was tested")
+    return min(candidates, key=lambda c: (c["p_score"], c["n_leaves"], c["k"]))
+
+
+def score_pleaf(
+    trees: Mapping[int, ProfileTree],
+    X: pd.DataFrame,
+    score: Any,
+    *,
+    merge_level: float | None = 0.05,
+    covariance: str = "HC1",
+    raw_leaves: Mapping[int, np.ndarray] | None = None,
+) -> float:
+    """``p_leaf`` of the score-dependent selection: the chosen candidate's ``p_score``."""
+    cands = score_candidates(
+        trees, X, score, merge_level=merge_level, covariance=covariance, raw_leaves=raw_leaves
+    )
+    return float(choose_by_score(cands)["p_score"])
