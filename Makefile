@@ -23,6 +23,7 @@ run: install
 
 lint: $(BIN)/.deps
 	$(BIN)/ruff check mlearner_dist jobs tests benchmarks
+	$(BIN)/python tests/import_contract.py mlearner_dist
 
 test: install lint
 	$(BIN)/pytest -m "not slow" --durations=15 tests
