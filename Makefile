@@ -39,3 +39,4 @@ clean:
 
 docs: install
 	$(BIN)/python -c "from mlearner_dist.config import keys_markdown; print(keys_markdown(), end='')" > docs/configuration.md
+	$(BIN)/python -c "from mlearner_dist.result_schema import schema_markdown; print(schema_markdown(), end='')" > docs/result_schema.md

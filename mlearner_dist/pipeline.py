@@ -31,6 +31,7 @@ from mlearner_dist.core.selection import (
     tree_pvalues,
 )
 from mlearner_dist.exceptions import RowAccountError, StageError, TrackingError
+from mlearner_dist.result_schema import SCHEMA_VERSION, validate_result
 from mlearner_dist.stages import (
     STAGES,
     Manifest,
@@ -40,6 +41,7 @@ from mlearner_dist.stages import (
     fingerprint,
     invalidate_from,
     read_manifest,
+    to_jsonable,
     write_json_atomic,
     write_manifest,
 )
@@ -567,6 +569,7 @@ def run_report(ctx: RunContext) -> Manifest:
     decision_p = float(calib.get("p_decision", p_leaf))
     manifests = {s: read_manifest(ctx.output, s) for s in STAGES}
     result: dict[str, Any] = {
+        "schema_version": SCHEMA_VERSION,
         "run_id": uuid.uuid4().hex,
         "mlflow_run_id": None,
         "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
@@ -589,6 +592,7 @@ def run_report(ctx: RunContext) -> Manifest:
         "subgroups": subgroups,
         "timings": {s: m.seconds for s, m in manifests.items() if m is not None},
     }
+    validate_result(to_jsonable(result))
     figures = _write_figures(ctx, result, tree) if cfg.report.figures else []
     if cfg.report.html:
         from mlearner_dist.report import write_report
