@@ -6,7 +6,7 @@ every violation. The layers, from the bottom (a module may import its own layer 
 0. ``core`` (and ``exceptions``, the package ``__init__``): numpy, pandas, scipy, scikit-learn,
    statsmodels, openTSNE; of mlearner_dist only ``core.*`` and ``exceptions``;
 1. framework-free helpers: ``config``, ``stages``, ``datasets``, ``plots``, ``report``,
-   ``summary``, ``scoring``, ``tracking``, ``progress``, ``result_schema``;
+   ``summary``, ``scoring``, ``tracking``, ``result_schema``;
 2. ``backends.*``: the only modules that import pyspark, dask, dask_ml, distributed or mlflow;
 3. ``pipeline``, ``study``: compose stages and engines;
 4. ``cli``;
@@ -33,7 +33,6 @@ HELPERS = (
     "summary",
     "scoring",
     "tracking",
-    "progress",
     "result_schema",
 )
 LAYER_NAMES = ("core", "helpers", "backends", "pipeline/study", "cli", "jobs")

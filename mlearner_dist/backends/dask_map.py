@@ -9,11 +9,12 @@ of ``items``, so the outcome does not depend on the number of workers or on whic
 from __future__ import annotations
 
 import logging
-import time
 from collections.abc import Callable, Sequence
 from typing import Any
 
 from distributed import as_completed
+
+from mlearner_dist.core.progress import Progress
 
 __all__ = ["dask_map"]
 
@@ -43,22 +44,15 @@ def dask_map(client: Any, *, label: str = "null replicate") -> Callable[..., lis
         items = list(items)
         if not items:
             return []
-        started = time.perf_counter()
         shared = client.scatter(func, broadcast=True)
         futures = client.map(_call, [shared] * len(items), items, pure=False)
         position = {f.key: i for i, f in enumerate(futures)}
         out: list[Any] = [None] * len(futures)
-        for done, fut in enumerate(as_completed(futures), start=1):
-            out[position[fut.key]] = fut.result()
-            seconds = time.perf_counter() - started
-            logger.info(
-                "%s %d/%d done (%.0f s, about %.0f s left)",
-                label,
-                done,
-                len(futures),
-                seconds,
-                seconds / done * (len(futures) - done),
-            )
+        n_workers = len(client.scheduler_info().get("workers", {}))
+        with Progress(len(futures), f"{label}s on {n_workers} Dask workers") as bar:
+            for fut in as_completed(futures):
+                out[position[fut.key]] = fut.result()
+                bar.update()
         return out
 
     return map_fn

@@ -25,6 +25,7 @@ import numpy as np
 import pandas as pd
 
 from mlearner_dist.core.folds import unit_hash
+from mlearner_dist.core.progress import Progress
 from mlearner_dist.core.roles import Roles
 from mlearner_dist.exceptions import InputValidationError, MLearnerError
 
@@ -208,6 +209,12 @@ def sequential_map(
     return out
 
 
+def progress_map(func: Callable[[Any], Any], items: Sequence[Any], *, desc: str) -> list[Any]:
+    """:func:`sequential_map` with a :class:`~mlearner_dist.core.progress.Progress` line."""
+    with Progress(len(items), desc) as bar:
+        return sequential_map(func, items, progress=lambda done, total, s: bar.update())
+
+
 def fixed_calibration(threshold: float, alpha: float) -> dict[str, Any]:
     """The calibration record of ``calibration.mode: fixed`` (a threshold given in advance)."""
     return {
@@ -259,7 +266,7 @@ def null_calibration(
     reps = list(range(int(n_replicates)))
     started = time.perf_counter()
     if map_fn is None:
-        null_p = sequential_map(null_p_leaf, reps, progress=_log_replicate)
+        null_p = progress_map(null_p_leaf, reps, desc="null replicates")
     else:
         null_p = list(map_fn(null_p_leaf, reps))
     null_p = [float(p) for p in null_p]
@@ -281,17 +288,6 @@ def null_calibration(
             "of their p_leaf values"
         ),
     }
-
-
-def _log_replicate(done: int, total: int, seconds: float) -> None:
-    left = seconds / done * (total - done)
-    logger.info(
-        "calibration: null replicate %d/%d done (%.0f s, about %.0f s left)",
-        done,
-        total,
-        seconds,
-        left,
-    )
 
 
 def average_shifts(frame: pd.DataFrame, roles: Roles) -> tuple[np.ndarray | None, float]:
