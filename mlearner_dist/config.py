@@ -117,13 +117,17 @@ class ProfileConfig:
     cv_folds: int = 10
     tree_choice: Literal["one_se", "first_pareto"] = "one_se"
     max_rows: int = 20_000
+    merge_leaves: bool = True
+    merge_level: float = 0.05
 
 
 @dataclass(frozen=True)
 class TestConfig:
-    """Step 4b: leaf x treatment interaction tests."""
+    """Step 4b: the decision test (DR scores) and the reference's interaction tests."""
 
     method: Literal["f", "lr"] = "f"
+    statistic: Literal["dr_score", "interaction"] = "dr_score"
+    covariance: Literal["HC1", "HC0"] = "HC1"
 
 
 @dataclass(frozen=True)
@@ -132,9 +136,11 @@ class CalibrationConfig:
 
     mode: Literal["null", "fixed", "split"] = "null"
     alpha: float = 0.05
-    n_replicates: int = 19
+    n_replicates: int = 99
     threshold: float = 0.0043
     null_max_n: int = 50_000
+    replicates: Literal["scores", "permutation"] = "scores"
+    multiplier: Literal["rademacher", "normal", "mammen"] = "rademacher"
 
 
 @dataclass(frozen=True)
@@ -277,6 +283,7 @@ _RULES: dict[str, tuple[typing.Callable[[Any], bool], str]] = {
     "profile.complexity_max": (_positive, "a number > 0"),
     "profile.cv_folds": (lambda x: 2 <= x <= 50, "an integer from 2 to 50"),
     "profile.max_rows": (lambda x: x >= 100, "an integer >= 100"),
+    "profile.merge_level": (lambda x: 0 < x < 1, "a number in (0, 1)"),
     "calibration.alpha": (lambda x: 0 < x < 1, "a number in (0, 1)"),
     "calibration.n_replicates": (lambda x: x >= 1, "an integer >= 1"),
     "calibration.threshold": (lambda x: 0 < x < 1, "a number in (0, 1)"),
@@ -541,8 +548,9 @@ def read_yaml(path: str | Path) -> dict[str, Any]:
 REFERENCE_PRESET: dict[str, Any] = {
     "effects": {"estimator": "reference", "learner": "random_forest"},
     "embed": {"scaling": "none", "kernel_power": 4},
-    "profile": {"tree_choice": "first_pareto"},
-    "calibration": {"mode": "fixed", "threshold": 0.0043},
+    "profile": {"tree_choice": "first_pareto", "merge_leaves": False},
+    "test": {"statistic": "interaction"},
+    "calibration": {"mode": "fixed", "threshold": 0.0043, "replicates": "permutation"},
 }
 
 
@@ -631,12 +639,18 @@ def estimator_params(cfg: Config) -> dict[str, Any]:
         "cv_folds": p.cv_folds,
         "tree_choice": p.tree_choice,
         "max_rows": p.max_rows,
+        "merge_leaves": p.merge_leaves,
+        "merge_level": p.merge_level,
         "test_method": cfg.test.method,
+        "test_statistic": cfg.test.statistic,
+        "test_covariance": cfg.test.covariance,
         "calibration": cfg.calibration.mode,
         "alpha": cfg.calibration.alpha,
         "n_replicates": cfg.calibration.n_replicates,
         "threshold": cfg.calibration.threshold,
         "null_max_n": cfg.calibration.null_max_n,
+        "null_replicates": cfg.calibration.replicates,
+        "multiplier": cfg.calibration.multiplier,
         "n_bootstrap": cfg.subgroups.n_bootstrap,
         "level": cfg.subgroups.level,
         "min_subgroup": cfg.validation.min_subgroup,

@@ -22,9 +22,17 @@ import pandas as pd
 
 from mlearner_dist import __version__
 from mlearner_dist.config import Config, estimator_params
-from mlearner_dist.core.estimator import MLearner, average_effects, subgroup_table
+from mlearner_dist.core.estimator import (
+    MLearner,
+    ScoreReplicateBasis,
+    average_effects,
+    decision_target,
+    subgroup_table,
+)
 from mlearner_dist.core.roles import Roles
+from mlearner_dist.core.score_selection import target_score
 from mlearner_dist.core.selection import (
+    ProfileChoice,
     choose_profile,
     profiles_document,
     resolve_effect_names,
@@ -169,7 +177,7 @@ _STAGE_SECTIONS: dict[str, tuple[str, ...]] = {
     "embed": ("embed", "random_state"),
     "cluster": ("cluster", "random_state"),
     "profile": ("profile", "test", "random_state", "validation"),
-    "calibrate": ("calibration", "random_state"),
+    "calibrate": ("calibration", "profile", "test", "random_state"),
     "report": ("subgroups", "report"),
 }
 _UPSTREAM: dict[str, tuple[str, ...]] = {
@@ -178,7 +186,7 @@ _UPSTREAM: dict[str, tuple[str, ...]] = {
     "embed": ("effects",),
     "cluster": ("embed",),
     "profile": ("validate", "effects", "cluster"),
-    "calibrate": ("validate", "profile"),
+    "calibrate": ("validate", "effects", "profile"),
     "report": ("validate", "effects", "embed", "cluster", "profile", "calibrate"),
 }
 
@@ -498,6 +506,10 @@ def run_profile(ctx: RunContext) -> Manifest:
     model = MLearner(**estimator_params(cfg))
     k_cols = sorted((c for c in frame.columns if c.startswith("k_")), key=lambda c: int(c[2:]))
     labels = {int(c[2:]): frame[c].to_numpy(dtype=int) for c in k_cols}
+    target = decision_target(roles.has_mediator)
+    score = None
+    if model.test_statistic == "dr_score":
+        score = target_score(_aligned_effects(ctx, frame), target)
     choice = choose_profile(
         frame[list(roles.covariates)],
         labels,
@@ -505,14 +517,24 @@ def run_profile(ctx: RunContext) -> Manifest:
         has_mediator=roles.has_mediator,
         settings=model.profile_settings(),
         random_state=cfg.random_state,
+        score=score,
+        target=target,
     )
     doc = profiles_document(choice)
     write_json_atomic(ctx.output / "profiles.json", doc)
     with atomic_output(ctx.output / "trees.pkl") as tmp:
         tmp.write_bytes(pickle.dumps(choice.trees))
+    with atomic_output(ctx.output / "raw_trees.pkl") as tmp:
+        tmp.write_bytes(pickle.dumps(choice.raw_trees))
     return _manifest(
         {"in": len(frame), "out": len(frame)}, n_configurations=len(doc["configurations"])
     )
+
+
+def _aligned_effects(ctx: RunContext, frame: pd.DataFrame) -> pd.DataFrame:
+    """The effects table in the row order of ``frame`` (ordered by unit id)."""
+    effects = _read_pandas(ctx.output / "effects").set_index("unit_id")
+    return effects.loc[frame[ctx.roles.unit_id].to_numpy()].reset_index()
 
 
 def _read_json(path: Path) -> dict[str, Any]:
@@ -532,6 +554,25 @@ def run_calibrate(ctx: RunContext) -> Manifest:
     model = MLearner(**estimator_params(cfg))
     if cfg.calibration.mode == "fixed":
         doc = model.calibrate(pd.DataFrame(), roles, float(prof["p_leaf"]))
+    elif cfg.calibration.mode == "null" and model.null_replicates == "scores":
+        # score replicates re-run only the score-dependent steps on the observed raw trees:
+        # cheap, so they run in this process (no Dask round trip per replicate)
+        frame = _load_profile_inputs(ctx)
+        raw_trees = pickle.loads((ctx.output / "raw_trees.pkl").read_bytes())
+        basis = ScoreReplicateBasis(
+            effects=_aligned_effects(ctx, frame),
+            profile=ProfileChoice(
+                configurations=prof["configurations"],
+                trees={},
+                chosen=prof["chosen"],
+                p_leaf=float(prof["p_leaf"]),
+                p_leaf_y=float(prof["p_leaf_y"]),
+                p_leaf_m=prof["p_leaf_m"],
+                response=str(prof.get("statistic", prof["chosen"].get("response"))),
+                raw_trees=raw_trees,
+            ),
+        )
+        doc = model.calibrate(frame, roles, float(prof["p_leaf"]), selection=basis)
     else:
         from mlearner_dist.backends.dask_map import dask_map
 

@@ -144,17 +144,30 @@ def _section_decision(result: Mapping[str, Any]) -> str:
         "p-value is no smaller than what the whole selection produces on data without "
         "heterogeneity. The subgroups below are descriptive only.</p>"
     )
-    words = (
-        f"<p>The smallest interaction-test p-value over all (K, tree) configurations, "
-        f"p_leaf = {_num(p_leaf)} (response {_e(response)}), is compared with the threshold "
-        f"p** = {_num(threshold)}: heterogeneity is declared when p_leaf &lt; p**.</p>"
-    )
+    if str(response).startswith("score_"):
+        target = str(response)[len("score_") :]
+        words = (
+            f"<p>The smallest p-value of the doubly robust score test (robust Wald test of equal "
+            f"leaf means of the {_e(target)}-effect scores, on leaf-merged trees) over the "
+            f"tested configurations, p_leaf = {_num(p_leaf)}, is compared with the threshold "
+            f"p** = {_num(threshold)}: heterogeneity is declared when p_leaf &lt; p**. The "
+            "reference's interaction tests for Y and M are reported beside it.</p>"
+        )
+    else:
+        words = (
+            f"<p>The smallest interaction-test p-value over all (K, tree) configurations, "
+            f"p_leaf = {_num(p_leaf)} (response {_e(response)}), is compared with the threshold "
+            f"p** = {_num(threshold)}: heterogeneity is declared when p_leaf &lt; p**.</p>"
+        )
     how = calib.get("how")
     details = {
         "calibration mode": calib.get("mode"),
         "alpha": calib.get("alpha"),
         "null replicates": calib.get("n_replicates"),
         "Monte Carlo p-value of p_leaf": calib.get("mc_pvalue"),
+        "its Monte Carlo standard error": calib.get("mc_se"),
+        "null replicates built by": calib.get("replicates"),
+        "fallback": calib.get("fallback"),
         "p_leaf for Y": result.get("p_leaf_y"),
         "p_leaf for M": result.get("p_leaf_m"),
     }

@@ -48,6 +48,8 @@ _CONFIGURATION: dict[str, Any] = {
         "selected_for_test": {"type": "boolean"},
         "p_y": {"type": ["number", "null"], "minimum": 0, "maximum": 1},
         "p_m": {"type": ["number", "null"], "minimum": 0, "maximum": 1},
+        "p_score": {"type": ["number", "null"], "minimum": 0, "maximum": 1},
+        "raw_n_leaves": {"type": "integer", "minimum": 1},
     },
 }
 
@@ -104,7 +106,12 @@ RESULT_SCHEMA: dict[str, Any] = {
         "chosen": {
             "allOf": [
                 _CONFIGURATION,
-                {"required": ["response"], "properties": {"response": {"enum": ["m", "y"]}}},
+                {
+                    "required": ["response"],
+                    "properties": {
+                        "response": {"enum": ["m", "y", "score_indirect", "score_total"]}
+                    },
+                },
             ]
         },
         "p_leaf": {"type": "number", "minimum": 0, "maximum": 1},

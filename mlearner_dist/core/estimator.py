@@ -12,6 +12,7 @@ import functools
 import logging
 import warnings
 from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
@@ -24,12 +25,16 @@ from mlearner_dist.core.effects import cross_fit_effects
 from mlearner_dist.core.embedding import effect_matrix, embed, unit_keys
 from mlearner_dist.core.nuisance import NuisanceSpec
 from mlearner_dist.core.roles import Roles
+from mlearner_dist.core.score_replicates import score_null_replicate
+from mlearner_dist.core.score_selection import target_score
 from mlearner_dist.core.selection import (
     EFFECTS,
+    ProfileChoice,
     ProfileSettings,
     Selection,
     choose_profile,
     decision_pvalue,
+    rerun_score_choice,
     resolve_effect_names,
     tree_pvalues,
 )
@@ -72,10 +77,17 @@ class MLearner(BaseEstimator):
         Step 2, the ``embed:`` section.
     k_values, n_init, max_iter, cluster_on
         Step 3, the ``cluster:`` section (``k_values`` = k_min .. k_max).
-    criteria, min_split_fractions, complexity, cv_folds, tree_choice, max_rows, test_method
-        Step 4, the ``profile:`` and ``test:`` sections.
-    calibration, alpha, n_replicates, threshold, null_max_n
-        The ``calibration:`` section.
+    criteria, min_split_fractions, complexity, cv_folds, tree_choice, max_rows, merge_leaves,
+    merge_level, test_method, test_statistic, test_covariance
+        Step 4, the ``profile:`` and ``test:`` sections. ``test_statistic="dr_score"`` (ours)
+        decides on the robust Wald test of equal leaf means of the target's doubly robust score
+        (indirect with a mediator, else total) on leaf-merged trees; ``"interaction"`` on the
+        reference's M (or Y) interaction test.
+    calibration, alpha, n_replicates, threshold, null_max_n, null_replicates, multiplier
+        The ``calibration:`` section. ``null_replicates="scores"``: wild-bootstrap replicates of
+        the DR scores (:mod:`mlearner_dist.core.score_replicates`; keeps confounding, needs
+        ``test_statistic="dr_score"``); ``"permutation"``: the treatment re-randomised and the
+        whole selection re-run.
     n_bootstrap, level, min_subgroup
         Subgroup effects (``subgroups:``, ``validation.min_subgroup``).
     random_state : int
@@ -129,12 +141,18 @@ class MLearner(BaseEstimator):
         cv_folds: int = 10,
         tree_choice: str = "one_se",
         max_rows: int | None = 20_000,
+        merge_leaves: bool = True,
+        merge_level: float = 0.05,
         test_method: str = "f",
+        test_statistic: str = "dr_score",
+        test_covariance: str = "HC1",
         calibration: str = "null",
         alpha: float = 0.05,
-        n_replicates: int = 19,
+        n_replicates: int = 99,
         threshold: float = 0.0043,
         null_max_n: int = 50_000,
+        null_replicates: str = "scores",
+        multiplier: str = "rademacher",
         n_bootstrap: int = 1000,
         level: float = 0.95,
         min_subgroup: int = 10,
@@ -166,12 +184,18 @@ class MLearner(BaseEstimator):
         self.cv_folds = cv_folds
         self.tree_choice = tree_choice
         self.max_rows = max_rows
+        self.merge_leaves = merge_leaves
+        self.merge_level = merge_level
         self.test_method = test_method
+        self.test_statistic = test_statistic
+        self.test_covariance = test_covariance
         self.calibration = calibration
         self.alpha = alpha
         self.n_replicates = n_replicates
         self.threshold = threshold
         self.null_max_n = null_max_n
+        self.null_replicates = null_replicates
+        self.multiplier = multiplier
         self.n_bootstrap = n_bootstrap
         self.level = level
         self.min_subgroup = min_subgroup
@@ -205,6 +229,17 @@ class MLearner(BaseEstimator):
         choice("cluster_on", ("effects", "covariates"))
         choice("tree_choice", ("one_se", "first_pareto"))
         choice("test_method", ("f", "lr"))
+        choice("test_statistic", ("dr_score", "interaction"))
+        choice("test_covariance", ("HC1", "HC0"))
+        choice("null_replicates", ("scores", "permutation"))
+        choice("multiplier", ("rademacher", "normal", "mammen"))
+        if not isinstance(self.merge_leaves, (bool, np.bool_)):
+            problems.append(f"merge_leaves={self.merge_leaves!r}: give true or false")
+        if self.null_replicates == "scores" and self.test_statistic != "dr_score":
+            problems.append(
+                "null_replicates='scores' needs test_statistic='dr_score' (the replicates act on "
+                "the DR scores); use null_replicates='permutation' with the interaction tests"
+            )
         for name in ("n_folds", "cv_folds"):
             integer(name, 2)
         for name in (
@@ -225,6 +260,7 @@ class MLearner(BaseEstimator):
         integer("random_state", 0)
         unit_interval("alpha")
         unit_interval("level")
+        unit_interval("merge_level")
         if not (isinstance(self.threshold, (int, float)) and 0.0 <= self.threshold <= 1.0):
             problems.append(f"threshold={self.threshold!r}: give a p-value threshold in [0, 1]")
         ks = list(self.k_values)
@@ -254,6 +290,9 @@ class MLearner(BaseEstimator):
             cv_folds=int(self.cv_folds),
             tree_choice=self.tree_choice,
             max_rows=self.max_rows,
+            merge_leaves=bool(self.merge_leaves),
+            merge_level=float(self.merge_level),
+            covariance=self.test_covariance,
         )
 
     # -- fitting --------------------------------------------------------------------------
@@ -325,7 +364,9 @@ class MLearner(BaseEstimator):
         self.selection_ = sel
         self.effects_ = sel.effects
         self.p_leaf_ = sel.p_leaf
-        self.calibration_ = self.calibrate(frame, roles, sel.p_leaf, map_fn=map_fn)
+        self.calibration_ = self.calibrate(
+            frame, roles, sel.p_leaf, map_fn=map_fn, selection=ScoreReplicateBasis.of(sel)
+        )
         self.threshold_ = float(self.calibration_["threshold"])
         decision_p = self.calibration_.get("p_decision", sel.p_leaf)
         self.declared_ = bool(decision_p < self.threshold_)
@@ -390,6 +431,7 @@ class MLearner(BaseEstimator):
         )
         labels = {k: km[k][0] for k in km}
         wcss = {k: float(km[k][2]) for k in km}
+        target = decision_target(roles.has_mediator)
         profile = choose_profile(
             frame[list(roles.covariates)],
             labels,
@@ -397,6 +439,8 @@ class MLearner(BaseEstimator):
             has_mediator=roles.has_mediator,
             settings=self.profile_settings(),
             random_state=rs,
+            score=target_score(effects, target) if self.test_statistic == "dr_score" else None,
+            target=target,
         )
         return Selection(
             effects=effects,
@@ -430,6 +474,7 @@ class MLearner(BaseEstimator):
         p_leaf: float,
         *,
         map_fn: cal.MapFn | None = None,
+        selection: Any = None,
     ) -> dict[str, Any]:
         """The threshold for ``p_leaf`` by the configured mode (fixed, null or split).
 
@@ -442,19 +487,27 @@ class MLearner(BaseEstimator):
             The observed decision statistic.
         map_fn : callable, optional
             How null replicates are run (:data:`mlearner_dist.core.calibration.MapFn`).
+        selection : Selection or ScoreReplicateBasis, optional
+            The observed selection; needed by score replicates (``null_replicates="scores"``),
+            which re-run its score-dependent steps on replicate scores.
 
         Returns
         -------
         dict
-            The calibration record of result.json. When ``null`` was asked for but
-            ``len(frame) > null_max_n``, the split mode runs and ``fallback`` says why.
+            The calibration record of result.json. When ``null`` with permutation replicates was
+            asked for but ``len(frame) > null_max_n``, the split mode runs and ``fallback`` says
+            why (score replicates re-run only the score-dependent steps and run at any n).
         """
         self.check_params()
         mode = self.calibration
         if mode == "fixed":
             return cal.fixed_calibration(self.threshold, self.alpha)
         fallback = None
-        if mode == "null" and len(frame) > self.null_max_n:
+        if (
+            mode == "null"
+            and self.null_replicates == "permutation"
+            and len(frame) > self.null_max_n
+        ):
             fallback = (
                 f"calibration.mode null was asked for, but {len(frame)} units > "
                 f"calibration.null_max_n={self.null_max_n}: the split-sample mode ran instead "
@@ -462,6 +515,13 @@ class MLearner(BaseEstimator):
             )
             logger.warning("calibration: %s", fallback)
             mode = "split"
+        if mode == "null" and self.null_replicates == "scores":
+            if selection is None:
+                raise ConfigError(
+                    "score replicates need the observed selection (effects and raw trees): "
+                    "call calibrate(..., selection=...)"
+                )
+            return score_calibration(self, frame, roles, selection, p_leaf, map_fn=map_fn)
         if mode == "null":
             return cal.null_calibration(
                 functools.partial(self.null_p_leaf, frame, roles),
@@ -489,6 +549,74 @@ class MLearner(BaseEstimator):
                     row[f"{name}_ci"] = (e["ci_low"], e["ci_high"])
             rows.append(row)
         return pd.DataFrame(rows)
+
+
+#: Second seed word of the score replicates' generators (distinct from permutation replicates').
+SCORE_REPLICATE_STREAM = 7
+
+
+def decision_target(has_mediator: bool) -> str:
+    """The target whose DR score decides: ``indirect`` with a mediator, else ``total``."""
+    return "indirect" if has_mediator else "total"
+
+
+@dataclass
+class ScoreReplicateBasis:
+    """What score replicates need from the observed selection: its effects and profile choice."""
+
+    effects: pd.DataFrame
+    profile: ProfileChoice
+
+    @classmethod
+    def of(cls, sel: Selection) -> ScoreReplicateBasis:
+        """From an in-memory :class:`Selection`."""
+        return cls(effects=sel.effects, profile=sel.profile)
+
+
+def score_calibration(
+    model: MLearner,
+    frame: pd.DataFrame,
+    roles: Roles,
+    basis: Any,
+    p_leaf: float,
+    *,
+    map_fn: cal.MapFn | None = None,
+) -> dict[str, Any]:
+    """Null calibration on score replicates (:mod:`mlearner_dist.core.score_replicates`).
+
+    Replicate ``b`` multiplies the centred DR scores by random signs from
+    ``default_rng([random_state, b])`` and re-runs every score-dependent step of the selection
+    (leaf merging, the DR-score tests of each K's tree, the choice over K) on the observed raw
+    trees, which do not depend on the scores. The nuisance fits, hence the confounding
+    adjustment of an observational design, are the observed ones.
+    """
+    if not isinstance(basis, ScoreReplicateBasis):
+        basis = ScoreReplicateBasis(effects=basis.effects, profile=basis.profile)
+    target = decision_target(roles.has_mediator)
+    X = frame[list(roles.covariates)]
+    settings = model.profile_settings()
+    column = f"score_{target}"
+    basis.profile.extra_raw_leaves(X)  # fill the cache once, before replicates are shipped
+
+    def one_replicate(r: int) -> float:
+        rng = np.random.default_rng([int(model.random_state), SCORE_REPLICATE_STREAM, int(r)])
+        rep = score_null_replicate(basis.effects, rng=rng, multiplier=model.multiplier)
+        return rerun_score_choice(basis.profile, X, rep[column].to_numpy(dtype=float), settings)
+
+    doc = cal.null_calibration(
+        one_replicate, model.n_replicates, model.alpha, p_leaf, map_fn=map_fn
+    )
+    doc["replicates"] = "scores"
+    doc["multiplier"] = model.multiplier
+    doc["statistic"] = column
+    doc["how"] = (
+        f"{doc['n_replicates']} score replicates: the centred doubly robust {target} scores times "
+        f"random {model.multiplier} multipliers (no heterogeneity in any replicate; nuisance fits, "
+        "hence the confounding adjustment, kept), with leaf merging, the DR-score tests and the "
+        f"choice over K re-run on each; threshold = the alpha={model.alpha} order statistic of "
+        "their p_leaf values"
+    )
+    return doc
 
 
 def covariate_matrix(X: pd.DataFrame) -> np.ndarray:

@@ -24,7 +24,8 @@ import pandas as pd
 from mlearner_dist.core.interaction_test import interaction_pvalue, select_configuration
 from mlearner_dist.core.profiles import ProfileTree, choose_tree, fit_profile_trees
 from mlearner_dist.core.roles import Roles
-from mlearner_dist.exceptions import ConfigError
+from mlearner_dist.core.score_selection import choose_by_score, score_candidates
+from mlearner_dist.exceptions import ConfigError, MLearnerError
 
 EFFECTS = ("indirect", "direct", "total")
 
@@ -110,6 +111,14 @@ class ProfileSettings:
     cv_folds: int = 10
     tree_choice: str = "one_se"
     max_rows: int | None = 20_000
+    merge_leaves: bool = True
+    merge_level: float = 0.05
+    covariance: str = "HC1"
+
+    @property
+    def score_merge_level(self) -> float | None:
+        """The merge level the DR-score selection uses (None: no merging)."""
+        return float(self.merge_level) if self.merge_leaves else None
 
 
 @dataclass
@@ -130,6 +139,12 @@ class ProfileChoice:
     p_leaf_y, p_leaf_m : float
         The smallest outcome / mediator p-value over the tested configurations (``p_leaf_m`` None
         without a mediator).
+    response : str
+        Which test decides: ``"m"``/``"y"`` (reference interaction tests) or
+        ``"score_indirect"``/``"score_total"`` (the DR-score test of that target).
+    raw_trees : dict
+        With the DR-score statistic: K -> the tested tree *before* leaf merging (the replicates
+        re-run merging from these); ``trees`` then holds the merged trees at the tested keys.
     """
 
     configurations: list[dict[str, Any]]
@@ -139,11 +154,20 @@ class ProfileChoice:
     p_leaf_y: float
     p_leaf_m: float | None
     response: str
+    raw_trees: dict[int, ProfileTree] = field(default_factory=dict)
 
     @property
     def chosen_tree(self) -> ProfileTree:
-        """The profile tree of the chosen configuration."""
+        """The profile tree of the chosen configuration (merged, with the DR-score statistic)."""
         return self.trees[(int(self.chosen["k"]), int(self.chosen["tree_id"]))]
+
+    def extra_raw_leaves(self, X: pd.DataFrame) -> dict[int, np.ndarray]:
+        """Raw leaf of every unit per K (computed once, then cached for the replicates)."""
+        cache = getattr(self, "_raw_leaf_cache", None)
+        if cache is None or cache[0] != len(X):
+            cache = (len(X), {k: t.leaf_of(X) for k, t in self.raw_trees.items()})
+            self._raw_leaf_cache = cache
+        return cache[1]
 
 
 def choose_profile(
@@ -155,6 +179,8 @@ def choose_profile(
     settings: ProfileSettings,
     random_state: int,
     progress: Callable[[str], None] | None = None,
+    score: np.ndarray | None = None,
+    target: str | None = None,
 ) -> ProfileChoice:
     """Fit profile trees per K, test the tree chosen for each K, and pick the configuration.
 
@@ -172,11 +198,30 @@ def choose_profile(
     random_state : int
     progress : callable, optional
         Called with a short text before each K.
+    score : ndarray, shape (n_fit,), optional
+        The target's doubly robust score (``test.statistic: dr_score``), row-aligned with
+        ``X_fit`` (so the trees must be grown on every unit). Each K's tree is merged on it
+        (:func:`~mlearner_dist.core.leaf_merging.merge_leaves` when ``settings.merge_leaves``),
+        the merged partition is tested by the robust Wald test of equal leaf means
+        (:mod:`mlearner_dist.core.score_test`), and the smallest such p-value decides; the
+        reference tests ``p_y``, ``p_m`` are computed on the same merged partitions and reported.
+        None: the reference's decision (``p_m`` with a mediator, else ``p_y``).
+    target : {"indirect", "total"}, optional
+        Name of the score's target (required with ``score``).
 
     Returns
     -------
     ProfileChoice
     """
+    if score is not None:
+        if target not in ("indirect", "total"):
+            raise MLearnerError(f"target={target!r}: give 'indirect' or 'total' with a score")
+        score = np.asarray(score, dtype=float).ravel()
+        if score.shape[0] != len(X_fit):
+            raise MLearnerError(
+                f"score has {score.shape[0]} values but X_fit has {len(X_fit)} rows: the DR-score "
+                "selection grows and tests the trees on the same units"
+            )
     configurations: list[dict[str, Any]] = []
     trees: dict[tuple[int, int], ProfileTree] = {}
     for k, labels in sorted(labels_fit.items()):
@@ -196,7 +241,7 @@ def choose_profile(
         for tree in front:
             trees[(k, tree.tree_id)] = tree
             is_sel = tree.tree_id == selected.tree_id
-            p_y, p_m = pvalues(tree) if is_sel else (None, None)
+            p_y, p_m = pvalues(tree) if is_sel and score is None else (None, None)
             configurations.append(
                 {
                     "k": int(k),
@@ -210,20 +255,75 @@ def choose_profile(
                 }
             )
     tested = [c for c in configurations if c["selected_for_test"]]
-    response = decision_response(has_mediator)
-    chosen = dict(select_configuration(tested, response))
+    raw_trees: dict[int, ProfileTree] = {}
+    if score is None:
+        response = decision_response(has_mediator)
+        chosen = dict(select_configuration(tested, response))
+    else:
+        response = f"score_{target}"
+        raw_trees = {c["k"]: trees[(c["k"], c["tree_id"])] for c in tested}
+        cands = score_candidates(
+            raw_trees,
+            X_fit,
+            score,
+            merge_level=settings.score_merge_level,
+            covariance=settings.covariance,
+        )
+        for cand, conf in zip(cands, tested, strict=True):
+            merged = cand["tree"]
+            trees[(conf["k"], conf["tree_id"])] = merged
+            p_y, p_m = pvalues(merged)
+            conf.update(
+                n_leaves=int(merged.n_leaves),
+                raw_n_leaves=int(cand["raw_n_leaves"]),
+                variables=list(merged.variables),
+                p_y=p_y,
+                p_m=p_m,
+                p_score=float(cand["p_score"]),
+            )
+        best = choose_by_score(cands)
+        chosen = dict(next(c for c in tested if c["k"] == best["k"]))
     chosen["response"] = response
     p_leaf_y = float(min(c["p_y"] for c in tested))
     p_leaf_m = float(min(c["p_m"] for c in tested)) if has_mediator else None
+    if score is None:
+        p_leaf = float(p_leaf_m if has_mediator else p_leaf_y)  # type: ignore[arg-type]
+    else:
+        p_leaf = float(chosen["p_score"])
     return ProfileChoice(
         configurations=configurations,
         trees=trees,
         chosen=chosen,
-        p_leaf=float(p_leaf_m if has_mediator else p_leaf_y),  # type: ignore[arg-type]
+        p_leaf=p_leaf,
         p_leaf_y=p_leaf_y,
         p_leaf_m=p_leaf_m,
         response=response,
+        raw_trees=raw_trees,
     )
+
+
+def rerun_score_choice(
+    choice: ProfileChoice, X: pd.DataFrame, score: np.ndarray, settings: ProfileSettings
+) -> float:
+    """``p_leaf`` of the DR-score selection re-run on another score vector (a null replicate).
+
+    The raw trees do not depend on the scores, so only leaf merging, the tests and the choice
+    over K are re-run: exactly the steps of :func:`choose_profile` that read the score.
+    """
+    if not choice.raw_trees:
+        raise MLearnerError(
+            "this profile choice was not made on DR scores (test.statistic: interaction): score "
+            "replicates need test.statistic: dr_score"
+        )
+    cands = score_candidates(
+        choice.raw_trees,
+        X,
+        score,
+        merge_level=settings.score_merge_level,
+        covariance=settings.covariance,
+        raw_leaves=choice.extra_raw_leaves(X),
+    )
+    return float(choose_by_score(cands)["p_score"])
 
 
 def profiles_document(choice: ProfileChoice) -> dict[str, Any]:
@@ -241,9 +341,11 @@ def profiles_document(choice: ProfileChoice) -> dict[str, Any]:
     return {
         "configurations": profiles,
         "chosen": choice.chosen,
+        "statistic": choice.response,
         "p_leaf_y": choice.p_leaf_y,
         "p_leaf_m": choice.p_leaf_m,
         "p_leaf": choice.p_leaf,
+        "raw_trees": {str(k): t.to_dict() for k, t in sorted(choice.raw_trees.items())},
     }
 
 
@@ -312,6 +414,7 @@ __all__ = [
     "leaf_pvalues",
     "mediator_pvalue",
     "profiles_document",
+    "rerun_score_choice",
     "resolve_effect_names",
     "tree_pvalues",
 ]

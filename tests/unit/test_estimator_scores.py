@@ -1,0 +1,78 @@
+"""MLearner with the DR-score decision (fidelity: ours) and score replicates, end to end."""
+
+from __future__ import annotations
+
+import warnings
+
+import numpy as np
+import pytest
+
+from mlearner_dist.config import estimator_params, load_config
+from mlearner_dist.core.estimator import MLearner
+from mlearner_dist.core.roles import Roles
+from mlearner_dist.datasets import SCENARIOS, simulate
+from mlearner_dist.exceptions import ConfigError
+
+ROLES = Roles("unit_id", "T", "Y", ("M",), tuple(f"X{i}" for i in range(1, 11)))
+FAST = {"n_iter": 300, "k_values": (2, 3, 4), "cv_folds": 5, "n_bootstrap": 20, "n_replicates": 19}
+
+
+def _fit(scenario, n, seed, noise_sd, **params):
+    df = simulate(scenario, n, seed=seed, noise_sd=noise_sd)
+    model = MLearner(**{**FAST, "design": SCENARIOS[scenario].design, "random_state": seed})
+    model.set_params(**params)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        return df, model.fit_frame(df, ROLES)
+
+
+def test_mediator_slope_is_declared_on_the_dr_score_and_reported_consistently():
+    _, m = _fit("mediator-slope", 1000, 0, 0.01)
+    assert m.selection_.response == "score_indirect"
+    assert m.declared_ and m.p_leaf_ < m.threshold_
+    cal = m.calibration_
+    assert cal["replicates"] == "scores" and cal["n_replicates"] == 19
+    assert cal["mc_pvalue"] == pytest.approx(1 / 20) and cal["mc_se"] == pytest.approx(
+        np.sqrt(0.05 * 0.95 / 19)
+    )
+    tested = [c for c in m.selection_.configurations if c["selected_for_test"]]
+    assert all("p_score" in c and c["n_leaves"] <= c["raw_n_leaves"] for c in tested)
+    chosen = m.selection_.chosen
+    assert m.p_leaf_ == chosen["p_score"] == min(c["p_score"] for c in tested)
+    # the reported subgroups are the merged partition that was tested
+    tree = m.selection_.chosen_tree
+    assert len(m.subgroups_) == tree.n_leaves == chosen["n_leaves"]
+    assert {"X1", "X2"} <= set(tree.variables)
+    # the reference's tests are reported beside, on the same merged partition
+    assert 0 <= chosen["p_m"] <= 1 and 0 <= chosen["p_y"] <= 1
+
+
+def test_reference_statistic_keeps_the_interaction_decision():
+    _, m = _fit(
+        "simple-all",
+        400,
+        1,
+        0.01,
+        test_statistic="interaction",
+        null_replicates="permutation",
+        merge_leaves=False,
+        calibration="fixed",
+    )
+    tested = [c for c in m.selection_.configurations if c["selected_for_test"]]
+    assert m.selection_.response == "m"
+    assert m.p_leaf_ == min(c["p_m"] for c in tested)
+    assert all("p_score" not in c for c in tested)
+    assert m.calibration_["mode"] == "fixed"
+
+
+def test_reference_preset_and_bad_combinations():
+    cfg = load_config([], ["fidelity=reference"])
+    p = estimator_params(cfg)
+    assert p["test_statistic"] == "interaction" and p["merge_leaves"] is False
+    assert p["null_replicates"] == "permutation"
+    ours = estimator_params(load_config([], []))
+    assert ours["test_statistic"] == "dr_score" and ours["n_replicates"] == 99
+    with pytest.raises(ConfigError, match="null_replicates='scores' needs test_statistic"):
+        MLearner(test_statistic="interaction").check_params()
+    with pytest.raises(ConfigError, match="merge_level=0"):
+        MLearner(merge_level=0).check_params()
