@@ -607,7 +607,16 @@ def run_report(ctx: RunContext) -> Manifest:
         random_state=cfg.random_state,
     )
     p_leaf = float(prof["p_leaf"])
-    decision_p = float(calib.get("p_decision", p_leaf))
+    configurations = prof["configurations"]
+    if calib["mode"] == "split":
+        # report what was tested: the discovery tree, its held-out p-value, held-out effects
+        from mlearner_dist.core.profiles import ProfileTree
+
+        chosen = dict(calib["chosen_on_discovery"])
+        tree = ProfileTree.from_dict(calib["discovery_tree"])
+        subgroups = list(calib["subgroups"])
+        p_leaf = float(calib["p_decision"])
+    decision_p = p_leaf
     manifests = {s: read_manifest(ctx.output, s) for s in STAGES}
     result: dict[str, Any] = {
         "schema_version": SCHEMA_VERSION,
@@ -622,7 +631,7 @@ def run_report(ctx: RunContext) -> Manifest:
         "nuisance_diagnostics": manifests["effects"].extra.get("diagnostics", {}),
         "embedding": manifests["embed"].extra.get("embedding", {}),
         "clustering": manifests["cluster"].extra.get("clustering", {}),
-        "configurations": prof["configurations"],
+        "configurations": configurations,
         "chosen": chosen,
         "p_leaf": p_leaf,
         "p_leaf_y": prof["p_leaf_y"],

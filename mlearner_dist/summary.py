@@ -37,16 +37,41 @@ def format_summary(result: dict[str, Any], output: Path) -> str:
         ]
     calib = result["calibration"]
     verdict = "DECLARED" if result["declared"] else "not declared"
+    response = str(chosen.get("response") or "")
+    test = (
+        f"DR-score test of the {response[6:]} effect"
+        if response.startswith("score_")
+        else ("interaction test")
+    )
+    mc = calib.get("mc_pvalue")
+    mc_text = (
+        f"; Monte Carlo p={mc:.3g} (MC se {calib.get('mc_se') or 0:.2g}, "
+        f"B={calib.get('n_replicates')} {calib.get('replicates', 'permutation')} replicates)"
+        if mc is not None
+        else ""
+    )
     lines += [
         f"  chosen: K={chosen['k']}, tree {chosen['tree_id']} with {chosen['n_leaves']} leaves "
-        f"on {', '.join(chosen.get('variables') or []) or 'no covariate'}",
-        f"  heterogeneity {verdict}: p_leaf={result['p_leaf']:.3g} vs threshold="
-        f"{result['threshold']:.3g} ({calib['mode']} calibration)",
-        "  subgroups:",
+        f"on {', '.join(chosen.get('variables') or []) or 'no covariate'}"
+        + (" (on the discovery half)" if calib["mode"] == "split" else ""),
+        f"  heterogeneity {verdict} at alpha={calib.get('alpha')}: p_leaf={result['p_leaf']:.3g} "
+        f"vs threshold={result['threshold']:.3g} ({calib['mode']} calibration, {test}"
+        + (", held-out p-value" if calib["mode"] == "split" else "")
+        + f"){mc_text}",
     ]
+    if calib.get("fallback"):
+        lines.append(f"  note: {calib['fallback']}")
     name = "indirect" if result.get("has_mediator") else "total"
+    if result["declared"]:
+        lines.append("  subgroups:")
+    else:
+        lines.append(
+            "  partition (descriptive only, heterogeneity not declared: not subgroups with "
+            "different effects):"
+        )
     for s in result["subgroups"]:
-        lines.append(f"    [{s['n']:>6}] {s['rule']}: {name} {_fmt(s.get(name))}")
+        where = " (held-out estimate)" if s.get("estimated_on") == "holdout" else ""
+        lines.append(f"    [{s['n']:>6}] {s['rule']}: {name} {_fmt(s.get(name))}{where}")
     lines += [
         f"results: {output / 'result.json'}",
         f"report:  {output / 'report.html'}",

@@ -24,9 +24,11 @@ from mlearner_dist.core.clustering import kmeans_for_k
 from mlearner_dist.core.effects import cross_fit_effects
 from mlearner_dist.core.embedding import effect_matrix, embed, unit_keys
 from mlearner_dist.core.nuisance import NuisanceSpec
+from mlearner_dist.core.profiles import ProfileTree
 from mlearner_dist.core.roles import Roles
 from mlearner_dist.core.score_replicates import score_null_replicate
 from mlearner_dist.core.score_selection import target_score
+from mlearner_dist.core.score_test import score_pvalue
 from mlearner_dist.core.selection import (
     EFFECTS,
     ProfileChoice,
@@ -101,7 +103,13 @@ class MLearner(BaseEstimator):
     selection_ : Selection
         Embedding, clusters, profile trees, p-values and the chosen configuration.
     p_leaf_ : float
-        The decision statistic (the mediator test with a mediator, else the outcome test).
+        The decision statistic: the smallest DR-score p-value of the target (``dr_score``) or
+        of the mediator / outcome test (``interaction``); in split mode the held-out p-value of
+        the discovery tree.
+    chosen_ : dict
+        The reported configuration (in split mode the one chosen on the discovery half).
+    reported_tree_ : ProfileTree
+        The partition whose p-value decided; ``subgroups_`` are its leaves.
     threshold_ : float
         Calibrated threshold; heterogeneity is declared when ``p_leaf_ < threshold_``.
     declared_ : bool
@@ -368,20 +376,29 @@ class MLearner(BaseEstimator):
             frame, roles, sel.p_leaf, map_fn=map_fn, selection=ScoreReplicateBasis.of(sel)
         )
         self.threshold_ = float(self.calibration_["threshold"])
-        decision_p = self.calibration_.get("p_decision", sel.p_leaf)
-        self.declared_ = bool(decision_p < self.threshold_)
-        leaf = sel.chosen_tree.leaf_of(frame[list(roles.covariates)])
-        self.subgroups_ = subgroup_table(
-            frame,
-            roles,
-            sel.effects,
-            leaf,
-            sel.chosen_tree.rules,
-            n_bootstrap=self.n_bootstrap,
-            level=self.level,
-            min_size=self.min_subgroup,
-            random_state=self.random_state,
-        )
+        if self.calibration_["mode"] == "split":
+            # report exactly what was tested: the discovery tree, its held-out p-value, and
+            # subgroup effects estimated on the held-out half (units that chose nothing)
+            self.p_leaf_ = float(self.calibration_["p_decision"])
+            self.chosen_ = dict(self.calibration_["chosen_on_discovery"])
+            self.reported_tree_ = ProfileTree.from_dict(self.calibration_["discovery_tree"])
+            self.subgroups_ = list(self.calibration_["subgroups"])
+        else:
+            self.chosen_ = dict(sel.chosen)
+            self.reported_tree_ = sel.chosen_tree
+            leaf = sel.chosen_tree.leaf_of(frame[list(roles.covariates)])
+            self.subgroups_ = subgroup_table(
+                frame,
+                roles,
+                sel.effects,
+                leaf,
+                sel.chosen_tree.rules,
+                n_bootstrap=self.n_bootstrap,
+                level=self.level,
+                min_size=self.min_subgroup,
+                random_state=self.random_state,
+            )
+        self.declared_ = bool(self.p_leaf_ < self.threshold_)
         self.average_effects_ = average_effects(sel.effects, level=self.level)
         return self
 
@@ -631,15 +648,43 @@ def covariate_matrix(X: pd.DataFrame) -> np.ndarray:
 def split_calibration(model: MLearner, frame: pd.DataFrame, roles: Roles) -> dict[str, Any]:
     """Discover on one half, test the chosen configuration once on the other half.
 
-    The held-out half played no part in any choice, so its interaction p-value is a valid p-value
-    and ``p < alpha`` holds the Type I error at alpha.
+    The held-out half played no part in any choice, so its p-value is a valid p-value and
+    ``p < alpha`` holds the Type I error at alpha. With ``test_statistic="dr_score"`` the
+    held-out test is the DR-score test of the discovery tree (merged on the discovery half) on
+    scores cross-fitted within the held-out half alone; otherwise the reference's interaction
+    test. The record carries what is reported: the discovery tree and configuration, and the
+    subgroup effects estimated on the held-out half (honest: those units chose nothing).
     """
     mask = cal.split_sample(frame[roles.unit_id].to_numpy(), model.random_state)
     discover, holdout = frame[mask].reset_index(drop=True), frame[~mask].reset_index(drop=True)
     sel = model.select(discover, roles)
     tree = sel.chosen_tree
     leaf = tree.leaf_of(holdout[list(roles.covariates)])
-    p = decision_pvalue(holdout, roles, leaf, model.test_method)
+    effects_h, _ = cross_fit_effects(
+        holdout, roles, model.nuisance_spec(), n_folds=model.n_folds, seed=model.random_state
+    )
+    effects_h = effects_h.set_index("unit_id").loc[holdout[roles.unit_id].to_numpy()]
+    effects_h = effects_h.reset_index()
+    if model.test_statistic == "dr_score":
+        target = decision_target(roles.has_mediator)
+        p = score_pvalue(target_score(effects_h, target), leaf, covariance=model.test_covariance)
+        test = f"the DR-score test of the {target} effect"
+    else:
+        p = decision_pvalue(holdout, roles, leaf, model.test_method)
+        test = "the interaction test"
+    subgroups = subgroup_table(
+        holdout,
+        roles,
+        effects_h,
+        leaf,
+        tree.rules,
+        n_bootstrap=model.n_bootstrap,
+        level=model.level,
+        min_size=model.min_subgroup,
+        random_state=model.random_state,
+    )
+    for sg in subgroups:
+        sg["estimated_on"] = "holdout"
     return {
         "mode": "split",
         "alpha": model.alpha,
@@ -650,10 +695,15 @@ def split_calibration(model: MLearner, frame: pd.DataFrame, roles: Roles) -> dic
         "p_decision": float(p),
         "n_discovery": int(mask.sum()),
         "n_holdout": int((~mask).sum()),
-        "chosen_on_discovery": {"k": sel.chosen["k"], "tree_id": sel.chosen["tree_id"]},
+        "chosen_on_discovery": dict(sel.chosen),
+        "discovery_p_leaf": float(sel.p_leaf),
+        "discovery_tree": tree.to_dict(),
+        "subgroups": subgroups,
         "how": (
-            f"discovery on {int(mask.sum())} units, the chosen profile tested once on the other "
-            f"{int((~mask).sum())}; declared when that p-value < alpha={model.alpha}"
+            f"discovery on {int(mask.sum())} units, the chosen profile tested once with {test} "
+            f"on the other {int((~mask).sum())} (effects cross-fitted on that half alone); "
+            f"declared when that p-value < alpha={model.alpha}; subgroup effects are estimated "
+            "on the held-out half"
         ),
     }
 

@@ -33,9 +33,13 @@ COMMON = [
 ]
 
 
+def _missing(x) -> bool:
+    return x is None or (isinstance(x, float) and math.isnan(x))
+
+
 def _close(a, b, rtol=1e-9):
-    if a is None or b is None:
-        return a is None and b is None
+    if _missing(a) or _missing(b):
+        return _missing(a) and _missing(b)  # result.json writes NaN as null
     if isinstance(a, float) and math.isnan(a):
         return isinstance(b, float) and math.isnan(b)
     return math.isclose(float(a), float(b), rel_tol=rtol, abs_tol=1e-12)

@@ -76,3 +76,17 @@ def test_reference_preset_and_bad_combinations():
         MLearner(test_statistic="interaction").check_params()
     with pytest.raises(ConfigError, match="merge_level=0"):
         MLearner(merge_level=0).check_params()
+
+
+def test_split_mode_reports_what_it_tested():
+    _, m = _fit("mediator-slope", 800, 3, 0.01, calibration="split")
+    cal = m.calibration_
+    assert cal["mode"] == "split"
+    assert m.p_leaf_ == cal["p_decision"] and m.threshold_ == m.alpha
+    assert m.declared_ == (cal["p_decision"] < m.alpha)
+    assert m.chosen_ == cal["chosen_on_discovery"]
+    assert m.chosen_["response"] == "score_indirect"
+    tree = m.reported_tree_
+    assert [s["rule"] for s in m.subgroups_] == [tree.rules[k] for k in sorted(tree.rules)]
+    assert all(s["estimated_on"] == "holdout" for s in m.subgroups_)
+    assert sum(s["n"] for s in m.subgroups_) == cal["n_holdout"]
