@@ -49,6 +49,9 @@ TRUTH = {
     "simple-null1": "NIE = 0 (NDE varies)",
     "simple-null2": "NIE = 0, M irrelevant",
     "simple-global": "NIE = 1 for everyone",
+    "mediator-slope": "NIE = 1 + S (only M -> Y varies)",
+    "confounded-null": "NIE = 0.5 for everyone (observational)",
+    "confounded-alt": "NIE = 0.5 + 1{X2 > 0} (observational)",
 }
 
 SETTING_NAMES = ("ours", "reference", "baseline")

@@ -141,6 +141,7 @@ class CalibrationConfig:
     null_max_n: int = 50_000
     replicates: Literal["scores", "permutation"] = "scores"
     multiplier: Literal["rademacher", "normal", "mammen"] = "rademacher"
+    familywise: bool = False
 
 
 @dataclass(frozen=True)
@@ -651,6 +652,7 @@ def estimator_params(cfg: Config) -> dict[str, Any]:
         "null_max_n": cfg.calibration.null_max_n,
         "null_replicates": cfg.calibration.replicates,
         "multiplier": cfg.calibration.multiplier,
+        "familywise": cfg.calibration.familywise,
         "n_bootstrap": cfg.subgroups.n_bootstrap,
         "level": cfg.subgroups.level,
         "min_subgroup": cfg.validation.min_subgroup,

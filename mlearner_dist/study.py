@@ -59,8 +59,14 @@ def run_replicate(cfg: Config, scenario: str, n: int, noise_sd: float, seed: int
     }
 
 
-def summarise_replicates(replicates: list[dict[str, Any]]) -> dict[str, Any]:
-    """Declared rate, variable-selection rates among declared, mean leaves, and every p_leaf."""
+def summarise_replicates(
+    replicates: list[dict[str, Any]], drivers: tuple[str, ...] = ("X1", "X2")
+) -> dict[str, Any]:
+    """Declared rate, variable-selection rates among declared, mean leaves, and every p_leaf.
+
+    ``drivers_rate``: among declared replicates, how often the profile uses every covariate the
+    tested effect depends on (``drivers``; None for a scenario without heterogeneity).
+    """
     declared = [r for r in replicates if r["declared"]]
     r_count = len(replicates)
 
@@ -70,6 +76,11 @@ def summarise_replicates(replicates: list[dict[str, Any]]) -> dict[str, Any]:
     return {
         "replicates": r_count,
         "declared_rate": float(len(declared) / r_count) if r_count else 0.0,
+        "drivers": list(drivers),
+        "drivers_rate": (
+            rate(declared, lambda r: set(drivers) <= set(r["variables"])) if drivers else None
+        ),
+        "median_leaves": float(np.median([r["n_leaves"] for r in replicates])) if r_count else 0.0,
         "x1_and_x2_rate": rate(declared, lambda r: {"X1", "X2"} <= set(r["variables"])),
         "noise_covariate_rate": rate(
             declared, lambda r: bool(set(r["variables"]) & set(NOISE_COVARIATES))
@@ -155,7 +166,10 @@ def run_study(
             results = client.gather(futures)
         finally:
             close()
-    summary = summarise_replicates(list(results))
+    from mlearner_dist.datasets import scenario_has_mediator
+
+    target = "indirect" if scenario_has_mediator(scenario) else "total"
+    summary = summarise_replicates(list(results), SCENARIOS[scenario].drivers(target))
     summary.update(
         {
             "scenario": scenario,

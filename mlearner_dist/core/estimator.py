@@ -85,7 +85,8 @@ class MLearner(BaseEstimator):
         decides on the robust Wald test of equal leaf means of the target's doubly robust score
         (indirect with a mediator, else total) on leaf-merged trees; ``"interaction"`` on the
         reference's M (or Y) interaction test.
-    calibration, alpha, n_replicates, threshold, null_max_n, null_replicates, multiplier
+    calibration, alpha, n_replicates, threshold, null_max_n, null_replicates, multiplier,
+    familywise
         The ``calibration:`` section. ``null_replicates="scores"``: wild-bootstrap replicates of
         the DR scores (:mod:`mlearner_dist.core.score_replicates`; keeps confounding, needs
         ``test_statistic="dr_score"``); ``"permutation"``: the treatment re-randomised and the
@@ -110,6 +111,10 @@ class MLearner(BaseEstimator):
         The reported configuration (in split mode the one chosen on the discovery half).
     reported_tree_ : ProfileTree
         The partition whose p-value decided; ``subgroups_`` are its leaves.
+    targets_ : dict
+        ``indirect`` and ``total`` (with a mediator) or ``total``: each target's p_leaf,
+        threshold, declared, Monte Carlo p-value, chosen configuration and subgroups; the
+        indirect (else total) entry is the top-level decision.
     threshold_ : float
         Calibrated threshold; heterogeneity is declared when ``p_leaf_ < threshold_``.
     declared_ : bool
@@ -161,6 +166,7 @@ class MLearner(BaseEstimator):
         null_max_n: int = 50_000,
         null_replicates: str = "scores",
         multiplier: str = "rademacher",
+        familywise: bool = False,
         n_bootstrap: int = 1000,
         level: float = 0.95,
         min_subgroup: int = 10,
@@ -204,6 +210,7 @@ class MLearner(BaseEstimator):
         self.null_max_n = null_max_n
         self.null_replicates = null_replicates
         self.multiplier = multiplier
+        self.familywise = familywise
         self.n_bootstrap = n_bootstrap
         self.level = level
         self.min_subgroup = min_subgroup
@@ -241,6 +248,8 @@ class MLearner(BaseEstimator):
         choice("test_covariance", ("HC1", "HC0"))
         choice("null_replicates", ("scores", "permutation"))
         choice("multiplier", ("rademacher", "normal", "mammen"))
+        if not isinstance(self.familywise, (bool, np.bool_)):
+            problems.append(f"familywise={self.familywise!r}: give true or false")
         if not isinstance(self.merge_leaves, (bool, np.bool_)):
             problems.append(f"merge_leaves={self.merge_leaves!r}: give true or false")
         if self.null_replicates == "scores" and self.test_statistic != "dr_score":
@@ -400,7 +409,91 @@ class MLearner(BaseEstimator):
             )
         self.declared_ = bool(self.p_leaf_ < self.threshold_)
         self.average_effects_ = average_effects(sel.effects, level=self.level)
+        self.targets_ = self._targets(frame, roles, sel, map_fn=map_fn)
         return self
+
+    def _target_record(
+        self, target: str, p_leaf: float, calib: dict[str, Any], chosen: dict[str, Any], subgroups
+    ) -> dict[str, Any]:
+        threshold = float(calib["threshold"])
+        return {
+            "target": target,
+            "p_leaf": float(p_leaf),
+            "threshold": threshold,
+            "declared": bool(p_leaf < threshold),
+            "mc_pvalue": calib.get("mc_pvalue"),
+            "mc_se": calib.get("mc_se"),
+            "null_p_leaf": list(calib.get("null_p_leaf", [])),
+            "chosen": dict(chosen),
+            "subgroups": list(subgroups),
+        }
+
+    def _targets(
+        self, frame: pd.DataFrame, roles: Roles, sel: Selection, *, map_fn: cal.MapFn | None
+    ) -> dict[str, Any]:
+        """Both targets side by side (the indirect one is the top-level decision).
+
+        With a mediator, the DR-score statistic and null (score replicates) or fixed
+        calibration, the total effect gets its own embedding, profile, p_leaf, threshold and
+        ``declared``; each target is tested at alpha. ``familywise=True`` replaces both
+        thresholds by the alpha order statistic of the paired replicates' minimum over targets
+        (Westfall and Young's single-step min-p), so that P(any target declared | no
+        heterogeneity of either) <= alpha.
+        """
+        main = decision_target(roles.has_mediator)
+        out = {
+            main: self._target_record(
+                main, self.p_leaf_, self.calibration_, self.chosen_, self.subgroups_
+            )
+        }
+        mode = self.calibration_["mode"]
+        scores_null = mode == "null" and self.calibration_.get("replicates") == "scores"
+        if not (roles.has_mediator and self.test_statistic == "dr_score"):
+            return out
+        if not (scores_null or mode == "fixed"):
+            out["total"] = {
+                "target": "total",
+                "note": f"the total target is analysed with score replicates or a fixed "
+                f"threshold; calibration mode {mode!r} ran for the indirect target only",
+            }
+            return out
+        sel_t = self.select_target(frame, roles, sel.effects, "total")
+        if scores_null:
+            calib_t = score_calibration(
+                self,
+                frame,
+                roles,
+                ScoreReplicateBasis.of(sel_t),
+                sel_t.p_leaf,
+                map_fn=map_fn,
+                target="total",
+            )
+        else:
+            calib_t = dict(self.calibration_)
+        tree = sel_t.chosen_tree
+        subgroups = subgroup_table(
+            frame,
+            roles,
+            sel.effects,
+            tree.leaf_of(frame[list(roles.covariates)]),
+            tree.rules,
+            n_bootstrap=self.n_bootstrap,
+            level=self.level,
+            min_size=self.min_subgroup,
+            random_state=self.random_state,
+        )
+        out["total"] = self._target_record("total", sel_t.p_leaf, calib_t, sel_t.chosen, subgroups)
+        out["total"]["configurations"] = sel_t.configurations
+        if self.familywise and scores_null:
+            paired = np.minimum(
+                np.asarray(out[main]["null_p_leaf"]), np.asarray(out["total"]["null_p_leaf"])
+            )
+            thr = cal.null_threshold(paired, self.alpha)
+            for rec in out.values():
+                rec["threshold"] = float(thr)
+                rec["declared"] = bool(rec["p_leaf"] < thr)
+                rec["familywise"] = True
+        return out
 
     def select(self, frame: pd.DataFrame, roles: Roles, *, seed: int | None = None) -> Selection:
         """Steps 1 to 4 without calibration: effects, embedding, K-means, trees, tests, choice.
@@ -419,8 +512,49 @@ class MLearner(BaseEstimator):
         )
         ids = frame[roles.unit_id].to_numpy()
         effects = effects.set_index("unit_id").loc[ids].reset_index()
-        keys = unit_keys(ids, rs)
         names = resolve_effect_names(self.embed_effects, roles.has_mediator)
+        return self.select_target(
+            frame,
+            roles,
+            effects,
+            decision_target(roles.has_mediator),
+            names=names,
+            seed=rs,
+            diagnostics=diagnostics,
+        )
+
+    def select_target(
+        self,
+        frame: pd.DataFrame,
+        roles: Roles,
+        effects: pd.DataFrame,
+        target: str,
+        *,
+        names: Sequence[str] | None = None,
+        seed: int | None = None,
+        diagnostics: dict[str, Any] | None = None,
+    ) -> Selection:
+        """Steps 2 to 4 for one target on given effects: embedding, K-means, trees, tests.
+
+        Parameters
+        ----------
+        frame : DataFrame
+            Validated units, row-aligned with ``effects``.
+        roles : Roles
+        effects : DataFrame
+            The effects table.
+        target : {"indirect", "total"}
+            Whose DR score decides (``test_statistic="dr_score"``).
+        names : sequence of str, optional
+            The effects embedded (default: the target alone).
+        seed : int, optional
+        diagnostics : dict, optional
+            Carried into the returned :class:`Selection`.
+        """
+        rs = self.random_state if seed is None else int(seed)
+        ids = frame[roles.unit_id].to_numpy()
+        keys = unit_keys(ids, rs)
+        names = tuple(names) if names is not None else (target,)
         if self.cluster_on == "covariates":
             # the reference's baseline: K-means straight on the standardised covariates
             Y2 = covariate_matrix(frame[list(roles.covariates)])
@@ -448,7 +582,6 @@ class MLearner(BaseEstimator):
         )
         labels = {k: km[k][0] for k in km}
         wcss = {k: float(km[k][2]) for k in km}
-        target = decision_target(roles.has_mediator)
         profile = choose_profile(
             frame[list(roles.covariates)],
             labels,
@@ -461,7 +594,7 @@ class MLearner(BaseEstimator):
         )
         return Selection(
             effects=effects,
-            diagnostics=diagnostics,
+            diagnostics=diagnostics or {},
             embedding=Y2,
             embedding_info=info,
             labels=labels,
@@ -598,6 +731,7 @@ def score_calibration(
     p_leaf: float,
     *,
     map_fn: cal.MapFn | None = None,
+    target: str | None = None,
 ) -> dict[str, Any]:
     """Null calibration on score replicates (:mod:`mlearner_dist.core.score_replicates`).
 
@@ -605,11 +739,13 @@ def score_calibration(
     ``default_rng([random_state, b])`` and re-runs every score-dependent step of the selection
     (leaf merging, the DR-score tests of each K's tree, the choice over K) on the observed raw
     trees, which do not depend on the scores. The nuisance fits, hence the confounding
-    adjustment of an observational design, are the observed ones.
+    adjustment of an observational design, are the observed ones. Replicate ``b``'s multipliers
+    do not depend on the target, so the null samples of two targets are paired (the family-wise
+    threshold uses that).
     """
     if not isinstance(basis, ScoreReplicateBasis):
         basis = ScoreReplicateBasis(effects=basis.effects, profile=basis.profile)
-    target = decision_target(roles.has_mediator)
+    target = target or decision_target(roles.has_mediator)
     X = frame[list(roles.covariates)]
     settings = model.profile_settings()
     column = f"score_{target}"

@@ -27,7 +27,8 @@ def _fit(scenario, n, seed, noise_sd, **params):
 
 
 def test_mediator_slope_is_declared_on_the_dr_score_and_reported_consistently():
-    _, m = _fit("mediator-slope", 1000, 0, 0.01)
+    df, m = _fit("mediator-slope", 1000, 0, 0.01)
+    df = df.sort_values("unit_id").reset_index(drop=True)
     assert m.selection_.response == "score_indirect"
     assert m.declared_ and m.p_leaf_ < m.threshold_
     cal = m.calibration_
@@ -45,6 +46,22 @@ def test_mediator_slope_is_declared_on_the_dr_score_and_reported_consistently():
     assert {"X1", "X2"} <= set(tree.variables)
     # the reference's tests are reported beside, on the same merged partition
     assert 0 <= chosen["p_m"] <= 1 and 0 <= chosen["p_y"] <= 1
+    # both targets side by side; the top-level decision is the indirect target's
+    ind, tot = m.targets_["indirect"], m.targets_["total"]
+    assert (ind["p_leaf"], ind["threshold"], ind["declared"]) == (
+        m.p_leaf_,
+        m.threshold_,
+        m.declared_,
+    )
+    assert tot["chosen"]["response"] == "score_total"
+    assert tot["declared"] == (tot["p_leaf"] < tot["threshold"])
+    assert len(tot["null_p_leaf"]) == 19  # the total effect = indirect here: also declared
+    assert tot["declared"]
+    # family-wise: one min-p threshold from the paired replicates, never above either one
+    m.familywise = True
+    fw = m._targets(df, ROLES, m.selection_, map_fn=None)
+    assert fw["indirect"]["threshold"] == fw["total"]["threshold"]
+    assert fw["total"]["threshold"] <= min(ind["threshold"], tot["threshold"])
 
 
 def test_reference_statistic_keeps_the_interaction_decision():

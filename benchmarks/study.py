@@ -1,0 +1,210 @@
+"""The Type I error / power study of issue "inference", resumable, one replicate at a time.
+
+Every setting is (scenario, n, noise sd, method settings); every replicate r of a setting draws
+``simulate(scenario, n, seed=seed0 + r, noise_sd)``, runs :func:`mlearner_dist.study.run_replicate`
+(the function behind ``mlearner study``) and is written to ``--output`` (default
+``benchmarks/results_study.json``) as soon as it finishes, so the grid can stop and resume
+across sessions: on start, replicates already in the file are skipped. Replicates run in
+``--workers`` processes (both cores by default).
+
+Each row states the B (null replicates per analysis) and every override it used. The study may use
+B = 19 (the Monte Carlo test is exact at any B; power at the default B = 99 is at least as high).
+
+Usage::
+
+    python benchmarks/study.py --grid small            # a few settings, R = 20
+    python benchmarks/study.py --grid type1 --replicates 200
+    python benchmarks/study.py --table                 # print the table of what is stored
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import os
+import sys
+import time
+from concurrent.futures import ProcessPoolExecutor, as_completed
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any
+
+ROOT = Path(__file__).resolve().parents[1]
+DEFAULT_OUTPUT = ROOT / "benchmarks" / "results_study.json"
+
+#: name -> list of (scenario, n, noise_sd, overrides). Overrides are ``--set`` strings.
+FAST = ("calibration.n_replicates=19", "subgroups.n_bootstrap=20")
+GRIDS: dict[str, list[tuple[str, int, float, tuple[str, ...]]]] = {
+    "small": [
+        ("confounded-null", 1000, 0.01, FAST),
+        ("mediator-slope", 1000, 0.01, FAST),
+        ("simple-null1", 1000, 0.01, FAST),
+        ("simple-all", 1000, 0.01, FAST),
+    ],
+    "type1": [
+        ("simple-null1", 1000, 1.0, FAST),
+        ("simple-null2", 1000, 1.0, FAST),
+        ("simple-global", 1000, 1.0, FAST),
+        ("simple-null1", 1000, 0.01, FAST),
+        ("simple-null2", 1000, 0.01, FAST),
+        ("simple-global", 1000, 0.01, FAST),
+        ("confounded-null", 1000, 1.0, FAST),
+    ],
+    "power": [
+        (s, 1000, 0.01, FAST)
+        for s in (
+            "simple-all",
+            "simple-part",
+            "complex-all",
+            "complex-part",
+            "mediator-slope",
+            "confounded-alt",
+        )
+    ]
+    + [("simple-all", 5000, 1.0, FAST), ("mediator-slope", 5000, 1.0, FAST)],
+}
+
+
+def setting_key(scenario: str, n: int, noise_sd: float, overrides: tuple[str, ...]) -> str:
+    """A stable identifier of one setting."""
+    return f"{scenario}|n={n}|sd={noise_sd:g}|" + ",".join(sorted(overrides))
+
+
+def _load(path: Path) -> dict[str, Any]:
+    if path.exists():
+        return json.loads(path.read_text())
+    return {"settings": {}}
+
+
+def _save(path: Path, doc: dict[str, Any]) -> None:
+    tmp = path.with_suffix(".tmp")
+    tmp.write_text(json.dumps(doc, indent=1, sort_keys=True))
+    os.replace(tmp, path)
+
+
+def _one(scenario: str, n: int, noise_sd: float, overrides: tuple[str, ...], seed: int) -> dict:
+    os.environ.setdefault("OMP_NUM_THREADS", "1")
+    from mlearner_dist.config import load_config
+    from mlearner_dist.study import run_replicate
+
+    cfg = load_config([], list(overrides))
+    return run_replicate(cfg, scenario, n, noise_sd, seed)
+
+
+def summarise(setting: dict[str, Any]) -> dict[str, Any]:
+    """Declared rate with its binomial sd, the alpha + 3 sd bound, driver and noise rates."""
+    from mlearner_dist.datasets import SCENARIOS, scenario_has_mediator
+    from mlearner_dist.study import summarise_replicates
+
+    reps = sorted(setting["replicates"].values(), key=lambda r: r["seed"])
+    scenario = setting["scenario"]
+    target = "indirect" if scenario_has_mediator(scenario) else "total"
+    drivers = SCENARIOS[scenario].drivers(target)
+    out = summarise_replicates(reps, drivers)
+    r = out["replicates"]
+    alpha = 0.05
+    out["null"] = not drivers
+    out["bound"] = alpha + 3 * math.sqrt(alpha * (1 - alpha) / r) if r else None
+    noise = {f"X{i}" for i in range(5, 11)} - set(drivers)
+    declared = [x for x in reps if x["declared"]]
+    out["noise_covariate_rate"] = (
+        sum(bool(set(x["variables"]) & noise) for x in declared) / len(declared)
+        if declared
+        else None
+    )
+    out["B"] = sorted({x.get("n_replicates") for x in reps})
+    out["mean_seconds"] = round(sum(x.get("seconds", 0) for x in reps) / r, 1) if r else None
+    return out
+
+
+def format_table(doc: dict[str, Any]) -> str:
+    """One line per setting: what it is, R, B, the declared rate and the checks."""
+    head = (
+        f"{'setting':<62}{'R':>5}{'B':>5}{'declared':>10}{'target':>10}{'drivers':>9}"
+        f"{'noise':>7}{'leaves':>7}"
+    )
+    lines = [head]
+    for key, setting in sorted(doc["settings"].items()):
+        s = summarise(setting)
+        if s["null"]:
+            ok = "ok" if s["declared_rate"] <= s["bound"] else "FAIL"
+            target = f"<={s['bound']:.3f} {ok}"
+        else:
+            target = ">=0.9" if setting["noise_sd"] < 0.5 else ">=0.8"
+        dr = "n/a" if s["drivers_rate"] is None else f"{s['drivers_rate']:.2f}"
+        nr = "n/a" if s["noise_covariate_rate"] is None else f"{s['noise_covariate_rate']:.2f}"
+        lines.append(
+            f"{key:<62}{s['replicates']:>5}{','.join(map(str, s['B'])):>5}"
+            f"{s['declared_rate']:>10.3f}{target:>10}{dr:>9}{nr:>7}{s['median_leaves']:>7.1f}"
+        )
+    return "\n".join(lines)
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--grid", choices=sorted(GRIDS), default="small")
+    p.add_argument("--replicates", type=int, default=20)
+    p.add_argument("--seed", type=int, default=10_000)
+    p.add_argument("--workers", type=int, default=2)
+    p.add_argument("--set", action="append", default=[], dest="extra", metavar="KEY=VALUE")
+    p.add_argument("--output", type=Path, default=DEFAULT_OUTPUT)
+    p.add_argument("--table", action="store_true", help="print the stored table and exit")
+    p.add_argument("--max-minutes", type=float, default=0.0, help="stop submitting after this")
+    args = p.parse_args(argv)
+    sys.path.insert(0, str(ROOT))
+    doc = _load(args.output)
+    if args.table:
+        print(format_table(doc))
+        return 0
+    started = time.perf_counter()
+    todo = []
+    for scenario, n, sd, overrides in GRIDS[args.grid]:
+        ov = tuple(overrides) + tuple(args.extra)
+        key = setting_key(scenario, n, sd, ov)
+        setting = doc["settings"].setdefault(
+            key,
+            {"scenario": scenario, "n": n, "noise_sd": sd, "overrides": list(ov), "replicates": {}},
+        )
+        for r in range(args.replicates):
+            seed = args.seed + r
+            if str(seed) not in setting["replicates"]:
+                todo.append((key, scenario, n, sd, ov, seed))
+    # interleave settings so a stopped run leaves every setting with some replicates
+    todo.sort(key=lambda t: (t[5], t[0]))
+    print(f"{len(todo)} replicates to run ({args.workers} workers)", flush=True)
+    with ProcessPoolExecutor(max_workers=args.workers) as pool:
+        pending = {}
+        queue = iter(todo)
+
+        def submit_next() -> bool:
+            if args.max_minutes and time.perf_counter() - started > 60 * args.max_minutes:
+                return False
+            item = next(queue, None)
+            if item is None:
+                return False
+            pending[pool.submit(_one, *item[1:])] = item
+            return True
+
+        for _ in range(args.workers):
+            submit_next()
+        while pending:
+            done = next(as_completed(list(pending)))
+            key, *_, seed = pending.pop(done)
+            rep = done.result()
+            doc["settings"][key]["replicates"][str(seed)] = rep
+            doc["updated"] = datetime.now(timezone.utc).isoformat(timespec="seconds")
+            doc["load"] = os.getloadavg()
+            _save(args.output, doc)
+            print(
+                f"{key} seed {seed}: declared={rep['declared']} p={rep['p_leaf']:.3g} "
+                f"({rep['seconds']} s)",
+                flush=True,
+            )
+            submit_next()
+    print(format_table(doc))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
