@@ -37,26 +37,49 @@ def study_roles(has_mediator: bool) -> Roles:
 
 
 def run_replicate(cfg: Config, scenario: str, n: int, noise_sd: float, seed: int) -> dict[str, Any]:
-    """One replicate: simulate, fit, and summarise the decision and the chosen profile."""
-    from mlearner_dist.datasets import scenario_has_mediator, simulate
+    """One replicate: simulate, fit, and summarise the decision and the reported profile.
+
+    Observational scenarios (``confounded-null``, ``confounded-alt``) are analysed with
+    ``design: observational`` whatever ``cfg`` says: their assignment depends on X1.
+    """
+    from mlearner_dist.datasets import SCENARIOS, scenario_has_mediator, simulate
 
     frame = simulate(scenario, n, seed=seed, noise_sd=noise_sd)
     roles = study_roles(scenario_has_mediator(scenario))
-    model = MLearner(**{**estimator_params(cfg), "random_state": int(seed)})
+    params = {**estimator_params(cfg), "random_state": int(seed)}
+    if SCENARIOS[scenario].design == "observational":
+        params["design"] = "observational"
+    model = MLearner(**params)
+    started = time.perf_counter()
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         model.fit_frame(frame, roles)
-    chosen = model.selection_.chosen
-    variables = list(chosen.get("variables") or [])
-    return {
+    chosen = model.chosen_
+    calib = model.calibration_
+    out = {
         "seed": int(seed),
         "declared": bool(model.declared_),
         "p_leaf": float(model.p_leaf_),
         "threshold": float(model.threshold_),
+        "mc_pvalue": calib.get("mc_pvalue"),
+        "n_replicates": int(calib.get("n_replicates", 0)),
+        "statistic": str(chosen.get("response")),
+        "design": model.design,
         "k": int(chosen["k"]),
         "n_leaves": int(chosen["n_leaves"]),
-        "variables": variables,
+        "variables": list(chosen.get("variables") or []),
+        "seconds": round(time.perf_counter() - started, 1),
     }
+    total = getattr(model, "targets_", {}).get("total")
+    if roles.has_mediator and total and "p_leaf" in total:
+        out["total"] = {
+            "declared": bool(total["declared"]),
+            "p_leaf": float(total["p_leaf"]),
+            "threshold": float(total["threshold"]),
+            "n_leaves": int(total["chosen"]["n_leaves"]),
+            "variables": list(total["chosen"].get("variables") or []),
+        }
+    return out
 
 
 def summarise_replicates(
