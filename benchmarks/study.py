@@ -40,7 +40,6 @@ GRIDS: dict[str, list[tuple[str, int, float, tuple[str, ...]]]] = {
         ("confounded-null", 1000, 0.01, FAST),
         ("mediator-slope", 1000, 0.01, FAST),
         ("simple-null1", 1000, 0.01, FAST),
-        ("simple-all", 1000, 0.01, FAST),
     ],
     "type1": [
         ("simple-null1", 1000, 1.0, FAST),

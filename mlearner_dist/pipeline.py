@@ -642,6 +642,24 @@ def run_report(ctx: RunContext) -> Manifest:
         "subgroups": subgroups,
         "timings": {s: m.seconds for s, m in manifests.items() if m is not None},
     }
+    main_target = decision_target(roles.has_mediator)
+    result["targets"] = {
+        main_target: {
+            "target": main_target,
+            "p_leaf": p_leaf,
+            "threshold": float(calib["threshold"]),
+            "declared": result["declared"],
+            "mc_pvalue": calib.get("mc_pvalue"),
+            "mc_se": calib.get("mc_se"),
+            "chosen": chosen,
+        }
+    }
+    if roles.has_mediator:
+        result["targets"]["total"] = {
+            "target": "total",
+            "note": "the distributed pipeline analyses the indirect target only; the total "
+            "target (its own embedding, profile and calibration) runs in the in-memory MLearner",
+        }
     validate_result(to_jsonable(result))
     figures = _write_figures(ctx, result, tree) if cfg.report.figures else []
     if cfg.report.html:
