@@ -31,9 +31,9 @@ from __future__ import annotations
 import difflib
 import logging
 import warnings
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any, Literal
+from typing import Any, Literal, TypeVar
 
 import numpy as np
 import pandas as pd
@@ -42,6 +42,8 @@ from mlearner_dist.core.roles import Roles
 from mlearner_dist.exceptions import ConfigError, InputValidationError, RowAccountError
 
 logger = logging.getLogger(__name__)
+
+T = TypeVar("T")
 
 #: Distinct values are listed in :attr:`ColumnStats.values` when there are at most this many.
 MAX_LISTED_VALUES = 20
@@ -744,6 +746,8 @@ def removal_reasons(stats: TableStats) -> dict[str, int]:
 
 def _mixed_id_problems(df: pd.DataFrame, roles: Roles) -> list[str]:
     """An object id column that mixes text and numbers (they cannot be ordered or matched)."""
+    if not isinstance(roles, Roles) or not isinstance(df, pd.DataFrame):
+        return []  # reported by pandas_column_stats
     col = roles.unit_id
     if col not in df.columns or not pd.api.types.is_object_dtype(df[col].dtype):
         return []
@@ -757,6 +761,80 @@ def _mixed_id_problems(df: pd.DataFrame, roles: Roles) -> list[str]:
         f"and numbers ({int((~is_text).sum())} values): store every id as one type (all text or "
         "all integers)"
     ]
+
+
+def apply_checks(
+    table: T,
+    roles: Roles,
+    *,
+    stats_of: Callable[[T], TableStats],
+    drop_invalid: Callable[[T, TableStats], T],
+    min_treated: int,
+    min_control: int,
+    n_folds: int,
+    missing: MissingPolicy,
+    extra_problems: Sequence[str] = (),
+) -> tuple[T, TableStats, RowAccount]:
+    """The validation flow shared by every engine: check, refuse or drop and count, re-check.
+
+    1. ``stats = stats_of(table)``; every problem (:func:`check_table`, plus ``extra_problems``)
+       is raised at once, before any work;
+    2. with ``missing="drop"``, the rows with a missing or infinite value in a used column are
+       removed by ``drop_invalid(table, stats)`` and counted by reason in the row account; the
+       kept table is checked again (sizes may now be too small) and the account must match its
+       row count;
+    3. the warnings (:func:`table_warnings`) are emitted.
+
+    Parameters
+    ----------
+    table : a pandas or Spark DataFrame
+    roles : Roles
+    stats_of : callable
+        ``stats_of(table) -> TableStats`` (:func:`pandas_column_stats` or the Spark twin).
+    drop_invalid : callable
+        ``drop_invalid(table, stats) -> table`` without the rows that have an invalid value.
+    min_treated, min_control, n_folds, missing
+        As in :func:`validate_frame`.
+    extra_problems : sequence of str
+        Engine-specific problems found beforehand (reported with the others).
+
+    Returns
+    -------
+    clean : the kept table
+    stats : TableStats of ``clean``
+    account : RowAccount
+    """
+    _check_params(min_treated, min_control, n_folds, missing)
+    stats = stats_of(table)
+    kw = {"min_treated": min_treated, "min_control": min_control, "n_folds": n_folds}
+    problems = check_table(stats, roles, missing=missing, **kw)
+    problems.extend(extra_problems)
+    if problems:
+        raise InputValidationError(problems)
+    account = RowAccount(stats.n_rows)
+    clean = table
+    reasons = removal_reasons(stats)
+    if missing == "drop" and reasons:
+        clean = drop_invalid(table, stats)
+        for reason, count in reasons.items():
+            account.remove(reason, count)
+        stats = stats_of(clean)
+        account.check("validate (drop missing)", stats.n_rows)
+        after = check_table(stats, roles, missing="error", **kw)
+        if after:
+            removed = sum(reasons.values())
+            raise InputValidationError(
+                [f"{p} (after dropping {removed} rows with missing values)" for p in after]
+            )
+        logger.info("validate: dropped %s", reasons)
+    _emit_warnings(stats)
+    logger.info(
+        "validate: %d rows in, %d used, removed %s",
+        account.n_input,
+        account.n_used,
+        account.removed or "none",
+    )
+    return clean, stats, account
 
 
 def validate_frame(
@@ -804,43 +882,35 @@ def validate_frame(
         A category of a categorical covariate is seen in a single fold.
     """
     _check_params(min_treated, min_control, n_folds, missing)
-    stats = pandas_column_stats(df, roles, folds=folds)
-    kw = {"min_treated": min_treated, "min_control": min_control, "n_folds": n_folds}
-    problems = check_table(stats, roles, missing=missing, **kw)
-    problems.extend(_mixed_id_problems(df, roles))
-    if problems:
-        raise InputValidationError(problems)
-    account = RowAccount(len(df))
-    clean = df
-    reasons = removal_reasons(stats)
-    if missing == "drop" and reasons:
-        keep = np.ones(len(df), dtype=bool)
+    # the fold labels of the rows currently checked (the kept ones after a drop)
+    current_folds = [None if folds is None else np.asarray(folds)]
+
+    def stats_of(frame: pd.DataFrame) -> TableStats:
+        return pandas_column_stats(frame, roles, folds=current_folds[0])
+
+    def drop_invalid(frame: pd.DataFrame, stats: TableStats) -> pd.DataFrame:
+        keep = np.ones(len(frame), dtype=bool)
         for col, role in used_roles(roles).items():
-            keep &= _pandas_column(df[col], col, role)[1]
-        for reason, count in reasons.items():
-            account.remove(reason, count)
-        clean = df.loc[keep]
-        account.check("validate (drop missing)", len(clean))
-        fold_kept = None if folds is None else np.asarray(folds)[keep]
-        stats = pandas_column_stats(clean, roles, folds=fold_kept)
-        after = check_table(stats, roles, missing="error", **kw)
-        if after:
-            removed = sum(reasons.values())
-            raise InputValidationError(
-                [f"{p} (after dropping {removed} rows with missing values)" for p in after]
-            )
-        logger.info("validate: dropped %s", reasons)
+            keep &= _pandas_column(frame[col], col, role)[1]
+        if current_folds[0] is not None:
+            current_folds[0] = current_folds[0][keep]
+        return frame.loc[keep]
+
+    clean, stats, account = apply_checks(
+        df,
+        roles,
+        stats_of=stats_of,
+        drop_invalid=drop_invalid,
+        min_treated=min_treated,
+        min_control=min_control,
+        n_folds=n_folds,
+        missing=missing,
+        extra_problems=_mixed_id_problems(df, roles),
+    )
     clean = clean.reset_index(drop=True)
     t = stats.stats[roles.treatment]
     if t.kind == "boolean" or pd.api.types.is_object_dtype(clean[roles.treatment].dtype):
         clean[roles.treatment] = _as_float(clean[roles.treatment], t.kind).astype(np.int64)
-    _emit_warnings(stats)
-    logger.info(
-        "validate: %d rows in, %d used, removed %s",
-        account.n_input,
-        account.n_used,
-        account.removed or "none",
-    )
     return clean, account
 
 
@@ -851,6 +921,7 @@ __all__ = [
     "ColumnStats",
     "RowAccount",
     "TableStats",
+    "apply_checks",
     "check_table",
     "pandas_column_stats",
     "removal_reasons",
