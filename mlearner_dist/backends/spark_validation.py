@@ -14,19 +14,17 @@ from __future__ import annotations
 import logging
 from typing import TYPE_CHECKING, Any
 
-from mlearner_dist.core.roles import Roles
-from mlearner_dist.core.validation import (
+from mlearner_dist.core.column_stats import (
     DISTINCT_LIMIT,
     MAX_LISTED_VALUES,
     ColumnStats,
-    MissingPolicy,
-    RowAccount,
     TableStats,
-    _check_params,
     _check_roles,
-    apply_checks,
     used_roles,
 )
+from mlearner_dist.core.roles import Roles
+from mlearner_dist.core.row_account import RowAccount
+from mlearner_dist.core.validation import MissingPolicy, _check_params, apply_checks
 from mlearner_dist.exceptions import ConfigError, InputValidationError
 
 if TYPE_CHECKING:
