@@ -170,7 +170,7 @@ _STAGE_SECTIONS: dict[str, tuple[str, ...]] = {
     "cluster": ("cluster", "random_state"),
     "profile": ("profile", "test", "random_state", "validation"),
     "calibrate": ("calibration", "random_state"),
-    "report": ("subgroups", "report"),
+    "report": ("subgroups", "report", "sensitivity"),
 }
 _UPSTREAM: dict[str, tuple[str, ...]] = {
     "validate": (),
@@ -559,6 +559,7 @@ def run_report(ctx: RunContext) -> Manifest:
         min_size=cfg.validation.min_subgroup,
         random_state=cfg.random_state,
     )
+    sensitivity = _sensitivity(cfg, frame, leaf, tree.rules)
     p_leaf = float(prof["p_leaf"])
     decision_p = float(calib.get("p_decision", p_leaf))
     manifests = {s: read_manifest(ctx.output, s) for s in STAGES}
@@ -584,6 +585,7 @@ def run_report(ctx: RunContext) -> Manifest:
         "calibration": calib,
         "declared": bool(decision_p < float(calib["threshold"])),
         "subgroups": subgroups,
+        "sensitivity": sensitivity,
         "timings": {s: m.seconds for s, m in manifests.items() if m is not None},
     }
     validate_result(to_jsonable(result))
@@ -619,6 +621,31 @@ def run_report(ctx: RunContext) -> Manifest:
     return _manifest({"subgroups": len(subgroups)}, figures=figures)
 
 
+def _sensitivity(
+    cfg: Config, frame: pd.DataFrame, leaf: Any, rules: dict[int, str]
+) -> dict[str, Any] | None:
+    """The M-Y confounding sensitivity curves (one mediator; None otherwise or when disabled)."""
+    from mlearner_dist.core.sensitivity import sensitivity_analysis
+
+    roles = cfg.roles
+    if not cfg.sensitivity.enabled or len(roles.mediators) != 1:
+        return None
+    return sensitivity_analysis(
+        frame,
+        leaf,
+        rules,
+        treatment=roles.treatment,
+        mediator=roles.mediators[0],
+        outcome=roles.outcome,
+        covariates=roles.covariates,
+        min_size=max(30, cfg.validation.min_subgroup),
+        n_bootstrap=cfg.sensitivity.n_bootstrap,
+        max_rows=cfg.sensitivity.max_rows,
+        level=cfg.subgroups.level,
+        random_state=cfg.random_state,
+    )
+
+
 def _write_figures(ctx: RunContext, result: dict[str, Any], tree: Any) -> list[str]:
     from mlearner_dist import plots
 
@@ -641,6 +668,8 @@ def _write_figures(ctx: RunContext, result: dict[str, Any], tree: Any) -> list[s
         "profile_tree.png": plots.plot_profile_tree(tree),
         "subgroup_effects.png": plots.plot_subgroup_forest(result["subgroups"]),
     }
+    if result.get("sensitivity"):
+        made["sensitivity.png"] = plots.plot_sensitivity(result["sensitivity"])
     calib = result["calibration"]
     if calib.get("null_p_leaf"):
         made["null_calibration.png"] = plots.plot_null_calibration(

@@ -190,6 +190,23 @@ def test_every_figure_is_a_nonblank_png(tmp_path):
         "null": plots.plot_null_calibration(
             result["calibration"]["null_p_leaf"], result["p_leaf"], result["threshold"]
         ),
+        "sensitivity": plots.plot_sensitivity(
+            {
+                "whole": {
+                    "n": 900,
+                    "rho": [-0.5, 0.0, 0.5],
+                    "estimate": [0.4, 0.2, -0.1],
+                    "ci_low": [0.2, 0.05, -0.3],
+                    "ci_high": [0.6, 0.35, 0.1],
+                    "rho_zero": 0.33,
+                },
+                "subgroups": [
+                    {"leaf": 1, "rule": "x1 <= 0", "n": 400, "rho": [-0.5, 0.0, 0.5],
+                     "estimate": [0.3, 0.1, -0.2]},
+                    {"leaf": 2, "rule": "x1 > 0", "n": 20, "note": "too small"},
+                ],
+            }
+        ),
         "ecdf": plots.plot_pleaf_ecdf(
             {"Simple-All": rng.uniform(0, 1e-3, 30), "Simple-Null1": rng.uniform(size=30)},
             threshold=0.0043,
