@@ -178,7 +178,7 @@ _STAGE_SECTIONS: dict[str, tuple[str, ...]] = {
     "cluster": ("cluster", "random_state"),
     "profile": ("profile", "test", "random_state", "validation"),
     "calibrate": ("calibration", "profile", "test", "random_state"),
-    "report": ("subgroups", "report"),
+    "report": ("subgroups", "report", "sensitivity"),
 }
 _UPSTREAM: dict[str, tuple[str, ...]] = {
     "validate": (),
@@ -384,12 +384,6 @@ def run_validate(ctx: RunContext) -> Manifest:
         raise RowAccountError(
             f"stage validate: wrote {n_written} rows but accounted for {account.n_used}"
         )
-    logger.info(
-        "validate: %d rows in, %d used, removed %s",
-        account.n_input,
-        account.n_used,
-        account.removed or "none",
-    )
     return _manifest(
         {"in": account.n_input, "out": account.n_used},
         row_account=account.to_dict(),
@@ -616,6 +610,8 @@ def run_report(ctx: RunContext) -> Manifest:
         tree = ProfileTree.from_dict(calib["discovery_tree"])
         subgroups = list(calib["subgroups"])
         p_leaf = float(calib["p_decision"])
+        leaf = tree.leaf_of(frame[list(roles.covariates)])
+    sensitivity = _sensitivity(cfg, frame, leaf, tree.rules)
     decision_p = p_leaf
     manifests = {s: read_manifest(ctx.output, s) for s in STAGES}
     result: dict[str, Any] = {
@@ -640,6 +636,7 @@ def run_report(ctx: RunContext) -> Manifest:
         "calibration": calib,
         "declared": bool(decision_p < float(calib["threshold"])),
         "subgroups": subgroups,
+        "sensitivity": sensitivity,
         "timings": {s: m.seconds for s, m in manifests.items() if m is not None},
     }
     main_target = decision_target(roles.has_mediator)
@@ -693,6 +690,31 @@ def run_report(ctx: RunContext) -> Manifest:
     return _manifest({"subgroups": len(subgroups)}, figures=figures)
 
 
+def _sensitivity(
+    cfg: Config, frame: pd.DataFrame, leaf: Any, rules: dict[int, str]
+) -> dict[str, Any] | None:
+    """The M-Y confounding sensitivity curves (one mediator; None otherwise or when disabled)."""
+    from mlearner_dist.core.sensitivity import sensitivity_analysis
+
+    roles = cfg.roles
+    if not cfg.sensitivity.enabled or len(roles.mediators) != 1:
+        return None
+    return sensitivity_analysis(
+        frame,
+        leaf,
+        rules,
+        treatment=roles.treatment,
+        mediator=roles.mediators[0],
+        outcome=roles.outcome,
+        covariates=roles.covariates,
+        min_size=max(30, cfg.validation.min_subgroup),
+        n_bootstrap=cfg.sensitivity.n_bootstrap,
+        max_rows=cfg.sensitivity.max_rows,
+        level=cfg.subgroups.level,
+        random_state=cfg.random_state,
+    )
+
+
 def _write_figures(ctx: RunContext, result: dict[str, Any], tree: Any) -> list[str]:
     from mlearner_dist import plots
 
@@ -715,6 +737,8 @@ def _write_figures(ctx: RunContext, result: dict[str, Any], tree: Any) -> list[s
         "profile_tree.png": plots.plot_profile_tree(tree),
         "subgroup_effects.png": plots.plot_subgroup_forest(result["subgroups"]),
     }
+    if result.get("sensitivity"):
+        made["sensitivity.png"] = plots.plot_sensitivity(result["sensitivity"])
     calib = result["calibration"]
     if calib.get("null_p_leaf"):
         made["null_calibration.png"] = plots.plot_null_calibration(

@@ -16,7 +16,7 @@ from typing import Any
 
 from mlearner_dist.exceptions import MLearnerError
 
-SCHEMA_VERSION = "1.0"
+SCHEMA_VERSION = "1.1"
 
 _NUMBER_OR_NULL: dict[str, Any] = {"type": ["number", "null"]}
 
@@ -50,6 +50,20 @@ _CONFIGURATION: dict[str, Any] = {
         "p_m": {"type": ["number", "null"], "minimum": 0, "maximum": 1},
         "p_score": {"type": ["number", "null"], "minimum": 0, "maximum": 1},
         "raw_n_leaves": {"type": "integer", "minimum": 1},
+    },
+}
+
+_SENSITIVITY_CURVE: dict[str, Any] = {
+    "type": "object",
+    "required": ["n", "rho", "estimate", "ci_low", "ci_high", "rho_zero", "rho_ci_covers_zero"],
+    "properties": {
+        "n": {"type": "integer"},
+        "rho": {"type": "array", "items": {"type": "number"}},
+        "estimate": {"type": "array", "items": {"type": "number"}},
+        "ci_low": {"type": "array", "items": {"type": "number"}},
+        "ci_high": {"type": "array", "items": {"type": "number"}},
+        "rho_zero": {"type": "number"},
+        "rho_ci_covers_zero": {"type": ["number", "null"]},
     },
 }
 
@@ -165,6 +179,15 @@ RESULT_SCHEMA: dict[str, Any] = {
                     },
                     "note": {"type": "string"},
                 },
+            },
+        },
+        "sensitivity": {
+            "type": ["object", "null"],
+            "required": ["method", "whole", "subgroups"],
+            "properties": {
+                "method": {"type": "string"},
+                "whole": _SENSITIVITY_CURVE,
+                "subgroups": {"type": "array", "items": {"type": "object"}},
             },
         },
         "timings": {"type": "object", "additionalProperties": {"type": ["number", "null"]}},
