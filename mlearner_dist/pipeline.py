@@ -39,6 +39,7 @@ from mlearner_dist.core.selection import (
     tree_pvalues,
 )
 from mlearner_dist.exceptions import RowAccountError, StageError, TrackingError
+from mlearner_dist.record import analysis_record
 from mlearner_dist.result_schema import SCHEMA_VERSION, validate_result
 from mlearner_dist.stages import (
     STAGES,
@@ -352,7 +353,7 @@ def _expect_rows(ctx: RunContext, stage: str, n_out: int) -> None:
 
 def run_validate(ctx: RunContext) -> Manifest:
     """Read the source, check it against the roles, write the used columns to ``units/``."""
-    from mlearner_dist.backends.spark_io import read_table, write_parquet
+    from mlearner_dist.backends.spark_io import read_table, rows_fingerprint, write_parquet
     from mlearner_dist.backends.spark_validation import validate_spark_frame
 
     cfg, roles = ctx.cfg, ctx.roles
@@ -379,7 +380,9 @@ def run_validate(ctx: RunContext) -> Manifest:
     if cfg.compute.spark.partitions:
         clean = clean.repartition(cfg.compute.spark.partitions)
     write_parquet(clean, ctx.output / "units")
-    n_written = ctx.spark.read.parquet(str(ctx.output / "units")).count()
+    written = ctx.spark.read.parquet(str(ctx.output / "units"))
+    data_hash = rows_fingerprint(written, check_roles.used_columns)
+    n_written = data_hash["n_rows"]
     if n_written != account.n_used:
         raise RowAccountError(
             f"stage validate: wrote {n_written} rows but accounted for {account.n_used}"
@@ -387,6 +390,7 @@ def run_validate(ctx: RunContext) -> Manifest:
     return _manifest(
         {"in": account.n_input, "out": account.n_used},
         row_account=account.to_dict(),
+        data_hash=data_hash,
         source=cfg.data.source,
     )
 
@@ -637,6 +641,7 @@ def run_report(ctx: RunContext) -> Manifest:
         "declared": bool(decision_p < float(calib["threshold"])),
         "subgroups": subgroups,
         "sensitivity": sensitivity,
+        "record": analysis_record(cfg, manifests["validate"].extra.get("data_hash")),
         "timings": {s: m.seconds for s, m in manifests.items() if m is not None},
     }
     main_target = decision_target(roles.has_mediator)

@@ -16,7 +16,7 @@ from typing import Any
 
 from mlearner_dist.exceptions import MLearnerError
 
-SCHEMA_VERSION = "1.1"
+SCHEMA_VERSION = "1.2"
 
 _NUMBER_OR_NULL: dict[str, Any] = {"type": ["number", "null"]}
 
@@ -93,6 +93,7 @@ RESULT_SCHEMA: dict[str, Any] = {
         "calibration",
         "declared",
         "subgroups",
+        "record",
         "timings",
     ],
     "properties": {
@@ -188,6 +189,26 @@ RESULT_SCHEMA: dict[str, Any] = {
                 "method": {"type": "string"},
                 "whole": _SENSITIVITY_CURVE,
                 "subgroups": {"type": "array", "items": {"type": "object"}},
+            },
+        },
+        "record": {
+            "type": "object",
+            "required": ["data_hash", "config_fingerprint", "version", "code_commit", "libraries"],
+            "properties": {
+                "data_hash": {
+                    "type": ["object", "null"],
+                    "required": ["n_rows", "columns", "sha256"],
+                    "properties": {
+                        "n_rows": {"type": "integer", "minimum": 0},
+                        "columns": {"type": "array", "items": {"type": "string"}},
+                        "sha256": {"type": "string", "pattern": "^[0-9a-f]{64}$"},
+                    },
+                },
+                "config_fingerprint": {"type": "string"},
+                "version": {"type": "string"},
+                "code_commit": {"type": ["string", "null"]},
+                "python": {"type": "string"},
+                "libraries": {"type": "object"},
             },
         },
         "timings": {"type": "object", "additionalProperties": {"type": ["number", "null"]}},
