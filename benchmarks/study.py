@@ -126,7 +126,7 @@ def format_table(doc: dict[str, Any]) -> str:
         f"{'noise':>6}{'leaves':>7}{'total':>7}  overrides"
     )
     lines = [head]
-    for key, setting in sorted(doc["settings"].items()):
+    for _key, setting in sorted(doc["settings"].items()):
         s = summarise(setting)
         if s["null"]:
             ok = "ok" if s["declared_rate"] <= s["bound"] else "FAIL"
