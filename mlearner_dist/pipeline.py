@@ -22,6 +22,7 @@ from typing import Any
 import pandas as pd
 
 from mlearner_dist import __version__
+from mlearner_dist.backends.storage_paths import shared_output_path
 from mlearner_dist.config import Config
 from mlearner_dist.core.estimator import (
     MLearner,
@@ -237,7 +238,7 @@ def run_pipeline(
     dict or None
         The contents of ``result.json`` when the report stage ran.
     """
-    out = Path(output)
+    out = shared_output_path(output)  # a URI output is refused before any work
     try:
         out.mkdir(parents=True, exist_ok=True)
     except OSError as exc:
@@ -345,11 +346,11 @@ def _expect_rows(ctx: RunContext, stage: str, n_out: int) -> None:
 
 def run_validate(ctx: RunContext) -> Manifest:
     """Read the source, check it against the roles, write the used columns to ``units/``."""
-    from mlearner_dist.backends.spark_io import read_table, write_parquet
+    from mlearner_dist.backends.spark_io import read_source, write_parquet
     from mlearner_dist.backends.spark_validation import validate_spark_frame
 
     cfg, roles = ctx.cfg, ctx.roles
-    sdf = read_table(ctx.spark, cfg.data)
+    sdf, source_info = read_source(ctx.spark, cfg.data)
     extra_cols = (
         [cfg.columns.effect_outcome_baseline] if cfg.columns.effect_outcome_baseline else []
     )
@@ -387,6 +388,7 @@ def run_validate(ctx: RunContext) -> Manifest:
         {"in": account.n_input, "out": account.n_used},
         row_account=account.to_dict(),
         source=cfg.data.source,
+        source_info=source_info,
     )
 
 
@@ -658,6 +660,7 @@ def run_report(ctx: RunContext) -> Manifest:
         "version": __version__,
         "config": cfg.to_dict(),
         "row_account": _row_account(ctx),
+        "source": manifests["validate"].extra.get("source_info"),  # Delta: the version read
         "has_mediator": roles.has_mediator,
         "average_effects": average_effects(effects, level=cfg.subgroups.level),
         "nuisance_diagnostics": manifests["effects"].extra.get("diagnostics", {}),
