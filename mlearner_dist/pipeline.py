@@ -656,6 +656,8 @@ def run_report(ctx: RunContext) -> Manifest:
     result: dict[str, Any] = {
         "run_id": uuid.uuid4().hex,
         "mlflow_run_id": None,
+        "mlflow_model_uri": None,  # models:/<model_id> of the logged subgroup model
+        "mlflow_model_id": None,
         "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
         "version": __version__,
         "config": cfg.to_dict(),
@@ -684,7 +686,7 @@ def run_report(ctx: RunContext) -> Manifest:
         write_report(result, ctx.output)
     write_json_atomic(ctx.output / "result.json", result)
     if cfg.tracking.enabled:
-        from mlearner_dist.backends.mlflow_tracking import log_analysis
+        from mlearner_dist.backends.mlflow_tracking import log_analysis, model_fields
 
         uri = tracking_uri_for(cfg, ctx.output)
         try:
@@ -705,6 +707,7 @@ def run_report(ctx: RunContext) -> Manifest:
                 f"or set tracking.enabled=false to skip MLflow."
             ) from exc
         result["mlflow_run_id"] = run_id
+        result.update(model_fields(uri, run_id))
         write_json_atomic(ctx.output / "result.json", result)
     return _manifest({"subgroups": len(subgroups)}, figures=figures)
 
