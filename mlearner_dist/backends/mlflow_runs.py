@@ -23,7 +23,7 @@ from mlflow.exceptions import MlflowException
 from mlearner_dist.backends.mlflow_store import _FIX
 from mlearner_dist.backends.mlflow_tracker import _PARENT_TAG, MlflowTracker
 from mlearner_dist.exceptions import MLearnerError, TrackingError
-from mlearner_dist.stages import read_manifest
+from mlearner_dist.stages import manifest_path
 from mlearner_dist.tracking import (
     TAG_CHOSEN_K,
     TAG_DATA_SOURCE,
@@ -104,12 +104,11 @@ def _stage_times(
 
     The report stage is still running when the run is logged: (None, None), i.e. now.
     """
-    manifest = read_manifest(Path(output_dir), stage)
-    if manifest is None or not manifest.finished:
-        return None, None
+    path = manifest_path(Path(output_dir), stage)
     try:
-        end = datetime.fromisoformat(manifest.finished)
-    except ValueError:
+        finished = json.loads(path.read_text()).get("finished") or ""
+        end = datetime.fromisoformat(finished)
+    except (OSError, ValueError, AttributeError):
         return None, None
     if end.tzinfo is None:
         end = end.replace(tzinfo=timezone.utc)
