@@ -147,6 +147,9 @@ def _setup_logging(level: str, *, quiet: bool = False, verbose: bool = False) ->
     if quiet:
         os.environ["MLEARNER_QUIET"] = "1"  # no live progress lines (core.progress reads it)
     if not verbose:
+        # distributed configures its own loggers from the Dask config when it is imported (later,
+        # lazily, in backends/); the variable reaches that config and the worker processes
+        os.environ.setdefault("DASK_LOGGING__DISTRIBUTED", "warning")
         for noisy in NOISY_LOGGERS:
             logging.getLogger(noisy).setLevel(logging.WARNING)
 

@@ -377,12 +377,6 @@ def run_validate(ctx: RunContext) -> Manifest:
         raise RowAccountError(
             f"stage validate: wrote {n_written} rows but accounted for {account.n_used}"
         )
-    logger.info(
-        "validate: %d rows in, %d used, removed %s",
-        account.n_input,
-        account.n_used,
-        account.removed or "none",
-    )
     return _manifest(
         {"in": account.n_input, "out": account.n_used},
         row_account=account.to_dict(),
