@@ -299,11 +299,11 @@ def test_log_analysis_records_the_result_model_and_lists_the_run(store, tmp_path
     names = sorted(c.info.run_name for c in children)
     assert names == ["K=2", "K=3", "stage effects", "stage report", "stage validate"]
     k3 = next(c for c in children if c.info.run_name == "K=3")
-    assert k3.data.metrics == {  # tree 1 was not tested: null p-values are not logged
+    assert k3.data.metrics == {
         "wcss": 401.25,
         "p_y.tree0": 0.001,
         "p_m.tree0": 3.5e-9,
-    }
+    }  # tree 1 was not selected for testing: no p-values
 
     runs = list_runs(store, "mlearner")
     assert runs["run_id"].tolist() == [run_id]  # children are not listed
