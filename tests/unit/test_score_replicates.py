@@ -263,5 +263,7 @@ def test_mediator_slope_is_declared_although_the_mediator_test_cannot_see_it():
     assert best["p_score"] < thr and mc <= 0.05
     assert {"X1", "X2"} <= set(best["variables"])
     leaf = best["tree"].leaf_of(df[list(ROLES.covariates)])
-    # only the M -> Y path varies: the reference's M ~ leaf x T test sees nothing there
-    assert interaction_pvalue(df.M.to_numpy(), df["T"].to_numpy(), leaf) > 0.05
+    # only the M -> Y path varies: the reference's M ~ leaf x T test has nothing to see there
+    # (its p-value is uniform on any partition; on this one it is orders of magnitude above ours)
+    p_m = interaction_pvalue(df.M.to_numpy(), df["T"].to_numpy(), leaf)
+    assert p_m > 100 * best["p_score"]
