@@ -15,8 +15,8 @@ import pandas as pd
 import pytest
 
 from mlearner_dist import plots
+from mlearner_dist.core.progress import Progress, progress_callback
 from mlearner_dist.exceptions import InputValidationError, MLearnerError
-from mlearner_dist.progress import Progress, progress_callback
 from mlearner_dist.report import render_report, write_report
 from mlearner_dist.scoring import SubgroupModel, score_frame
 from mlearner_dist.tracking import (
@@ -341,7 +341,7 @@ class _FakeTTY(io.StringIO):
 
 
 def test_progress_logs_about_every_ten_percent_when_not_a_tty(caplog):
-    caplog.set_level(logging.INFO, logger="mlearner_dist.progress")
+    caplog.set_level(logging.INFO, logger="mlearner_dist.core.progress")
     with Progress(200, "replicates", stream=io.StringIO()) as bar:
         for _ in range(200):
             bar.update()
@@ -354,7 +354,7 @@ def test_progress_logs_about_every_ten_percent_when_not_a_tty(caplog):
 
 
 def test_progress_draws_a_live_line_on_a_tty_and_logs_nothing(caplog):
-    caplog.set_level(logging.INFO, logger="mlearner_dist.progress")
+    caplog.set_level(logging.INFO, logger="mlearner_dist.core.progress")
     stream = _FakeTTY()
     with Progress(3, "trees", stream=stream) as bar:
         for _ in range(3):
@@ -365,7 +365,7 @@ def test_progress_draws_a_live_line_on_a_tty_and_logs_nothing(caplog):
 
 
 def test_progress_callback_logs_each_message(caplog):
-    caplog.set_level(logging.INFO, logger="mlearner_dist.progress")
+    caplog.set_level(logging.INFO, logger="mlearner_dist.core.progress")
     report = progress_callback("profile", stream=io.StringIO())
     report("profile trees for K=2")
     report("profile trees for K=3")
