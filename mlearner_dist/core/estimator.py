@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import functools
 import logging
+import time
 import warnings
 from collections.abc import Iterable, Sequence
 from typing import Any
@@ -321,11 +322,17 @@ class MLearner(BaseEstimator):
         frame = frame.sort_values(roles.unit_id, kind="stable").reset_index(drop=True)
         self.row_account_ = account.to_dict()
         self.roles_ = roles
+        started = time.perf_counter()
         sel = self.select(frame, roles)
+        self.selection_seconds_ = time.perf_counter() - started
         self.selection_ = sel
         self.effects_ = sel.effects
         self.p_leaf_ = sel.p_leaf
-        self.calibration_ = self.calibrate(frame, roles, sel.p_leaf, map_fn=map_fn)
+        self.calibration_ = self.calibrate(
+            frame, roles, sel.p_leaf, map_fn=map_fn,
+            seconds_per_replicate=self.selection_seconds_,
+            parallel=int(getattr(map_fn, "n_workers", 1)),
+        )
         self.threshold_ = float(self.calibration_["threshold"])
         decision_p = self.calibration_.get("p_decision", sel.p_leaf)
         self.declared_ = bool(decision_p < self.threshold_)
@@ -430,6 +437,8 @@ class MLearner(BaseEstimator):
         p_leaf: float,
         *,
         map_fn: cal.MapFn | None = None,
+        seconds_per_replicate: float | None = None,
+        parallel: int = 1,
     ) -> dict[str, Any]:
         """The threshold for ``p_leaf`` by the configured mode (fixed, null or split).
 
@@ -442,6 +451,11 @@ class MLearner(BaseEstimator):
             The observed decision statistic.
         map_fn : callable, optional
             How null replicates are run (:data:`mlearner_dist.core.calibration.MapFn`).
+        seconds_per_replicate : float, optional
+            Expected cost of one null replicate (the observed selection's time): the projected
+            calibration time is logged before the replicates start.
+        parallel : int
+            Replicates running at once (``map_fn``'s workers).
 
         Returns
         -------
@@ -469,6 +483,8 @@ class MLearner(BaseEstimator):
                 self.alpha,
                 p_leaf,
                 map_fn=map_fn,
+                seconds_per_replicate=seconds_per_replicate,
+                parallel=parallel,
             )
         doc = split_calibration(self, frame, roles)
         if fallback is not None:
