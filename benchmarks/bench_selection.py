@@ -287,9 +287,9 @@ def main() -> None:
                  ("ours_linear_one_core", ["embed.n_jobs=1", "effects.learner=linear"], 1),
                  (f"ours_all_cores_{cores}", [f"embed.n_jobs={cores}"], cores)]
         if not args.skip_previous:
-            plans.append(("previous_one_core", [*PREVIOUS[:2], "embed.n_jobs=1"], 1))
-            plans.append(("previous_linear_one_core",
-                          [*PREVIOUS[:2], "embed.n_jobs=1", "effects.learner=linear"], 1))
+            prev = [*PREVIOUS[:2], *PREVIOUS[3:], "embed.n_jobs=1"]  # one thread, as ours
+            plans.append(("previous_one_core", prev, 1))
+            plans.append(("previous_linear_one_core", [*prev, "effects.learner=linear"], 1))
         if not args.skip_reference:
             plans.append(("reference_one_core", ["fidelity=reference", "embed.n_jobs=1"], 1))
         for name, sets, threads in plans:
