@@ -158,6 +158,35 @@ def child_landmark(n: int, settings: str, with_labels: bool) -> dict[str, Any]:
     return out
 
 
+def child_calibration(n: int, workers: int, replicates: int) -> dict[str, Any]:
+    """The null calibration (B replicates) of one data set on ``workers`` local Dask workers."""
+    from mlearner_dist.backends.dask_cluster import get_client
+    from mlearner_dist.backends.dask_map import dask_map
+    from mlearner_dist.config import estimator_params, load_config
+    from mlearner_dist.core.estimator import MLearner
+    from mlearner_dist.datasets import simulate
+    from mlearner_dist.study import study_roles
+
+    cfg = load_config([], overrides=["calibration.mode=null", "effects.learner=linear",
+                                     f"calibration.n_replicates={replicates}"])
+    frame = simulate("simple-all", n, seed=1, noise_sd=0.01)
+    client, close = get_client(None, n_workers=workers, threads_per_worker=1,
+                               memory_limit="4GiB")
+    try:
+        w = time.perf_counter()
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            model = MLearner(**estimator_params(cfg)).fit_frame(frame, study_roles(True),
+                                                                 map_fn=dask_map(client))
+        wall = time.perf_counter() - w
+    finally:
+        close()
+    cal = model.calibration_
+    return {"n": n, "workers": workers, "replicates": replicates, "wall_s": round(wall, 2),
+            "calibration_s": cal["seconds"], "projected_s": cal.get("projected_seconds"),
+            "selection_s": round(model.selection_seconds_, 2), "threshold": cal["threshold"]}
+
+
 def child_perturbation(n: int) -> dict[str, Any]:
     """How reproducible the previous embedding's K-means labels were at n (same seed)."""
     import numpy as np
@@ -240,6 +269,9 @@ def main() -> None:
                     help="do not time the previous defaults")
     ap.add_argument("--quick", action="store_true")
     ap.add_argument("--force", action="store_true", help="re-measure what the JSON already has")
+    ap.add_argument("--calibration-replicates", type=int, default=0,
+                    help="also time the null calibration (B replicates, n = 1,000, linear "
+                    "learner) on 1 and 2 local Dask workers (default 0: skip)")
     ap.add_argument("--json", type=Path, default=DEFAULT_JSON)
     ap.add_argument("--child", nargs=argparse.REMAINDER)
     args = ap.parse_args()
@@ -249,6 +281,8 @@ def main() -> None:
             res = child_selection(int(rest[0]), rest[1:])
         elif kind == "landmark":
             res = child_landmark(int(rest[0]), rest[1], rest[2] == "labels")
+        elif kind == "calibration":
+            res = child_calibration(int(rest[0]), int(rest[1]), int(rest[2]))
         else:
             res = child_perturbation(int(rest[0]))
         print(json.dumps(res))
@@ -317,6 +351,10 @@ def main() -> None:
             save()
     if not args.quick:
         measure("perturbation_1000", ["perturbation", "1000"], 1)
+    if args.calibration_replicates:
+        for workers in (1, 2):
+            measure(f"calibration_1000_B{args.calibration_replicates}_{workers}_workers",
+                    ["calibration", "1000", str(workers), str(args.calibration_replicates)], 1)
 
     # summary: targets and ratios
     summary: dict[str, Any] = {}
