@@ -7,6 +7,7 @@ import re
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from mlearner_dist.backends.storage_paths import is_spark_only_input, spark_input_path
 from mlearner_dist.exceptions import ConfigError, InputValidationError
 from mlearner_dist.stages import atomic_output
 
@@ -21,45 +22,58 @@ _TABLE_NAME = re.compile(r"^[A-Za-z_][\w]*(\.[A-Za-z_][\w]*){0,2}$")
 
 
 def read_table(spark: SparkSession, data: DataConfig) -> DataFrame:
-    """Read the configured source into a Spark DataFrame.
+    """Read the configured source into a Spark DataFrame (:func:`read_source` without its info)."""
+    return read_source(spark, data)[0]
+
+
+def read_source(spark: SparkSession, data: DataConfig) -> tuple[DataFrame, dict[str, Any]]:
+    """Read the configured source into a Spark DataFrame, with what was read.
 
     Parameters
     ----------
     spark : SparkSession
     data : DataConfig
         ``format`` parquet, csv, delta (a path), table (``catalog.schema.table``) or builtin
-        (``jobs_ii``).
+        (``jobs_ii``). Paths that only Spark resolves (``dbfs:/``, ``/Volumes/...``,
+        ``/dbfs/...``, any URI) are not checked locally (backends/storage_paths.py).
 
     Returns
     -------
-    pyspark.sql.DataFrame
+    df : pyspark.sql.DataFrame
+    info : dict
+        ``format`` and ``path``; for Delta also ``version``, ``reader``, ``n_files``
+        (backends/delta_table.py). Recorded in the validate manifest and ``result.json``.
     """
     fmt, source = data.format, data.source
     if not source:
         raise ConfigError(
             "data.source is empty: name a file, folder or table (--set data.source=...)"
         )
+    info: dict[str, Any] = {"format": fmt, "path": source}
     if fmt == "builtin":
         from mlearner_dist.datasets import load_jobs_ii
 
-        return spark.createDataFrame(load_jobs_ii())
+        return spark.createDataFrame(load_jobs_ii()), info
     if fmt == "table":
         if not _TABLE_NAME.match(source):
             raise ConfigError(
                 f"data.source={source!r} is not a table name; use catalog.schema.table or "
                 "schema.table, or set data.format to parquet/csv/delta for a path"
             )
-        return spark.table(source)
-    if "://" not in source and not Path(source).exists():
+        return spark.table(source), info
+    if not is_spark_only_input(source) and not Path(source).exists():
         raise InputValidationError(
             [f"data.source: {source!r} does not exist (format {fmt}); check the path"]
         )
+    path = spark_input_path(source)
     if fmt == "parquet":
-        return spark.read.parquet(source)
+        return spark.read.parquet(path), info
     if fmt == "csv":
-        return spark.read.csv(source, header=data.csv_header, inferSchema=True)
+        return spark.read.csv(path, header=data.csv_header, inferSchema=True), info
     if fmt == "delta":
-        return spark.read.format("delta").load(source)
+        from mlearner_dist.backends.delta_table import read_delta
+
+        return read_delta(spark, source)
     raise ConfigError(f"data.format={fmt!r} is not supported")
 
 
@@ -74,3 +88,34 @@ def with_difference(sdf: Any, name: str, minuend: str, subtrahend: str) -> Any:
     from pyspark.sql import functions as F
 
     return sdf.withColumn(name, F.col(minuend) - F.col(subtrahend))
+
+
+def rows_fingerprint(sdf: Any, columns: Any) -> dict[str, Any]:
+    """An order- and partition-independent fingerprint of the rows of ``sdf``.
+
+    Each row's ``xxhash64`` over ``columns`` (Spark's, seed 42) is split into its two 32-bit halves
+    and each half is summed over the rows (exact in 64-bit integers up to 2^31 rows); the
+    fingerprint is the SHA-256 of ``(n_rows, sum_low, sum_high, columns)``. The same rows give the
+    same fingerprint whatever their order, partitioning or the number of executors.
+
+    Returns
+    -------
+    dict
+        ``n_rows``, ``columns`` and ``sha256``.
+    """
+    import hashlib
+
+    from pyspark.sql import functions as F
+
+    cols = [str(c) for c in columns]
+    h = F.xxhash64(*[F.col(c) for c in cols])
+    halves = sdf.select(h.alias("h")).select(
+        F.col("h").bitwiseAND(F.lit(0xFFFFFFFF)).alias("lo"),
+        F.shiftrightunsigned(F.col("h"), 32).alias("hi"),
+    )
+    row = halves.select(
+        F.count(F.lit(1)).alias("n"), F.sum("lo").alias("lo"), F.sum("hi").alias("hi")
+    ).first()
+    n, lo, hi = int(row["n"]), int(row["lo"] or 0), int(row["hi"] or 0)
+    text = f"{n}:{lo}:{hi}:{','.join(cols)}"
+    return {"n_rows": n, "columns": cols, "sha256": hashlib.sha256(text.encode()).hexdigest()}

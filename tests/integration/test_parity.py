@@ -16,6 +16,7 @@ import pytest
 
 from mlearner_dist.config import estimator_params, load_config
 from mlearner_dist.core.estimator import MLearner
+from mlearner_dist.core.jsonable import to_jsonable
 from mlearner_dist.datasets import load_jobs_ii, simulate
 from mlearner_dist.pipeline import run_pipeline
 
@@ -47,8 +48,15 @@ def _assert_same(result: dict, model: MLearner) -> None:
         assert result["chosen"][key] == model.selection_.chosen[key], key
     assert _close(result["p_leaf"], model.p_leaf_)
     assert _close(result["threshold"], model.threshold_)
-    assert len(result["subgroups"]) == len(model.subgroups_)
-    for got, want in zip(result["subgroups"], model.subgroups_, strict=True):
+    sens, want_sens = result.get("sensitivity"), to_jsonable(model.sensitivity_)
+    assert (sens is None) == (want_sens is None)
+    if sens is not None:
+        for part in ("estimate", "ci_low", "ci_high"):
+            assert np.allclose(sens["whole"][part], want_sens["whole"][part], rtol=1e-9)
+        assert len(sens["subgroups"]) == len(want_sens["subgroups"])
+    wanted = to_jsonable(model.subgroups_)  # as result.json writes them (NaN -> null)
+    assert len(result["subgroups"]) == len(wanted)
+    for got, want in zip(result["subgroups"], wanted, strict=True):
         assert (got["leaf"], got["rule"], got["n"]) == (want["leaf"], want["rule"], want["n"])
         for name in ("indirect", "direct", "total", "prop_mediated"):
             g, w = got[name], want[name]

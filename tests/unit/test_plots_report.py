@@ -15,9 +15,11 @@ import pandas as pd
 import pytest
 
 from mlearner_dist import plots
+from mlearner_dist.config import config_from_dict
 from mlearner_dist.core.progress import Progress, progress_callback
 from mlearner_dist.exceptions import InputValidationError, MLearnerError
 from mlearner_dist.report import render_report, write_report
+from mlearner_dist.result_schema import SCHEMA_VERSION, result_problems
 from mlearner_dist.scoring import SubgroupModel, score_frame
 from mlearner_dist.tracking import (
     MAX_PARAM_VALUE_LENGTH,
@@ -75,16 +77,19 @@ def toy_result() -> dict:
         }
         for leaf, n, eff in ((1, 500, 0.0), (2, 250, 0.4), (3, 250, 1.7321))
     ]
-    return {
+    doc = {
+        "schema_version": SCHEMA_VERSION,
         "run_id": "abc123def456",
         "mlflow_run_id": None,
         "created": "2026-11-22T21:00:00+00:00",
         "version": "0.1.0",
-        "config": {
-            "data": {"source": "/data/units.parquet", "format": "parquet"},
-            "columns": {"unit_id": "id", "treatment": "T", "outcome": "Y", "mediator": ["M"]},
-            "embed": {"perplexity": 30, "effects": ["indirect"]},
-        },
+        "config": config_from_dict(
+            {
+                "data": {"source": "/data/units.parquet", "format": "parquet"},
+                "columns": {"unit_id": "id", "treatment": "T", "outcome": "Y", "mediator": ["M"]},
+                "embed": {"perplexity": 30, "effects": ["indirect"]},
+            }
+        ).to_dict(),
         "row_account": {"n_input": 1010, "n_used": 1000, "removed": {"missing outcome": 10}},
         "has_mediator": True,
         "average_effects": {
@@ -93,35 +98,59 @@ def toy_result() -> dict:
             "total": _ci(0.54),
             "prop_mediated": _ci(0.98),
         },
+        "nuisance_diagnostics": {},
         "embedding": {"path": "exact", "n_landmarks": None, "perplexity": 30},
         "clustering": {"k_values": [2, 3], "wcss": {"2": 812.5, "3": 401.25}},
         "configurations": [
-            {"k": 2, "tree_id": 0, "n_leaves": 2, "variables": ["x1"], "p_y": 0.02, "p_m": 1e-4},
+            {
+                "k": 2,
+                "tree_id": 0,
+                "n_leaves": 2,
+                "variables": ["x1"],
+                "cv_error": 0.2,
+                "selected_for_test": True,
+                "p_y": 0.02,
+                "p_m": 1e-4,
+            },
             {
                 "k": 3,
                 "tree_id": 0,
                 "n_leaves": 3,
                 "variables": ["x1", "x2"],
+                "cv_error": 0.1,
+                "selected_for_test": True,
                 "p_y": 0.001,
                 "p_m": 3.5e-9,
             },
-            {"k": 3, "tree_id": 1, "n_leaves": 2, "variables": ["x2"], "p_y": 0.3, "p_m": None},
+            {
+                "k": 3,
+                "tree_id": 1,
+                "n_leaves": 2,
+                "variables": ["x2"],
+                "cv_error": 0.15,
+                "selected_for_test": False,
+                "p_y": None,
+                "p_m": None,
+            },
         ],
         "chosen": {
             "k": 3,
             "tree_id": 0,
             "n_leaves": 3,
             "variables": ["x1", "x2"],
+            "cv_error": 0.1,
+            "selected_for_test": True,
             "p_y": 0.001,
             "p_m": 3.5e-9,
-            "response": "M",
+            "response": "m",
         },
         "p_leaf": 3.5e-9,
         "p_leaf_y": 0.001,
         "p_leaf_m": 3.5e-9,
         "threshold": 0.0043,
         "calibration": {
-            "mode": "null_replicates",
+            "mode": "null",
+            "threshold": 0.0043,
             "alpha": 0.05,
             "n_replicates": 40,
             "null_p_leaf": list(np.geomspace(1e-4, 0.9, 40)),
@@ -130,8 +159,19 @@ def toy_result() -> dict:
         },
         "declared": True,
         "subgroups": subgroups,
+        "record": {
+            "data_hash": {"n_rows": 1000, "columns": ["id", "T", "M", "Y"], "sha256": "0" * 64},
+            "config_fingerprint": "0123456789abcdef",
+            "version": "0.1.0",
+            "code_commit": None,
+            "python": "3.11.7",
+            "libraries": {"numpy": "2.4.6"},
+        },
         "timings": {"validate": 0.5, "effects": 12.25, "report": 1.0},
     }
+    problems = result_problems(doc)
+    assert problems == [], f"the fixture must be a result the report could write: {problems}"
+    return doc
 
 
 # -- figures ---------------------------------------------------------------------------------------
@@ -157,6 +197,23 @@ def test_every_figure_is_a_nonblank_png(tmp_path):
         "forest": plots.plot_subgroup_forest(result["subgroups"]),
         "null": plots.plot_null_calibration(
             result["calibration"]["null_p_leaf"], result["p_leaf"], result["threshold"]
+        ),
+        "sensitivity": plots.plot_sensitivity(
+            {
+                "whole": {
+                    "n": 900,
+                    "rho": [-0.5, 0.0, 0.5],
+                    "estimate": [0.4, 0.2, -0.1],
+                    "ci_low": [0.2, 0.05, -0.3],
+                    "ci_high": [0.6, 0.35, 0.1],
+                    "rho_zero": 0.33,
+                },
+                "subgroups": [
+                    {"leaf": 1, "rule": "x1 <= 0", "n": 400, "rho": [-0.5, 0.0, 0.5],
+                     "estimate": [0.3, 0.1, -0.2]},
+                    {"leaf": 2, "rule": "x1 > 0", "n": 20, "note": "too small"},
+                ],
+            }
         ),
         "ecdf": plots.plot_pleaf_ecdf(
             {"Simple-All": rng.uniform(0, 1e-3, 30), "Simple-Null1": rng.uniform(size=30)},
@@ -452,8 +509,8 @@ def test_result_metrics_and_tags_follow_the_naming_contract(tmp_path):
     result = toy_result()
     metrics = result_metrics(result)
     assert metrics["p_m.k3.tree0"] == pytest.approx(3.5e-9)
-    assert metrics["p_y.k3.tree1"] == pytest.approx(0.3)
-    assert "p_m.k3.tree1" not in metrics  # null p_m is left out
+    # tree 1 of K=3 was not selected for testing: its null p-values are left out
+    assert "p_y.k3.tree1" not in metrics and "p_m.k3.tree1" not in metrics
     assert metrics["declared"] == 1.0
     assert metrics["wcss.k3"] == pytest.approx(401.25)
     assert metrics["indirect.ci_high"] == pytest.approx(0.63)
@@ -463,7 +520,7 @@ def test_result_metrics_and_tags_follow_the_naming_contract(tmp_path):
     assert tags["mlearner.chosen_k"] == "3"
     assert tags["mlearner.declared"] == "true"
     assert tags["mlearner.threshold"] == "0.0043"
-    assert tags["mlearner.calibration_mode"] == "null_replicates"
+    assert tags["mlearner.calibration_mode"] == "null"
     assert tags["mlearner.output_dir"] == str(tmp_path.resolve())
     with pytest.raises(MLearnerError, match=r"result must be the result\.json mapping"):
         result_metrics([])  # type: ignore[arg-type]
