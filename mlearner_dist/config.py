@@ -71,10 +71,25 @@ class EffectsConfig:
 
     estimator: Literal["nested", "reference"] = "nested"
     n_folds: int = 5
-    learner: Literal["hist_gradient_boosting", "random_forest", "linear"] = "hist_gradient_boosting"
+    learner: Literal[
+        "auto",
+        "hist_gradient_boosting",
+        "hist_gradient_boosting_early_stopping",
+        "random_forest",
+        "linear",
+        "spline",
+        "constant",
+    ] = "auto"
     learner_params: dict[str, Any] = field(default_factory=dict)
     row_budget: int = 50_000
     propensity_clip: float = 0.01
+    auto_candidates: tuple[str, ...] = (
+        "constant",
+        "linear",
+        "spline",
+        "hist_gradient_boosting_early_stopping",
+    )
+    max_density_ratio: float = 10.0
 
 
 @dataclass(frozen=True)

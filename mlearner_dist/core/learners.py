@@ -426,7 +426,7 @@ class LearnerChoice:
     Attributes
     ----------
     chosen : str
-        The candidate with the smallest cross-validated loss.
+        The candidate chosen by the one-standard-error rule (see :func:`choose_learner`).
     losses : dict of str to float
         Mean held-out loss of every candidate (weighted mean squared error for regression, log
         loss for classification).
@@ -452,6 +452,13 @@ class LearnerChoice:
             "n_rows": self.n_rows,
             "n_folds": self.n_folds,
         }
+
+
+def _unit_loss(task: str, y: np.ndarray, p: np.ndarray) -> np.ndarray:
+    if task == "regression":
+        return (y - p) ** 2
+    p = np.clip(p, _LOG_EPS, 1.0 - _LOG_EPS)
+    return -(y * np.log(p) + (1.0 - y) * np.log1p(-p))
 
 
 def _loss(task: str, y: np.ndarray, p: np.ndarray, w: np.ndarray | None) -> float:
@@ -485,9 +492,12 @@ def choose_learner(
         regression:      sum_i w_i (y_i - f(x_i))^2 / sum_i w_i
         classification:  -sum_i w_i (y_i log p(x_i) + (1 - y_i) log(1 - p(x_i))) / sum_i w_i
 
-    (p clipped to [1e-6, 1 - 1e-6]), averaged over the held-out rows of all folds. The smallest
-    loss wins; exact ties go to the earlier (simpler) candidate. The constant candidate is the
-    weighted mean, so a model that predicts worse than the mean out of sample is never chosen.
+    (p clipped to [1e-6, 1 - 1e-6]), averaged over the held-out rows of all folds. The chosen
+    candidate is the simplest (earliest in ``candidates``) whose loss exceeds the smallest loss
+    by at most one standard error of the paired per-row loss differences (the one-standard-error
+    rule; it keeps a flexible learner from winning on noise), else the one with the smallest
+    loss. The constant candidate is the weighted mean, so a model that predicts worse than the
+    mean out of sample is not chosen.
 
     Parameters
     ----------
@@ -541,6 +551,7 @@ def choose_learner(
     if not usable:
         return LearnerChoice(cands[0], {}, "mse" if task == "regression" else "log_loss", n_sel, 0)
     losses: dict[str, float] = {}
+    unit_loss: dict[str, np.ndarray] = {}
     for cand in cands:
         pred = np.empty(n_sel)
         held = np.zeros(n_sel, dtype=bool)
@@ -559,7 +570,18 @@ def choose_learner(
             model.fit(Xs[tr], ys[tr], **kw)
             pred[te] = predict_response(model, Xs[te], task)
             held |= te
+        unit_loss[cand] = _unit_loss(task, ys[held], pred[held])
         losses[cand] = _loss(task, ys[held], pred[held], None if ws is None else ws[held])
     best = min(cands, key=lambda c: (losses[c], cands.index(c)))
+    wh = np.ones(int(held.sum())) if ws is None else ws[held]
+    chosen = best
+    for cand in cands[: cands.index(best)]:
+        # one-standard-error rule on the paired held-out loss differences
+        d = unit_loss[cand] - unit_loss[best]
+        mean_d = float(np.average(d, weights=wh))
+        se_d = float(np.sqrt(np.average((d - mean_d) ** 2, weights=wh) / max(len(d) - 1, 1)))
+        if mean_d <= se_d:
+            chosen = cand
+            break
     metric = "mse" if task == "regression" else "log_loss"
-    return LearnerChoice(best, losses, metric, n_sel, len(usable))
+    return LearnerChoice(chosen, losses, metric, n_sel, len(usable))
