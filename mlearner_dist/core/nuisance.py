@@ -22,8 +22,10 @@ Models (t = treatment, m = mediator, x = covariates):
   P(M=1 | T=0,x) replace the R-learner.
 - ``propensity``: P(T=1 | X), the known assignment probability when randomised (the treated
   share of the whole data), a classifier when observational. ``propensity_mx``: P(T=1 | M, X),
-  a classifier for a continuous mediator, the closed form of Bayes' rule from the mediator
-  models for a binary one (:func:`binary_propensity_mx`).
+  from the mediator models with normal residuals for one continuous mediator
+  (:func:`gaussian_propensity_mx`, default) or a classifier (``mediator_density: classifier``,
+  and always for several mediators), the closed form of Bayes' rule from the mediator models for
+  a binary one (:func:`binary_propensity_mx`).
 - ``reference`` estimator only: ``mu_y0m`` = E[Y | T=0, M, X], for the paper's plug-in effects.
 """
 
@@ -65,6 +67,7 @@ __all__ = [
     "binary_propensity_mx",
     "choice_key",
     "fit_fold_models",
+    "gaussian_propensity_mx",
     "infer_mediator_kind",
     "mediator_column_names",
     "nuisance_columns",
@@ -77,6 +80,7 @@ logger = logging.getLogger(__name__)
 DESIGNS = ("randomised", "observational")
 ESTIMATORS = ("nested", "reference")
 MEDIATOR_KINDS = ("none", "continuous", "binary")
+MEDIATOR_DENSITIES = ("gaussian", "classifier")
 
 #: Up to this many training rows a nuisance model is fitted on one OpenMP thread.
 SINGLE_THREAD_MAX_ROWS = 20_000
@@ -119,6 +123,12 @@ class NuisanceSpec:
     max_density_ratio : float
         Truncation of the mediator density ratio f(M | T=0, X) / f(M | T=1, X) in the indirect
         effect's score (see :func:`~mlearner_dist.core.effects.compute_effects`); ``inf``: none.
+    mediator_density : {"gaussian", "classifier"}
+        How P(T=1 | M, X), hence the density ratio, is obtained for one continuous mediator:
+        ``gaussian`` from the mediator models with normal residuals (:func:`gaussian_propensity_mx`;
+        better conditioned: it does not ask a classifier to find a weak T signal in M), or
+        ``classifier``, a classifier of T on (M, X). Several mediators always use the
+        classifier; a binary mediator always the closed form.
     """
 
     learner: Any = "auto"
@@ -133,6 +143,7 @@ class NuisanceSpec:
     model_propensity: Any = None
     auto_candidates: tuple[str, ...] = AUTO_CANDIDATES
     max_density_ratio: float = 10.0
+    mediator_density: str = "gaussian"
 
     def __post_init__(self) -> None:
         problems = []
@@ -171,6 +182,11 @@ class NuisanceSpec:
         clip = self.propensity_clip
         if isinstance(clip, bool) or not isinstance(clip, Real) or not 0 <= clip < 0.5:
             problems.append(f"propensity_clip={clip!r}: give a number in [0, 0.5)")
+        if self.mediator_density not in MEDIATOR_DENSITIES:
+            problems.append(
+                f"mediator_density={self.mediator_density!r} is unknown; choose one of "
+                f"{list(MEDIATOR_DENSITIES)}"
+            )
         mdr = self.max_density_ratio
         if isinstance(mdr, bool) or not isinstance(mdr, Real) or not mdr > 1:
             problems.append(f"max_density_ratio={mdr!r}: give a number > 1 (inf: no truncation)")
@@ -221,6 +237,9 @@ class FoldModels:
         Whether ``propensity`` is a fitted classifier (then it is the composition weight).
     n_train : dict of str to int
         Training rows of each model.
+    mediator_sd : (float, float) or None
+        Residual standard deviations (sigma_0, sigma_1) of the mediator models when P(T=1 | M, X)
+        comes from the Gaussian mediator density, else None.
     choices : dict of str to LearnerChoice
         The ``auto`` learner's choice per model (by :func:`choice_key`): made on this training
         set, or passed in from the first fold.
@@ -243,6 +262,7 @@ class FoldModels:
     observational: bool = False
     n_train: dict[str, int] = field(default_factory=dict)
     choices: dict[str, LearnerChoice] = field(default_factory=dict)
+    mediator_sd: tuple[float, float] | None = None
 
 
 def infer_mediator_kind(
@@ -517,9 +537,11 @@ def fit_fold_models(
     mu_y0 = eta - delta.
 
     The mediator density ratio of the indirect effect's score, f(M | T=0, X) / f(M | T=1, X),
-    comes from P(T=1 | M, X) (``propensity_mx``, a classifier on both arms) for a continuous
-    mediator; for a single binary mediator it is not fitted: :func:`predict_nuisances` derives
-    it in closed form from the mediator models (Bayes' rule).
+    comes from P(T=1 | M, X) (``propensity_mx``). For one continuous mediator with
+    ``mediator_density="gaussian"`` it is not fitted: the residual sds of the mediator models are
+    stored and :func:`predict_nuisances` composes normal densities; with several mediators (or
+    ``classifier``) it is a classifier on both arms; for a binary mediator it is the closed form
+    of the mediator models (Bayes' rule).
 
     Learner ``auto`` (for any model group): each model not in ``choices`` is chosen here by
     :func:`~mlearner_dist.core.learners.choose_learner` on this training set and recorded in
@@ -629,7 +651,17 @@ def fit_fold_models(
         fm.direct = fit("direct", "regression", controls, g_controls - target(controls, Y), False)
         if spec.estimator == "reference":
             fm.mu_y0m = fit("mu_y0m", "regression", controls, target(controls, Y), True)
-        if mediator_kind != "binary":
+        gaussian = (
+            mediator_kind == "continuous"
+            and len(meds) == 1
+            and spec.mediator_density == "gaussian"
+        )
+        if gaussian:
+            fm.mediator_sd = (
+                _residual_sd(fm, "mu_m0", meds[0], controls),
+                _residual_sd(fm, "mu_m1", meds[0], treated),
+            )
+        elif mediator_kind != "binary":
             fm.propensity_mx = fit(
                 "propensity_mx", "classification", pooled, target(pooled, T), True
             )
@@ -642,6 +674,54 @@ def fit_fold_models(
     if mediator_kind != "binary":
         _fit_contrast(fm, spec, pooled, roles, observational, fit)
     return fm
+
+
+def _residual_sd(fm: FoldModels, which: str, m: str, rows: pd.DataFrame) -> float:
+    """Residual sd of a mediator model: its cross-validated MSE when ``auto`` chose it, else the
+    training residuals' root mean square (floored at 1e-6 times the mediator's sd, and 1e-12)."""
+    model = (fm.mu_m1 if which == "mu_m1" else fm.mu_m0)[m]
+    y = rows[m].to_numpy(dtype=np.float64)
+    choice = fm.choices.get(f"{which}__{m}")
+    if choice is not None and choice.losses:
+        mse = choice.losses[choice.chosen]
+    else:
+        pred = predict_response(model, _features(rows, fm.numeric, fm.categorical), "regression")
+        mse = float(np.mean((y - pred) ** 2))
+    floor = max(1e-6 * float(np.std(y)), 1e-12)
+    return max(float(np.sqrt(mse)), floor)
+
+
+def gaussian_propensity_mx(
+    m: np.ndarray,
+    mu1: np.ndarray,
+    mu0: np.ndarray,
+    sd: tuple[float, float],
+    e: np.ndarray,
+) -> np.ndarray:
+    """P(T=1 | M, X) from normal mediator densities M | T=t, X ~ N(mu_t(X), sigma_t^2).
+
+    With log f_t = -log sigma_t - (m - mu_t)^2 / (2 sigma_t^2),
+
+        P(T=1 | M=m, X) = expit(log(e / (1 - e)) + log f_1 - log f_0),
+
+    so the score's density ratio ((1 - r) / r) (e / (1 - e)) is f_0 / f_1 (before clipping).
+
+    Parameters
+    ----------
+    m, mu1, mu0, e : ndarray of shape (n,)
+        Observed mediator, the mediator models' predictions, P(T=1 | X).
+    sd : (sigma_0, sigma_1)
+
+    Returns
+    -------
+    ndarray of shape (n,)
+    """
+    s0, s1 = float(sd[0]), float(sd[1])
+    log_f1 = -np.log(s1) - 0.5 * ((m - mu1) / s1) ** 2
+    log_f0 = -np.log(s0) - 0.5 * ((m - mu0) / s0) ** 2
+    e = np.clip(e, 1e-12, 1 - 1e-12)
+    logit = np.log(e) - np.log1p(-e) + log_f1 - log_f0
+    return np.asarray(0.5 * (1.0 + np.tanh(0.5 * logit)), dtype=np.float64)
 
 
 def _fit_contrast(
@@ -781,6 +861,14 @@ def predict_nuisances(models: FoldModels, frame: pd.DataFrame, roles: Roles) -> 
     if meds and models.mediator_kind == "binary":
         out["propensity_mx"] = binary_propensity_mx(
             frame[meds[0]].to_numpy(dtype=np.float64), m1[meds[0]], m0[meds[0]], propensity
+        )
+    elif meds and models.mediator_sd is not None:
+        out["propensity_mx"] = gaussian_propensity_mx(
+            frame[meds[0]].to_numpy(dtype=np.float64),
+            m1[meds[0]],
+            m0[meds[0]],
+            models.mediator_sd,
+            propensity,
         )
     elif meds:
         out["propensity_mx"] = pred(models.propensity_mx, XM, "classification")
