@@ -78,6 +78,7 @@ class EffectsConfig:
         "random_forest",
         "linear",
         "spline",
+        "linear_boosting",
         "constant",
     ] = "auto"
     learner_params: dict[str, Any] = field(default_factory=dict)
@@ -87,9 +88,11 @@ class EffectsConfig:
         "constant",
         "linear",
         "spline",
+        "linear_boosting",
         "hist_gradient_boosting_early_stopping",
     )
     max_density_ratio: float = 10.0
+    mediator_density: Literal["gaussian", "classifier"] = "gaussian"
 
 
 @dataclass(frozen=True)

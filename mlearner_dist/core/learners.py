@@ -21,7 +21,7 @@ from typing import Any, Literal
 
 import numpy as np
 import pandas as pd
-from sklearn.base import BaseEstimator, clone, is_classifier, is_regressor
+from sklearn.base import BaseEstimator, RegressorMixin, clone, is_classifier, is_regressor
 from sklearn.compose import ColumnTransformer
 from sklearn.ensemble import (
     HistGradientBoostingClassifier,
@@ -59,10 +59,17 @@ LEARNER_KINDS = (
     "random_forest",
     "linear",
     "spline",
+    "linear_boosting",
     "constant",
 )
 #: Candidates of the ``auto`` learner, in order of simplicity (ties go to the simpler one).
-AUTO_CANDIDATES = ("constant", "linear", "spline", "hist_gradient_boosting_early_stopping")
+AUTO_CANDIDATES = (
+    "constant",
+    "linear",
+    "spline",
+    "linear_boosting",
+    "hist_gradient_boosting_early_stopping",
+)
 TASKS = ("regression", "classification")
 
 LearnerKind = Literal[
@@ -72,6 +79,7 @@ LearnerKind = Literal[
     "random_forest",
     "linear",
     "spline",
+    "linear_boosting",
     "constant",
 ]
 Task = Literal["regression", "classification"]
@@ -143,8 +151,64 @@ class ConstantModel(BaseEstimator):
         return np.column_stack([1.0 - p, p])
 
 
+class LinearBoostingRegressor(RegressorMixin, BaseEstimator):
+    """Ridge regression, then gradient boosting with early stopping on its residuals.
+
+    f(x) = x' beta_ridge + g(x), beta_ridge from RidgeCV (alphas 1e-3..1e3), g histogram gradient
+    boosting (as ``hist_gradient_boosting_early_stopping``) fitted to y - x' beta_ridge. The
+    trees then spend no splits on a linear trend (a mediator's slope in the outcome model) and
+    model only what is left (interactions, thresholds).
+
+    Parameters
+    ----------
+    random_state : int
+    max_iter, learning_rate, min_samples_leaf : boosting settings.
+    """
+
+    def __init__(
+        self,
+        random_state: int = 0,
+        max_iter: int = 500,
+        learning_rate: float = 0.1,
+        min_samples_leaf: int = 20,
+    ) -> None:
+        self.random_state = random_state
+        self.max_iter = max_iter
+        self.learning_rate = learning_rate
+        self.min_samples_leaf = min_samples_leaf
+
+    def fit(
+        self, X: Any, y: np.ndarray, sample_weight: np.ndarray | None = None
+    ) -> LinearBoostingRegressor:
+        """Fit the ridge, then the boosting on its residuals. Returns self."""
+        y = np.asarray(y, dtype=np.float64)
+        self.linear_ = RidgeCV(alphas=np.logspace(-3, 3, 13)).fit(
+            X, y, sample_weight=sample_weight
+        )
+        resid = y - self.linear_.predict(X)
+        self.boost_ = HistGradientBoostingRegressor(
+            max_iter=self.max_iter,
+            learning_rate=self.learning_rate,
+            min_samples_leaf=self.min_samples_leaf,
+            early_stopping=True,
+            validation_fraction=0.1,
+            n_iter_no_change=10,
+            scoring="loss",
+            random_state=self.random_state,
+        ).fit(X, resid, sample_weight=sample_weight)
+        return self
+
+    def predict(self, X: Any) -> np.ndarray:
+        """Ridge plus boosting prediction; shape (n,)."""
+        return self.linear_.predict(X) + self.boost_.predict(X)
+
+
 def _base_estimators(kind: str, random_state: int) -> tuple[Any, Any]:
     """(regressor, classifier) with our defaults for ``kind``."""
+    if kind == "linear_boosting":
+        # classification: the boosting alone (histogram boosting takes no linear offset)
+        _, clf = _base_estimators("hist_gradient_boosting_early_stopping", random_state)
+        return LinearBoostingRegressor(random_state=random_state), clf
     if kind in ("hist_gradient_boosting", "hist_gradient_boosting_early_stopping"):
         common: dict[str, Any] = {
             "max_iter": 100,
@@ -224,7 +288,7 @@ def _encoder(
     kind: str, numeric: list[str], categorical: list[str], *, spline_knots: int = 5
 ) -> ColumnTransformer:
     transformers: list[tuple[str, Any, list[str]]] = []
-    if kind in ("linear", "spline", "estimator"):
+    if kind in ("linear", "spline", "estimator", "linear_boosting"):
         if categorical:
             transformers.append(
                 (
@@ -250,7 +314,7 @@ def _encoder(
                         ("scale", StandardScaler()),
                     ]
                 )
-            elif kind == "linear":
+            elif kind in ("linear", "linear_boosting"):
                 basis = StandardScaler()
             else:
                 basis = "passthrough"
@@ -303,6 +367,9 @@ def make_learner(
           (alphas 1e-3..1e3) or LogisticRegression (C = 1).
         - ``spline``: as ``linear`` on a cubic B-spline basis of every numeric column (5 knots
           at quantiles, an additive model).
+        - ``linear_boosting``: :class:`LinearBoostingRegressor` (ridge, then boosting with early
+          stopping on its residuals) on the ``linear`` encoding; for classification the same as
+          ``hist_gradient_boosting_early_stopping``.
         - ``constant``: the mean (P(y = 1)) of the training target.
         - an estimator: one-hot categoricals and raw numeric columns into a clone of it.
     task : {"regression", "classification"}
@@ -381,6 +448,8 @@ def make_learner(
     if kind != "constant":
         reg_params, clf_params = _split_params(kind, given, reg, clf)
         model.set_params(**(reg_params if task == "regression" else clf_params))
+    if kind == "linear_boosting" and task == "classification":
+        kind = "hist_gradient_boosting_early_stopping"
     if kind.startswith("hist_gradient_boosting"):
         # the ColumnTransformer puts the categorical block first
         mask = [True] * len(categorical) + [False] * len(numeric)
@@ -412,6 +481,16 @@ def predict_response(model: Any, X: pd.DataFrame, task: str) -> np.ndarray:
             f"the classifier was fitted on classes {classes}; a 0/1 target with class 1 is needed"
         )
     return np.asarray(proba[:, classes.index(1)], dtype=np.float64)
+
+
+def auto_params(learner: str, params: Mapping[str, Any]) -> dict[str, Any] | None:
+    """The part of ``learner_params`` an ``auto`` candidate takes: all of it for the boosting
+    candidates, ``max_iter`` and ``learning_rate`` for ``linear_boosting``, none otherwise."""
+    if learner.startswith("hist_gradient_boosting"):
+        return dict(params)
+    if learner == "linear_boosting":
+        return {k: v for k, v in params.items() if k in ("max_iter", "learning_rate")}
+    return None
 
 
 #: Rows of the subsample on which ``auto`` compares its candidates (larger training sets are cut).
@@ -486,7 +565,8 @@ def choose_learner(
 
     The rows (at most ``max_rows``: those with the smallest ``stable_uniform(unit_id,
     random_state)``, so the subsample does not depend on the row order or the engine) are split
-    by a hash of the unit id into V folds (V = 5 up to 5,000 rows, else 3). Each candidate is
+    by a hash of the unit id into V folds (V = 5 up to 2,000 rows, 3 up to 10,000, else 2; the
+    cost stays near one extra fit per candidate). Each candidate is
     fitted on V - 1 folds and scored on the held-out one; the loss is
 
         regression:      sum_i w_i (y_i - f(x_i))^2 / sum_i w_i
@@ -523,6 +603,9 @@ def choose_learner(
     """
     cands = [c for c in candidates if c != "auto"]
     bad = [c for c in cands if c not in LEARNER_KINDS]
+    if task == "classification":
+        # linear_boosting is boosting alone for classification: do not fit it twice
+        cands = [c for c in cands if c != "linear_boosting"] or cands
     if bad or not cands:
         raise ConfigError(
             f"auto candidates {list(candidates)}: give learner names from "
@@ -536,7 +619,7 @@ def choose_learner(
         u = stable_uniform(ids, random_state)
         rows = np.sort(np.argsort(u, kind="stable")[:max_rows])
     n_sel = len(rows)
-    v = 5 if n_sel <= 5000 else 3
+    v = 5 if n_sel <= 2000 else 3 if n_sel <= 10_000 else 2
     inner = assign_folds([ids[i] for i in rows], v, random_state, purpose="select")
     Xs = X.iloc[rows]
     ys = y[rows]
@@ -557,7 +640,7 @@ def choose_learner(
         held = np.zeros(n_sel, dtype=bool)
         for k in usable:
             tr, te = inner != k, inner == k
-            cp = params if cand.startswith("hist_gradient_boosting") else None
+            cp = auto_params(cand, params or {})
             model = make_learner(
                 cand,
                 task,

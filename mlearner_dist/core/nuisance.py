@@ -47,6 +47,7 @@ from mlearner_dist.core.learners import (
     LEARNER_KINDS,
     ConstantModel,
     LearnerChoice,
+    auto_params,
     categorical_columns,
     check_learner,
     choose_learner,
@@ -473,9 +474,7 @@ def _fit(
                     {k: round(v, 6) for k, v in choices[key].losses.items()},
                 )
             learner = choices[key].chosen
-            params = (
-                spec.learner_params if learner.startswith("hist_gradient_boosting") else None
-            )
+            params = auto_params(learner, spec.learner_params)
         else:
             params = spec.learner_params
         model = make_learner(

@@ -56,6 +56,7 @@ def test_auto_picks_the_linear_model_on_small_linear_data():
         "constant",
         "linear",
         "spline",
+        "linear_boosting",
         "hist_gradient_boosting_early_stopping",
     }
     assert choice.losses["linear"] < choice.losses["constant"]
@@ -69,8 +70,9 @@ def test_auto_picks_boosting_on_large_nonlinear_data():
     y = 2.0 * ((x[:, 0] > 0) & (x[:, 1] > 0)) * (x[:, 0] + x[:, 1]) + np.sin(3 * x[:, 2])
     y = y + np.random.default_rng(3).normal(0, 0.3, len(y))
     choice = _choose(X, y)
-    assert choice.chosen == "hist_gradient_boosting_early_stopping", choice
-    assert choice.n_folds == 3
+    assert choice.chosen in ("hist_gradient_boosting_early_stopping", "linear_boosting"), choice
+    assert choice.losses[choice.chosen] < 0.5 * min(choice.losses["linear"], choice.losses["spline"])
+    assert choice.n_folds == 2
 
 
 def test_auto_picks_the_constant_model_on_noise_and_classifies_by_log_loss():
@@ -95,7 +97,8 @@ def test_auto_decides_once_on_the_first_fold_and_records_the_choice(monkeypatch)
     monkeypatch.setattr("mlearner_dist.core.nuisance.choose_learner", counting)
     df = simulate("simple-all", 1500, seed=2, noise_sd=1.0)
     eff, diag = cross_fit_effects(df, ROLES, NuisanceSpec(), n_folds=3, seed=1)
-    keys = {"mu_m1__M", "mu_m0__M", "mu_y1m", "direct", "propensity_mx", "baseline", "contrast"}
+    # gaussian mediator density: no propensity_mx classifier
+    keys = {"mu_m1__M", "mu_m0__M", "mu_y1m", "direct", "baseline", "contrast"}
     assert set(diag["learner_choice"]) == keys
     assert len(calls) == len(keys)  # one selection per nuisance model, not per fold
     for entry in diag["learner_choice"].values():
@@ -106,7 +109,7 @@ def test_auto_decides_once_on_the_first_fold_and_records_the_choice(monkeypatch)
     assert diag["learner"] == "auto"
     json.dumps(diag, allow_nan=False)
     # linear data at n = 1,500: the mediator and outcome models are not boosted
-    assert diag["learner_choice"]["mu_y1m"]["chosen"] in ("linear", "spline")
+    assert diag["learner_choice"]["mu_y1m"]["chosen"] in ("linear", "spline", "linear_boosting")
 
 
 def test_estimator_objects_are_accepted_per_model_group():
@@ -141,7 +144,7 @@ def test_new_learner_names_fit_with_categoricals():
     rng = np.random.default_rng(0)
     X = pd.DataFrame({"x": rng.normal(size=500), "g": rng.choice(["a", "b"], 500)})
     y = np.sin(X["x"]) + (X["g"] == "a")
-    for kind in ("spline", "hist_gradient_boosting_early_stopping", "constant"):
+    for kind in ("spline", "linear_boosting", "hist_gradient_boosting_early_stopping", "constant"):
         model = make_learner(kind, "regression", numeric=["x"], categorical=["g"]).fit(X, y)
         p = predict_response(model, X, "regression")
         r2 = 1 - np.mean((p - y) ** 2) / y.var()
@@ -157,6 +160,18 @@ def test_binary_density_ratio_is_the_closed_form_of_the_mediator_models():
     r = binary_propensity_mx(m, p1, p0, e)
     np.testing.assert_allclose(r, [0.32 / 0.44, 0.08 / 0.56])
     np.testing.assert_allclose(density_ratio(e, r, 0.0), [0.25, 4.0])
+
+
+def test_gaussian_density_ratio_is_the_ratio_of_normal_densities():
+    from scipy.stats import norm
+
+    from mlearner_dist.core.nuisance import gaussian_propensity_mx
+
+    m, mu1, mu0 = np.array([0.3, 2.0]), np.array([1.0, 1.0]), np.array([0.0, 0.5])
+    e = np.array([0.6, 0.6])
+    r = gaussian_propensity_mx(m, mu1, mu0, (1.5, 0.8), e)
+    ratio = norm.pdf(m, mu0, 1.5) / norm.pdf(m, mu1, 0.8)
+    np.testing.assert_allclose(density_ratio(e, r, 0.0), ratio, rtol=1e-10)
 
 
 def test_binary_mediator_scores_use_the_mediator_models_not_a_classifier():
