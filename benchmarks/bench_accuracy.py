@@ -29,7 +29,8 @@ Sections (``--sections``, comma-separated; default all), each printed and writte
 The machine's load (``uptime``) is recorded with every section::
 
     OMP_NUM_THREADS=1 PYTHONPATH=. python benchmarks/bench_accuracy.py --sections jobs,rmse
-    OMP_NUM_THREADS=1 PYTHONPATH=. python benchmarks/bench_accuracy.py --sections coverage --reps 200
+    OMP_NUM_THREADS=1 PYTHONPATH=. python benchmarks/bench_accuracy.py --sections coverage
+        --reps 200
 """
 
 from __future__ import annotations
@@ -146,7 +147,7 @@ def _statsmodels_jobs(frame: pd.DataFrame) -> dict[str, Any]:
     rhs = " + ".join(f"C({c})" if c in cats else c for c in JOBS_COVS)
     out_model = smf.ols(f"depress2 ~ treat + job_seek + {rhs}", data=frame)
     med_model = smf.ols(f"job_seek ~ treat + {rhs}", data=frame)
-    np.random.seed(0)  # statsmodels draws from the global generator
+    np.random.seed(0)  # noqa: NPY002 -- statsmodels draws from the global generator
     res = Mediation(out_model, med_model, "treat", "job_seek").fit(
         method="parametric", n_rep=2000
     )
