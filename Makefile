@@ -23,6 +23,7 @@ run: install
 
 lint: $(BIN)/.deps
 	$(BIN)/ruff check mlearner_dist jobs tests benchmarks
+	$(BIN)/python tests/import_contract.py mlearner_dist
 
 test: install lint
 	$(BIN)/pytest -m "not slow" --durations=15 tests
@@ -38,3 +39,4 @@ clean:
 
 docs: install
 	$(BIN)/python -c "from mlearner_dist.config import keys_markdown; print(keys_markdown(), end='')" > docs/configuration.md
+	$(BIN)/python -c "from mlearner_dist.result_schema import schema_markdown; print(schema_markdown(), end='')" > docs/result_schema.md

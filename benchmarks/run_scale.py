@@ -139,6 +139,7 @@ def run_reference(data: Path) -> dict[str, Any]:
     """The reference algorithm in memory on the same data (exact t-SNE, full distances)."""
     import pandas as pd
 
+    from mlearner_dist.config import estimator_params
     from mlearner_dist.core.estimator import MLearner
 
     cfg = load_config(
@@ -146,8 +147,7 @@ def run_reference(data: Path) -> dict[str, Any]:
         ["embed.exact_max_n=100000"],
     )
     frame = pd.read_parquet(data)
-    model = MLearner.from_config(cfg)
-    model.learner_params = {"n_estimators": 2000}
+    model = MLearner(**estimator_params(cfg)).set_params(learner_params={"n_estimators": 2000})
     started = time.perf_counter()
     model.fit_frame(frame, cfg.roles)
     seconds = time.perf_counter() - started

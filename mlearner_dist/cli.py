@@ -11,6 +11,7 @@ from __future__ import annotations
 import argparse
 import json
 import logging
+import os
 import sys
 from collections.abc import Callable, Sequence
 from pathlib import Path
@@ -21,6 +22,20 @@ from mlearner_dist.stages import STAGES
 logger = logging.getLogger("mlearner_dist")
 
 STAGE_COMMANDS = STAGES
+
+
+def _add_logging(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--log-level", default="INFO", choices=["DEBUG", "INFO", "WARNING", "ERROR"])
+    p.add_argument(
+        "--quiet",
+        action="store_true",
+        help="only warnings and errors (no progress lines); the summary is still printed",
+    )
+    p.add_argument(
+        "--verbose",
+        action="store_true",
+        help="also show the INFO lines of Spark, Dask, MLflow and other libraries",
+    )
 
 
 def _add_common(p: argparse.ArgumentParser, *, output_required: bool = True) -> None:
@@ -53,7 +68,7 @@ def _add_common(p: argparse.ArgumentParser, *, output_required: bool = True) -> 
         choices=STAGES,
         help="re-run this stage (and every later one) even if its outputs are current",
     )
-    p.add_argument("--log-level", default="INFO", choices=["DEBUG", "INFO", "WARNING", "ERROR"])
+    _add_logging(p)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -76,7 +91,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--noise-sd", type=float, default=0.01)
     p.add_argument("--output", required=True, metavar="FILE.parquet")
-    p.add_argument("--log-level", default="INFO", choices=["DEBUG", "INFO", "WARNING", "ERROR"])
+    _add_logging(p)
 
     p = sub.add_parser("study", help="run the whole method over R simulated data sets")
     p.add_argument("--scenario", required=True)
@@ -88,32 +103,52 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--config", action="append", default=[], metavar="FILE")
     p.add_argument("--set", action="append", default=[], dest="overrides", metavar="KEY=VALUE")
     p.add_argument("--output", required=True, metavar="FILE.json")
-    p.add_argument("--log-level", default="INFO", choices=["DEBUG", "INFO", "WARNING", "ERROR"])
+    _add_logging(p)
 
     p = sub.add_parser("score", help="assign new units to subgroups with a logged subgroup model")
     p.add_argument("--model-uri", required=True, help="e.g. runs:/<run id>/subgroup_model")
     p.add_argument("--input", required=True, metavar="FILE.parquet")
     p.add_argument("--output", required=True, metavar="FILE.parquet")
     p.add_argument("--tracking-uri", default="", help="MLflow tracking URI of the run")
-    p.add_argument("--log-level", default="INFO", choices=["DEBUG", "INFO", "WARNING", "ERROR"])
+    _add_logging(p)
 
     p = sub.add_parser("runs", help="list past analyses with their chosen configuration")
     p.add_argument("--config", action="append", default=[], metavar="FILE")
     p.add_argument("--set", action="append", default=[], dest="overrides", metavar="KEY=VALUE")
     p.add_argument("--output", default="", metavar="DIR", help="output folder (local SQLite store)")
-    p.add_argument("--log-level", default="INFO", choices=["DEBUG", "INFO", "WARNING", "ERROR"])
+    _add_logging(p)
     return parser
 
 
-def _setup_logging(level: str) -> None:
+#: Libraries whose INFO lines a user does not need (``--verbose`` shows them).
+NOISY_LOGGERS = (
+    "py4j",
+    "distributed",
+    "dask",
+    "numba",
+    "matplotlib",
+    "alembic",
+    "urllib3",
+    "openTSNE",
+    "mlflow",
+    "pyspark",
+)
+
+
+def _setup_logging(level: str, *, quiet: bool = False, verbose: bool = False) -> None:
+    chosen = logging.WARNING if quiet else getattr(logging, level)
     logging.basicConfig(
-        level=getattr(logging, level),
+        level=chosen,
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
         datefmt="%H:%M:%S",
         stream=sys.stderr,
     )
-    for noisy in ("py4j", "distributed", "numba", "matplotlib", "alembic", "urllib3", "openTSNE"):
-        logging.getLogger(noisy).setLevel(logging.WARNING)
+    logging.getLogger().setLevel(chosen)
+    if quiet:
+        os.environ["MLEARNER_QUIET"] = "1"  # no live progress lines (core.progress reads it)
+    if not verbose:
+        for noisy in NOISY_LOGGERS:
+            logging.getLogger(noisy).setLevel(logging.WARNING)
 
 
 def _print_summary(result: dict, output: Path) -> None:
@@ -131,7 +166,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         0 on success, 2 for a user error (bad config or input), 1 for anything else.
     """
     args = build_parser().parse_args(argv)
-    _setup_logging(args.log_level)
+    _setup_logging(args.log_level, quiet=args.quiet, verbose=args.verbose)
     try:
         return _dispatch(args)
     except MLearnerError as exc:

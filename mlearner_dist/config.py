@@ -608,6 +608,60 @@ def load_config(paths: Sequence[str | Path] = (), overrides: Sequence[str] = ())
     return config_from_dict(merged)
 
 
+def estimator_params(cfg: Config) -> dict[str, Any]:
+    """The keyword arguments of :class:`mlearner_dist.core.estimator.MLearner` for ``cfg``.
+
+    ``MLearner(**estimator_params(cfg))`` is the in-memory estimator with exactly the settings the
+    pipeline's stages use; with ``Config()`` these are MLearner's own defaults (a test checks it).
+    """
+    import numpy as np
+
+    p = cfg.profile
+    return {
+        "n_folds": cfg.effects.n_folds,
+        "learner": cfg.effects.learner,
+        "learner_params": dict(cfg.effects.learner_params),
+        "estimator": cfg.effects.estimator,
+        "row_budget": cfg.effects.row_budget,
+        "propensity_clip": cfg.effects.propensity_clip,
+        "design": cfg.design,
+        "embed_effects": tuple(cfg.embed.effects),
+        "scaling": cfg.embed.scaling,
+        "exact_max_n": cfg.embed.exact_max_n,
+        "n_landmarks": cfg.embed.n_landmarks,
+        "perplexity": cfg.embed.perplexity,
+        "n_iter": cfg.embed.n_iter,
+        "kernel_power": cfg.embed.kernel_power,
+        "grid_size": cfg.embed.grid_size,
+        "n_jobs": cfg.embed.n_jobs,
+        "k_values": tuple(range(cfg.cluster.k_min, cfg.cluster.k_max + 1)),
+        "n_init": cfg.cluster.n_init,
+        "max_iter": cfg.cluster.max_iter,
+        "cluster_on": cfg.cluster.space,
+        "criteria": tuple(p.criteria),
+        "min_split_fractions": tuple(p.min_split_fractions),
+        "complexity": tuple(
+            float(c)
+            for c in np.logspace(
+                np.log10(p.complexity_min), np.log10(p.complexity_max), p.n_complexity
+            )
+        ),
+        "cv_folds": p.cv_folds,
+        "tree_choice": p.tree_choice,
+        "max_rows": p.max_rows,
+        "test_method": cfg.test.method,
+        "calibration": cfg.calibration.mode,
+        "alpha": cfg.calibration.alpha,
+        "n_replicates": cfg.calibration.n_replicates,
+        "threshold": cfg.calibration.threshold,
+        "null_max_n": cfg.calibration.null_max_n,
+        "n_bootstrap": cfg.subgroups.n_bootstrap,
+        "level": cfg.subgroups.level,
+        "min_subgroup": cfg.validation.min_subgroup,
+        "random_state": cfg.random_state,
+    }
+
+
 def describe_keys() -> list[tuple[str, str, str]]:
     """Every configuration key with its default and allowed values, for the docs.
 

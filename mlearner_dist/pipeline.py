@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import logging
 import pickle
-import time
 import uuid
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
@@ -22,18 +21,17 @@ from typing import Any
 import pandas as pd
 
 from mlearner_dist import __version__
-from mlearner_dist.config import Config
-from mlearner_dist.core.estimator import (
-    MLearner,
-    average_effects,
-    mediator_pvalue,
-    profile_and_test,
-    resolve_effect_names,
-    subgroup_table,
-)
-from mlearner_dist.core.interaction_test import interaction_pvalue
+from mlearner_dist.config import Config, estimator_params
+from mlearner_dist.core.estimator import MLearner, average_effects, subgroup_table
 from mlearner_dist.core.roles import Roles
+from mlearner_dist.core.selection import (
+    choose_profile,
+    profiles_document,
+    resolve_effect_names,
+    tree_pvalues,
+)
 from mlearner_dist.exceptions import RowAccountError, StageError, TrackingError
+from mlearner_dist.result_schema import SCHEMA_VERSION, validate_result
 from mlearner_dist.stages import (
     STAGES,
     Manifest,
@@ -43,6 +41,7 @@ from mlearner_dist.stages import (
     fingerprint,
     invalidate_from,
     read_manifest,
+    to_jsonable,
     write_json_atomic,
     write_manifest,
 )
@@ -392,22 +391,20 @@ def run_validate(ctx: RunContext) -> Manifest:
 
 def run_effects(ctx: RunContext) -> Manifest:
     """Cross-fitted nuisance models on Spark; write ``effects/``."""
-    from pyspark.sql import functions as F
-
     from mlearner_dist.backends.spark_effects import spark_cross_fit_effects
-    from mlearner_dist.backends.spark_io import write_parquet
+    from mlearner_dist.backends.spark_io import with_difference, write_parquet
 
     cfg, roles = ctx.cfg, ctx.roles
     units = ctx.spark.read.parquet(str(ctx.output / "units"))
     effect_roles = roles
     if cfg.columns.effect_outcome_baseline:
-        units = units.withColumn(
-            EFFECT_OUTCOME, F.col(roles.outcome) - F.col(cfg.columns.effect_outcome_baseline)
+        units = with_difference(
+            units, EFFECT_OUTCOME, roles.outcome, cfg.columns.effect_outcome_baseline
         )
         effect_roles = Roles(
             roles.unit_id, roles.treatment, EFFECT_OUTCOME, roles.mediators, roles.covariates
         )
-    model = MLearner.from_config(cfg)
+    model = MLearner(**estimator_params(cfg))
     effects, diagnostics = spark_cross_fit_effects(
         units,
         effect_roles,
@@ -498,57 +495,24 @@ def run_profile(ctx: RunContext) -> Manifest:
     cfg, roles = ctx.cfg, ctx.roles
     frame = _load_profile_inputs(ctx)
     _expect_rows(ctx, "profile", len(frame))
-    model = MLearner.from_config(cfg)
+    model = MLearner(**estimator_params(cfg))
     k_cols = sorted((c for c in frame.columns if c.startswith("k_")), key=lambda c: int(c[2:]))
     labels = {int(c[2:]): frame[c].to_numpy(dtype=int) for c in k_cols}
-    X = frame[list(roles.covariates)]
-    t = frame[roles.treatment].to_numpy()
-    y = frame[roles.outcome].to_numpy(dtype=float)
-
-    def pvalues(tree: Any) -> tuple[float, float | None]:
-        leaf = tree.leaf_of(X)
-        return (
-            interaction_pvalue(y, t, leaf, method=cfg.test.method),
-            mediator_pvalue(frame, roles, leaf, cfg.test.method),
-        )
-
-    configurations, trees, chosen = profile_and_test(
-        X,
+    choice = choose_profile(
+        frame[list(roles.covariates)],
         labels,
-        pvalues,
+        tree_pvalues(frame, roles, model.test_method),
         has_mediator=roles.has_mediator,
-        criteria=model.criteria,
-        min_split_fractions=model.min_split_fractions,
-        complexity=model.complexity,
-        cv_folds=model.cv_folds,
-        tree_choice=model.tree_choice,
-        max_rows=model.max_rows,
+        settings=model.profile_settings(),
         random_state=cfg.random_state,
     )
-    tested = [c for c in configurations if c["selected_for_test"]]
-    p_leaf_y = float(min(c["p_y"] for c in tested))
-    p_leaf_m = float(min(c["p_m"] for c in tested)) if roles.has_mediator else None
-    profiles = []
-    for c in configurations:
-        tree = trees[(c["k"], c["tree_id"])]
-        d = dict(c)
-        d["params"] = tree.to_dict().get("params", {})
-        d["leaves"] = [
-            {"leaf": int(lf), "rule": tree.rules[lf], "n": int(n)}
-            for lf, n in sorted(tree.leaf_sizes.items())
-        ]
-        profiles.append(d)
-    doc = {
-        "configurations": profiles,
-        "chosen": chosen,
-        "p_leaf_y": p_leaf_y,
-        "p_leaf_m": p_leaf_m,
-        "p_leaf": p_leaf_m if roles.has_mediator else p_leaf_y,
-    }
+    doc = profiles_document(choice)
     write_json_atomic(ctx.output / "profiles.json", doc)
     with atomic_output(ctx.output / "trees.pkl") as tmp:
-        tmp.write_bytes(pickle.dumps(trees))
-    return _manifest({"in": len(frame), "out": len(frame)}, n_configurations=len(profiles))
+        tmp.write_bytes(pickle.dumps(choice.trees))
+    return _manifest(
+        {"in": len(frame), "out": len(frame)}, n_configurations=len(doc["configurations"])
+    )
 
 
 def _read_json(path: Path) -> dict[str, Any]:
@@ -558,69 +522,22 @@ def _read_json(path: Path) -> dict[str, Any]:
 
 
 def run_calibrate(ctx: RunContext) -> Manifest:
-    """The threshold for p_leaf: fixed, null replicates (in parallel on Dask) or split sample."""
+    """The threshold for p_leaf: fixed, null replicates (in parallel on Dask) or split sample.
+
+    The calibration itself is :meth:`MLearner.calibrate`, the same code the in-memory estimator
+    runs; this stage only supplies the units and a map function that runs replicates on Dask.
+    """
     cfg, roles = ctx.cfg, ctx.roles
     prof = _read_json(ctx.output / "profiles.json")
-    model = MLearner.from_config(cfg)
+    model = MLearner(**estimator_params(cfg))
     if cfg.calibration.mode == "fixed":
-        doc = model.calibrate(pd.DataFrame(), roles, None)  # type: ignore[arg-type]
+        doc = model.calibrate(pd.DataFrame(), roles, float(prof["p_leaf"]))
     else:
+        from mlearner_dist.backends.dask_map import dask_map
+
         frame = _read_pandas(ctx.output / "units").sort_values(roles.unit_id, kind="stable")
         frame = frame.reset_index(drop=True)
-        mode = cfg.calibration.mode
-        if mode == "null" and len(frame) > cfg.calibration.null_max_n:
-            logger.warning(
-                "calibration: %d units > calibration.null_max_n=%d, so the null replicates "
-                "would re-run the whole selection %d times on every unit; using the split-sample "
-                "mode instead (valid at any n). Raise null_max_n to insist.",
-                len(frame),
-                cfg.calibration.null_max_n,
-                cfg.calibration.n_replicates,
-            )
-            mode = "split"
-        if mode == "null":
-            client = ctx.dask
-            reps = list(range(cfg.calibration.n_replicates))
-            started = time.perf_counter()
-            shared = client.scatter(frame, broadcast=True)
-            futures = client.map(
-                model.null_p_leaf, [shared] * len(reps), [roles] * len(reps), reps, pure=False
-            )
-            from distributed import as_completed
-
-            # progress as replicates finish; values kept in replicate order
-            position = {f.key: i for i, f in enumerate(futures)}
-            null_p = [0.0] * len(futures)
-            for done, fut in enumerate(as_completed(futures), start=1):
-                null_p[position[fut.key]] = float(fut.result())
-                logger.info(
-                    "calibration: null replicate %d/%d done (%.0f s)",
-                    done,
-                    len(futures),
-                    time.perf_counter() - started,
-                )
-            from mlearner_dist.core import calibration as cal
-
-            thr = cal.null_threshold(null_p, cfg.calibration.alpha)
-            doc = {
-                "mode": "null",
-                "alpha": cfg.calibration.alpha,
-                "threshold": float(thr),
-                "n_replicates": len(null_p),
-                "null_p_leaf": null_p,
-                "mc_pvalue": float(cal.monte_carlo_pvalue(prof["p_leaf"], null_p)),
-                "seconds": round(time.perf_counter() - started, 2),
-                "how": (
-                    f"the whole selection (effects, embedding, K-means, trees, tests) re-run on "
-                    f"{len(null_p)} null replicates of these data (treatment re-randomised, "
-                    f"constant effect equal to the average effect); threshold = the "
-                    f"alpha={cfg.calibration.alpha} quantile of their p_leaf values"
-                ),
-            }
-        else:
-            from mlearner_dist.core.estimator import split_calibration
-
-            doc = split_calibration(model, frame, roles)
+        doc = model.calibrate(frame, roles, float(prof["p_leaf"]), map_fn=dask_map(ctx.dask))
     write_json_atomic(ctx.output / "calibration.json", doc)
     return _manifest({}, threshold=doc["threshold"], mode=doc["mode"])
 
@@ -652,6 +569,7 @@ def run_report(ctx: RunContext) -> Manifest:
     decision_p = float(calib.get("p_decision", p_leaf))
     manifests = {s: read_manifest(ctx.output, s) for s in STAGES}
     result: dict[str, Any] = {
+        "schema_version": SCHEMA_VERSION,
         "run_id": uuid.uuid4().hex,
         "mlflow_run_id": None,
         "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
@@ -674,6 +592,7 @@ def run_report(ctx: RunContext) -> Manifest:
         "subgroups": subgroups,
         "timings": {s: m.seconds for s, m in manifests.items() if m is not None},
     }
+    validate_result(to_jsonable(result))
     figures = _write_figures(ctx, result, tree) if cfg.report.figures else []
     if cfg.report.html:
         from mlearner_dist.report import write_report
@@ -740,7 +659,7 @@ def _write_figures(ctx: RunContext, result: dict[str, Any], tree: Any) -> list[s
 
 def fit_in_memory(cfg: Config, frame: pd.DataFrame) -> MLearner:
     """Run the whole method in memory (no Spark/Dask): used by tests, studies and notebooks."""
-    return MLearner.from_config(cfg).fit_frame(frame, cfg.roles)
+    return MLearner(**estimator_params(cfg)).fit_frame(frame, cfg.roles)
 
 
 __all__ = ["RunContext", "fit_in_memory", "run_pipeline", "tracking_uri_for"]

@@ -18,11 +18,12 @@ import os
 import shutil
 import time
 import uuid
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from mlearner_dist.core.jsonable import to_jsonable
 from mlearner_dist.exceptions import StageError
 
 logger = logging.getLogger(__name__)
@@ -160,28 +161,6 @@ def write_text_atomic(path: Path, text: str) -> None:
 def write_json_atomic(path: Path, obj: Any) -> None:
     """Write JSON atomically (NaN written as null)."""
     write_text_atomic(path, json.dumps(to_jsonable(obj), indent=2, allow_nan=False))
-
-
-def to_jsonable(obj: Any) -> Any:
-    """Convert numpy scalars, NaN and tuples so that ``json.dumps(allow_nan=False)`` works."""
-    import math
-
-    import numpy as np
-
-    if isinstance(obj, Mapping):
-        return {str(k): to_jsonable(v) for k, v in obj.items()}
-    if isinstance(obj, (list, tuple)):
-        return [to_jsonable(v) for v in obj]
-    if isinstance(obj, np.ndarray):
-        return [to_jsonable(v) for v in obj.tolist()]
-    if isinstance(obj, (np.bool_,)):
-        return bool(obj)
-    if isinstance(obj, np.integer):
-        return int(obj)
-    if isinstance(obj, (float, np.floating)):
-        f = float(obj)
-        return None if math.isnan(f) or math.isinf(f) else f
-    return obj
 
 
 @contextlib.contextmanager

@@ -15,7 +15,7 @@ from typing import Any
 
 import numpy as np
 
-from mlearner_dist.config import Config
+from mlearner_dist.config import Config, estimator_params
 from mlearner_dist.core.estimator import MLearner
 from mlearner_dist.core.roles import Roles
 from mlearner_dist.stages import write_json_atomic
@@ -42,8 +42,7 @@ def run_replicate(cfg: Config, scenario: str, n: int, noise_sd: float, seed: int
 
     frame = simulate(scenario, n, seed=seed, noise_sd=noise_sd)
     roles = study_roles(scenario_has_mediator(scenario))
-    model = MLearner.from_config(cfg)
-    model.random_state = int(seed)
+    model = MLearner(**{**estimator_params(cfg), "random_state": int(seed)})
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         model.fit_frame(frame, roles)

@@ -5,7 +5,7 @@ from __future__ import annotations
 import logging
 import re
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from mlearner_dist.exceptions import ConfigError, InputValidationError
 from mlearner_dist.stages import atomic_output
@@ -67,3 +67,10 @@ def write_parquet(sdf: DataFrame, final: Path) -> None:
     """Write a Spark DataFrame as a parquet folder, atomically (temporary folder, then rename)."""
     with atomic_output(final) as tmp:
         sdf.write.mode("overwrite").parquet(str(tmp))
+
+
+def with_difference(sdf: Any, name: str, minuend: str, subtrahend: str) -> Any:
+    """``sdf`` with a column ``name = minuend - subtrahend`` (e.g. a change score)."""
+    from pyspark.sql import functions as F
+
+    return sdf.withColumn(name, F.col(minuend) - F.col(subtrahend))

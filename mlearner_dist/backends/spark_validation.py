@@ -1,7 +1,7 @@
-"""Input validation on Spark: the statistics of :mod:`mlearner_dist.validation` by aggregation.
+"""Input validation on Spark: the statistics of :mod:`mlearner_dist.core.validation` by aggregation.
 
-:func:`spark_column_stats` computes the same :class:`~mlearner_dist.validation.TableStats` as
-:func:`~mlearner_dist.validation.pandas_column_stats` with two aggregations and no collect of
+:func:`spark_column_stats` computes the same :class:`~mlearner_dist.core.validation.TableStats` as
+:func:`~mlearner_dist.core.validation.pandas_column_stats` with two aggregations and no collect of
 rows: the first counts rows, missing and infinite values, treated and control units, exact
 distinct ids, per-column minima and maxima, approximate distinct counts and strings that do not
 parse as numbers; the second collects the distinct values (and category-fold pairs) of the
@@ -15,8 +15,7 @@ import logging
 from typing import TYPE_CHECKING, Any
 
 from mlearner_dist.core.roles import Roles
-from mlearner_dist.exceptions import ConfigError, InputValidationError
-from mlearner_dist.validation import (
+from mlearner_dist.core.validation import (
     DISTINCT_LIMIT,
     MAX_LISTED_VALUES,
     ColumnStats,
@@ -30,6 +29,7 @@ from mlearner_dist.validation import (
     removal_reasons,
     used_roles,
 )
+from mlearner_dist.exceptions import ConfigError, InputValidationError
 
 if TYPE_CHECKING:
     from pyspark.sql import Column, DataFrame
@@ -83,7 +83,7 @@ def _valid_expr(name: str, kind: str) -> Column:
 def spark_column_stats(sdf: DataFrame, roles: Roles, *, fold_col: str | None = None) -> TableStats:
     """Summary statistics of the used columns of a Spark DataFrame, in two aggregations.
 
-    The result equals :func:`mlearner_dist.validation.pandas_column_stats` on the same data
+    The result equals :func:`mlearner_dist.core.validation.pandas_column_stats` on the same data
     (except the informative ``dtype``).
 
     Parameters
@@ -247,7 +247,7 @@ def validate_spark_frame(
 ) -> tuple[DataFrame, RowAccount]:
     """Check a Spark DataFrame against the roles; return the clean frame and its row account.
 
-    The Spark twin of :func:`mlearner_dist.validation.validate_frame`: the same checks and
+    The Spark twin of :func:`mlearner_dist.core.validation.validate_frame`: the same checks and
     messages, from :func:`spark_column_stats` (two aggregations; two more after dropping rows).
 
     Parameters

@@ -17,16 +17,26 @@ from __future__ import annotations
 
 import logging
 import math
-from collections.abc import Sequence
+import time
+from collections.abc import Callable, Sequence
 from typing import Any
 
 import numpy as np
 import pandas as pd
 
+from mlearner_dist.core.folds import unit_hash
+from mlearner_dist.core.progress import Progress
 from mlearner_dist.core.roles import Roles
 from mlearner_dist.exceptions import InputValidationError, MLearnerError
 
 logger = logging.getLogger(__name__)
+
+#: ``map_fn(func, items) -> list``: applies ``func`` to every item and returns the results in the
+#: order of ``items``. The default runs them one after another in this process; backends provide
+#: versions that spread the items over Dask workers or Spark tasks.
+MapFn = Callable[[Callable[[Any], Any], Sequence[Any]], list[Any]]
+
+CALIBRATION_MODES = ("fixed", "null", "split")
 
 
 def make_null_replicate(
@@ -180,14 +190,133 @@ def monte_carlo_pvalue(observed: float, null_p: Sequence[float] | np.ndarray) ->
     return float((1 + int(np.sum(p <= obs))) / (p.size + 1))
 
 
-def split_sample(unit_ids: Sequence[Any] | np.ndarray | pd.Series, seed: int) -> np.ndarray:
-    """Discovery / test halves for the ``split`` calibration, from a keyed hash of the unit ids.
+def sequential_map(
+    func: Callable[[Any], Any],
+    items: Sequence[Any],
+    *,
+    progress: Callable[[int, int, float], None] | None = None,
+) -> list[Any]:
+    """The default :data:`MapFn`: ``[func(x) for x in items]``, reporting each finished item.
 
-    A unit is in the discovery half when a 64-bit hash of its id and ``seed`` is below 2**63
-    (``pandas.util.hash_array``: integer ids as int64 XOR a hash of the seed, every other id by
-    its string form with SipHash keyed by the seed). The assignment depends only on the id and
-    the seed: not on row order, partitioning or the number of workers. The halves are about
-    equal (binomial).
+    ``progress(done, total, seconds)`` is called after every item.
+    """
+    started = time.perf_counter()
+    out = []
+    for i, item in enumerate(items, start=1):
+        out.append(func(item))
+        if progress is not None:
+            progress(i, len(items), time.perf_counter() - started)
+    return out
+
+
+def progress_map(func: Callable[[Any], Any], items: Sequence[Any], *, desc: str) -> list[Any]:
+    """:func:`sequential_map` with a :class:`~mlearner_dist.core.progress.Progress` line."""
+    with Progress(len(items), desc) as bar:
+        return sequential_map(func, items, progress=lambda done, total, s: bar.update())
+
+
+def fixed_calibration(threshold: float, alpha: float) -> dict[str, Any]:
+    """The calibration record of ``calibration.mode: fixed`` (a threshold given in advance)."""
+    return {
+        "mode": "fixed",
+        "alpha": float(alpha),
+        "threshold": float(threshold),
+        "n_replicates": 0,
+        "null_p_leaf": [],
+        "mc_pvalue": None,
+        "how": f"fixed threshold {threshold} from the configuration (the reference's value comes "
+        "from its simulated null scenarios)",
+    }
+
+
+def null_calibration(
+    null_p_leaf: Callable[[int], float],
+    n_replicates: int,
+    alpha: float,
+    observed_p_leaf: float,
+    *,
+    map_fn: MapFn | None = None,
+) -> dict[str, Any]:
+    """Run the null replicates and turn their ``p_leaf`` values into a threshold.
+
+    Parameters
+    ----------
+    null_p_leaf : callable
+        ``null_p_leaf(r) -> float``: the whole selection re-run on null replicate ``r``. It must
+        depend only on ``r`` (its seeds derive from it), so the result does not depend on where
+        or in which order replicates run.
+    n_replicates : int
+        B, at least 1.
+    alpha : float in (0, 1)
+    observed_p_leaf : float
+        ``p_leaf`` of the observed data (for the Monte Carlo p-value).
+    map_fn : callable, optional
+        How the replicates are run (:data:`MapFn`); default :func:`sequential_map`.
+
+    Returns
+    -------
+    dict
+        ``mode``, ``alpha``, ``threshold`` (:func:`null_threshold`), ``n_replicates``,
+        ``null_p_leaf`` (in replicate order), ``mc_pvalue`` (:func:`monte_carlo_pvalue`),
+        ``mc_se`` (its Monte Carlo standard error ``sqrt(p (1 - p) / B)``), ``seconds`` and
+        ``how``.
+    """
+    if int(n_replicates) < 1:
+        raise MLearnerError(f"n_replicates={n_replicates!r}: give at least 1 null replicate")
+    reps = list(range(int(n_replicates)))
+    started = time.perf_counter()
+    if map_fn is None:
+        null_p = progress_map(null_p_leaf, reps, desc="null replicates")
+    else:
+        null_p = list(map_fn(null_p_leaf, reps))
+    null_p = [float(p) for p in null_p]
+    thr = null_threshold(null_p, alpha)
+    mc = monte_carlo_pvalue(observed_p_leaf, null_p)
+    return {
+        "mode": "null",
+        "alpha": float(alpha),
+        "threshold": float(thr),
+        "n_replicates": len(null_p),
+        "null_p_leaf": null_p,
+        "mc_pvalue": float(mc),
+        "mc_se": float(math.sqrt(mc * (1.0 - mc) / len(null_p))),
+        "seconds": round(time.perf_counter() - started, 2),
+        "how": (
+            f"the whole selection (effects, embedding, K-means, trees, tests) re-run on "
+            f"{len(null_p)} null replicates of these data (treatment re-randomised, constant "
+            f"effect equal to the average effect); threshold = the alpha={alpha} order statistic "
+            "of their p_leaf values"
+        ),
+    }
+
+
+def average_shifts(frame: pd.DataFrame, roles: Roles) -> tuple[np.ndarray | None, float]:
+    """Difference in means (treated - control) of each mediator and of the outcome.
+
+    These are the constant effects the null replicates keep (:func:`make_null_replicate`).
+
+    Returns
+    -------
+    shift_mediator : ndarray of shape (q,), or None without a mediator
+    shift_outcome : float
+    """
+    t = frame[roles.treatment].to_numpy() == 1
+    shift_y = float(frame.loc[t, roles.outcome].mean() - frame.loc[~t, roles.outcome].mean())
+    if not roles.has_mediator:
+        return None, shift_y
+    shift_m = np.array(
+        [frame.loc[t, m].mean() - frame.loc[~t, m].mean() for m in roles.mediators], dtype=float
+    )
+    return shift_m, shift_y
+
+
+def split_sample(unit_ids: Sequence[Any] | np.ndarray | pd.Series, seed: int) -> np.ndarray:
+    """Discovery / test halves for the ``split`` calibration, from the hash of the unit ids.
+
+    A unit is in the discovery half when ``unit_hash(id, "split", seed) < 2^63``
+    (:func:`mlearner_dist.core.folds.unit_hash`, the package's one hash of unit ids). The
+    assignment depends only on the id and the seed: not on row order, partitioning or the number
+    of workers. The halves are about equal (binomial).
 
     Parameters
     ----------
@@ -214,13 +343,7 @@ def split_sample(unit_ids: Sequence[Any] | np.ndarray | pd.Series, seed: int) ->
         raise InputValidationError(["unit_ids has missing values: every unit needs an id"])
     if not pd.Index(ids).is_unique:
         raise InputValidationError(["unit_ids has repeated ids: ids must be unique per unit"])
-    key = f"{int(seed) & 0xFFFFFFFFFFFFFFFF:016x}"
-    if np.issubdtype(ids.dtype, np.integer):
-        # pandas hashes integers without the key: mix the seed in by a bijection first
-        seed_mix = pd.util.hash_array(np.array([key], dtype=object))[0]
-        h = pd.util.hash_array(ids.astype(np.int64).view(np.uint64) ^ seed_mix)
-    else:
-        h = pd.util.hash_array(ids.astype(str).astype(object), hash_key=key)
+    h = unit_hash(ids, "split", int(seed))
     mask = h < np.uint64(2**63)
     if mask.all() or not mask.any():
         raise InputValidationError(

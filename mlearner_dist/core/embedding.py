@@ -49,6 +49,7 @@ from mlearner_dist.core.distances import (
     effect_distances,
     effect_distances_blockwise,
 )
+from mlearner_dist.core.folds import unit_uniform
 from mlearner_dist.exceptions import ConfigError, MLearnerError
 
 __all__ = [
@@ -306,20 +307,11 @@ def effect_matrix(effects: pd.DataFrame, which: Sequence[str], scaling: str) -> 
 # --- unit keys and landmark selection ----------------------------------------------------------
 
 
-def _mix64(x: np.ndarray) -> np.ndarray:
-    """splitmix64 finaliser on uint64 (wrapping arithmetic)."""
-    with np.errstate(over="ignore"):
-        z = x + np.uint64(0x9E3779B97F4A7C15)
-        z = (z ^ (z >> np.uint64(30))) * np.uint64(0xBF58476D1CE4E5B9)
-        z = (z ^ (z >> np.uint64(27))) * np.uint64(0x94D049BB133111EB)
-        return z ^ (z >> np.uint64(31))
-
-
 def unit_keys(unit_ids: Any, random_state: int) -> np.ndarray:
     """Pseudo-random keys in [0, 1) that depend only on each unit's id and the seed.
 
-    ``key = splitmix64(hash(unit_id) xor splitmix64(seed)) / 2 ** 64`` (53 bits kept), with
-    pandas' stable (non-salted) hash of the id. The same unit gets the same key in every process,
+    ``key = unit_uniform(unit_id, "landmark", random_state)`` (the package's one hash of unit ids,
+    :func:`mlearner_dist.core.folds.unit_hash`). The same unit gets the same key in every process,
     partition and row order.
 
     Parameters
@@ -334,10 +326,7 @@ def unit_keys(unit_ids: Any, random_state: int) -> np.ndarray:
     ndarray, shape (n,), float64
     """
     seed = _check_int("random_state", random_state, 0)
-    h = pd.util.hash_array(np.asarray(unit_ids))
-    salt = _mix64(np.array([seed], dtype=np.uint64))[0]
-    z = _mix64(h ^ salt)
-    return (z >> np.uint64(11)).astype(np.float64) * (1.0 / (1 << 53))
+    return unit_uniform(np.asarray(unit_ids), "landmark", seed)
 
 
 def reference_mask(keys: np.ndarray, n_units: int, reference_size: int) -> np.ndarray:

@@ -8,176 +8,84 @@ every data-driven choice the selection makes.
 
 from __future__ import annotations
 
+import functools
 import logging
 import warnings
-from collections.abc import Callable, Iterable, Sequence
-from dataclasses import dataclass, field
+from collections.abc import Iterable, Sequence
 from typing import Any
 
 import numpy as np
 import pandas as pd
+from sklearn.base import BaseEstimator
 
 from mlearner_dist.core import calibration as cal
 from mlearner_dist.core.clustering import kmeans_for_k
 from mlearner_dist.core.effects import cross_fit_effects
-from mlearner_dist.core.embedding import effect_matrix, embed
-from mlearner_dist.core.interaction_test import interaction_pvalue, select_configuration
+from mlearner_dist.core.embedding import effect_matrix, embed, unit_keys
 from mlearner_dist.core.nuisance import NuisanceSpec
-from mlearner_dist.core.profiles import ProfileTree, choose_tree, fit_profile_trees
 from mlearner_dist.core.roles import Roles
+from mlearner_dist.core.selection import (
+    EFFECTS,
+    ProfileSettings,
+    Selection,
+    choose_profile,
+    decision_pvalue,
+    resolve_effect_names,
+    tree_pvalues,
+)
 from mlearner_dist.core.subgroup_effects import (
     adjusted_subgroup_effects,
     unadjusted_subgroup_effects,
 )
+from mlearner_dist.core.validation import validate_frame
 from mlearner_dist.exceptions import ConfigError
 
 logger = logging.getLogger(__name__)
 
-EFFECTS = ("indirect", "direct", "total")
+__all__ = [
+    "EFFECTS",
+    "MLearner",
+    "Selection",
+    "average_effects",
+    "covariate_matrix",
+    "merge_subgroup_effects",
+    "split_calibration",
+    "subgroup_table",
+]
 
 
-def resolve_effect_names(which: Sequence[str], has_mediator: bool) -> tuple[str, ...]:
-    """The effects that make up each unit's vector (``auto``: indirect, or total without M)."""
-    names = tuple(which)
-    if names == ("auto",):
-        return ("indirect",) if has_mediator else ("total",)
-    if not has_mediator and any(n in ("indirect", "direct") for n in names):
-        raise ConfigError("embed.effects asks for indirect/direct effects but there is no mediator")
-    return names
+class MLearner(BaseEstimator):
+    """The M-learner on an in-memory pandas frame.
 
-
-def mediator_pvalue(
-    frame: pd.DataFrame, roles: Roles, leaf: np.ndarray, method: str
-) -> float | None:
-    """Leaf x treatment interaction p-value with the mediator as the response.
-
-    Several mediators: the smallest per-mediator p-value times their number (Bonferroni), capped at
-    one. No mediator: None.
-    """
-    if not roles.has_mediator:
-        return None
-    t = frame[roles.treatment].to_numpy()
-    ps = [
-        interaction_pvalue(frame[m].to_numpy(dtype=float), t, leaf, method=method)
-        for m in roles.mediators
-    ]
-    return float(min(1.0, min(ps) * len(ps)))
-
-
-@dataclass
-class Selection:
-    """What one pass of the selection (steps 1 to 4, no calibration) produced."""
-
-    effects: pd.DataFrame
-    diagnostics: dict[str, Any]
-    embedding: np.ndarray
-    embedding_info: dict[str, Any]
-    labels: dict[int, np.ndarray]
-    wcss: dict[int, float]
-    configurations: list[dict[str, Any]]
-    trees: dict[tuple[int, int], ProfileTree]
-    chosen: dict[str, Any]
-    response: str
-    p_leaf: float
-    p_leaf_y: float
-    p_leaf_m: float | None
-    extra: dict[str, Any] = field(default_factory=dict)
-
-    @property
-    def chosen_tree(self) -> ProfileTree:
-        """The profile tree of the chosen configuration."""
-        return self.trees[(int(self.chosen["k"]), int(self.chosen["tree_id"]))]
-
-
-def profile_and_test(
-    X_fit: pd.DataFrame,
-    labels_fit: dict[int, np.ndarray],
-    pvalues: Callable[[ProfileTree], tuple[float, float | None]],
-    *,
-    has_mediator: bool,
-    criteria: Sequence[str],
-    min_split_fractions: Sequence[float],
-    complexity: Sequence[float],
-    cv_folds: int,
-    tree_choice: str,
-    max_rows: int | None,
-    random_state: int,
-    progress: Callable[[str], None] | None = None,
-) -> tuple[list[dict[str, Any]], dict[tuple[int, int], ProfileTree], dict[str, Any]]:
-    """Fit profile trees per K, test the tree chosen for each K, and pick the configuration.
+    A scikit-learn estimator: ``get_params`` / ``set_params`` / ``clone`` work, ``__init__`` only
+    stores its arguments, every argument is checked by ``fit`` before any work, and fitted state
+    ends in ``_``. Parameters mirror the configuration sections and default to the values of
+    ``conf/base.yaml`` (a test keeps them equal); :func:`mlearner_dist.config.estimator_params`
+    turns a configuration into these keyword arguments.
 
     Parameters
     ----------
-    X_fit : DataFrame, shape (n_fit, p)
-        Covariates of the units the trees are grown on (all units, or a sample at large n).
-    labels_fit : dict of K -> ndarray, shape (n_fit,)
-        Cluster labels of those units for each K.
-    pvalues : callable
-        ``pvalues(tree) -> (p_y, p_m)``: the interaction tests over every unit (p_m None without a
-        mediator). Keeping this a callable lets the distributed path test from aggregates.
-    tree_choice : {"one_se", "first_pareto"}
-        How the one tree per K is chosen *before* testing (so the choice does not favour size).
-
-    Returns
-    -------
-    configurations : list of dict
-        One entry per (K, Pareto tree): k, tree_id, n_leaves, variables, cv_error,
-        selected_for_test, p_y, p_m (tested trees only; others None).
-    trees : dict
-        (K, tree_id) -> ProfileTree.
-    chosen : dict
-        The configuration with the smallest p-value for the decision response.
-    """
-    configurations: list[dict[str, Any]] = []
-    trees: dict[tuple[int, int], ProfileTree] = {}
-    for k, labels in sorted(labels_fit.items()):
-        if progress is not None:
-            progress(f"profile trees for K={k}")
-        front = fit_profile_trees(
-            X_fit,
-            labels,
-            criteria=tuple(criteria),
-            min_split_fractions=tuple(min_split_fractions),
-            complexity=np.asarray(complexity, dtype=float),
-            cv_folds=cv_folds,
-            random_state=random_state,
-            max_rows=max_rows,
-        )
-        selected = choose_tree(front, tree_choice)
-        for tree in front:
-            trees[(k, tree.tree_id)] = tree
-            is_sel = tree.tree_id == selected.tree_id
-            p_y, p_m = pvalues(tree) if is_sel else (None, None)
-            configurations.append(
-                {
-                    "k": int(k),
-                    "tree_id": int(tree.tree_id),
-                    "n_leaves": int(tree.n_leaves),
-                    "variables": list(tree.variables),
-                    "cv_error": float(tree.cv_error),
-                    "selected_for_test": bool(is_sel),
-                    "p_y": p_y,
-                    "p_m": p_m,
-                }
-            )
-    tested = [c for c in configurations if c["selected_for_test"]]
-    response = "m" if has_mediator else "y"
-    chosen = dict(select_configuration(tested, response))
-    chosen["response"] = response
-    return configurations, trees, chosen
-
-
-class MLearner:
-    """The M-learner on an in-memory pandas frame.
-
-    Parameters mirror the configuration sections (see ``conf/base.yaml``); every parameter has the
-    documented default. ``fit`` runs steps 1 to 4 and the calibration; results are in the
-    attributes ending in ``_``.
+    n_folds, learner, learner_params, estimator, row_budget, propensity_clip, design
+        Step 1, the ``effects:`` section (and ``design``).
+    embed_effects, scaling, exact_max_n, n_landmarks, perplexity, n_iter, kernel_power,
+    grid_size, n_jobs
+        Step 2, the ``embed:`` section.
+    k_values, n_init, max_iter, cluster_on
+        Step 3, the ``cluster:`` section (``k_values`` = k_min .. k_max).
+    criteria, min_split_fractions, complexity, cv_folds, tree_choice, max_rows, test_method
+        Step 4, the ``profile:`` and ``test:`` sections.
+    calibration, alpha, n_replicates, threshold, null_max_n
+        The ``calibration:`` section.
+    n_bootstrap, level, min_subgroup
+        Subgroup effects (``subgroups:``, ``validation.min_subgroup``).
+    random_state : int
+        One seed for folds, learners, t-SNE, K-means, trees and null replicates.
 
     Attributes
     ----------
     effects_ : DataFrame
-        Per-unit indirect, direct, total effects, nuisance predictions and scores.
+        Per-unit indirect, direct, total effects, nuisance predictions and scores, one row per
+        unit in unit-id order.
     selection_ : Selection
         Embedding, clusters, profile trees, p-values and the chosen configuration.
     p_leaf_ : float
@@ -199,7 +107,7 @@ class MLearner:
         learner: str = "hist_gradient_boosting",
         learner_params: dict[str, Any] | None = None,
         estimator: str = "nested",
-        row_budget: int = 200_000,
+        row_budget: int = 50_000,
         propensity_clip: float = 0.01,
         design: str = "randomised",
         embed_effects: Sequence[str] = ("auto",),
@@ -217,7 +125,7 @@ class MLearner:
         cluster_on: str = "effects",
         criteria: Sequence[str] = ("gini", "entropy"),
         min_split_fractions: Sequence[float] = (0.10, 0.15, 0.20),
-        complexity: Sequence[float] = tuple(np.logspace(-6, -2, 16)),
+        complexity: Sequence[float] = tuple(float(c) for c in np.logspace(-6, -2, 16)),
         cv_folds: int = 10,
         tree_choice: str = "one_se",
         max_rows: int | None = 20_000,
@@ -226,6 +134,7 @@ class MLearner:
         alpha: float = 0.05,
         n_replicates: int = 19,
         threshold: float = 0.0043,
+        null_max_n: int = 50_000,
         n_bootstrap: int = 1000,
         level: float = 0.95,
         min_subgroup: int = 10,
@@ -262,66 +171,89 @@ class MLearner:
         self.alpha = alpha
         self.n_replicates = n_replicates
         self.threshold = threshold
+        self.null_max_n = null_max_n
         self.n_bootstrap = n_bootstrap
         self.level = level
         self.min_subgroup = min_subgroup
         self.random_state = random_state
 
-    # -- construction from the configuration -------------------------------------------------
-    @classmethod
-    def from_config(cls, cfg: Any) -> MLearner:
-        """Build from a :class:`mlearner_dist.config.Config`."""
-        p = cfg.profile
-        return cls(
-            n_folds=cfg.effects.n_folds,
-            learner=cfg.effects.learner,
-            learner_params=dict(cfg.effects.learner_params),
-            estimator=cfg.effects.estimator,
-            row_budget=cfg.effects.row_budget,
-            propensity_clip=cfg.effects.propensity_clip,
-            design=cfg.design,
-            embed_effects=cfg.embed.effects,
-            scaling=cfg.embed.scaling,
-            exact_max_n=cfg.embed.exact_max_n,
-            n_landmarks=cfg.embed.n_landmarks,
-            perplexity=cfg.embed.perplexity,
-            n_iter=cfg.embed.n_iter,
-            kernel_power=cfg.embed.kernel_power,
-            grid_size=cfg.embed.grid_size,
-            n_jobs=cfg.embed.n_jobs,
-            k_values=tuple(range(cfg.cluster.k_min, cfg.cluster.k_max + 1)),
-            n_init=cfg.cluster.n_init,
-            max_iter=cfg.cluster.max_iter,
-            cluster_on=cfg.cluster.space,
-            criteria=p.criteria,
-            min_split_fractions=p.min_split_fractions,
-            complexity=tuple(
-                np.logspace(np.log10(p.complexity_min), np.log10(p.complexity_max), p.n_complexity)
-            ),
-            cv_folds=p.cv_folds,
-            tree_choice=p.tree_choice,
-            max_rows=p.max_rows,
-            test_method=cfg.test.method,
-            calibration=cfg.calibration.mode,
-            alpha=cfg.calibration.alpha,
-            n_replicates=cfg.calibration.n_replicates,
-            threshold=cfg.calibration.threshold,
-            n_bootstrap=cfg.subgroups.n_bootstrap,
-            level=cfg.subgroups.level,
-            min_subgroup=cfg.validation.min_subgroup,
-            random_state=cfg.random_state,
-        )
+    # -- parameters ---------------------------------------------------------------------------
+    def check_params(self) -> None:
+        """Raise :class:`ConfigError` listing every invalid parameter (called before any work)."""
+        problems: list[str] = []
 
-    def nuisance_spec(self) -> NuisanceSpec:
+        def choice(name: str, allowed: Sequence[Any]) -> None:
+            v = getattr(self, name)
+            if v not in allowed:
+                problems.append(f"{name}={v!r}: choose one of {list(allowed)}")
+
+        def integer(name: str, low: int) -> None:
+            v = getattr(self, name)
+            if isinstance(v, bool) or not isinstance(v, (int, np.integer)) or v < low:
+                problems.append(f"{name}={v!r}: give an integer >= {low}")
+
+        def unit_interval(name: str) -> None:
+            v = getattr(self, name)
+            if isinstance(v, bool) or not isinstance(v, (int, float)) or not 0.0 < v < 1.0:
+                problems.append(f"{name}={v!r}: give a number strictly between 0 and 1")
+
+        choice("calibration", cal.CALIBRATION_MODES)
+        choice("estimator", ("nested", "reference"))
+        choice("design", ("randomised", "observational"))
+        choice("scaling", ("standardize", "none"))
+        choice("kernel_power", (2, 4))
+        choice("cluster_on", ("effects", "covariates"))
+        choice("tree_choice", ("one_se", "first_pareto"))
+        choice("test_method", ("f", "lr"))
+        for name in ("n_folds", "cv_folds"):
+            integer(name, 2)
+        for name in (
+            "row_budget",
+            "exact_max_n",
+            "n_landmarks",
+            "n_iter",
+            "grid_size",
+            "n_jobs",
+            "n_init",
+            "max_iter",
+            "n_replicates",
+            "null_max_n",
+            "n_bootstrap",
+            "min_subgroup",
+        ):
+            integer(name, 1)
+        integer("random_state", 0)
+        unit_interval("alpha")
+        unit_interval("level")
+        if not (isinstance(self.threshold, (int, float)) and 0.0 <= self.threshold <= 1.0):
+            problems.append(f"threshold={self.threshold!r}: give a p-value threshold in [0, 1]")
+        ks = list(self.k_values)
+        if not ks or any(isinstance(k, bool) or int(k) != k or k < 2 for k in ks):
+            problems.append(f"k_values={self.k_values!r}: give integers >= 2")
+        if problems:
+            raise ConfigError("invalid MLearner parameters: " + "; ".join(problems))
+
+    def nuisance_spec(self, random_state: int | None = None) -> NuisanceSpec:
         """The nuisance-model settings as the effects step takes them."""
         return NuisanceSpec(
             learner=self.learner,
             learner_params=dict(self.learner_params or {}),
             row_budget=self.row_budget,
-            random_state=self.random_state,
+            random_state=self.random_state if random_state is None else int(random_state),
             design=self.design,
             estimator=self.estimator,
             propensity_clip=self.propensity_clip,
+        )
+
+    def profile_settings(self) -> ProfileSettings:
+        """How candidate profile trees are grown and chosen."""
+        return ProfileSettings(
+            criteria=tuple(self.criteria),
+            min_split_fractions=tuple(float(f) for f in self.min_split_fractions),
+            complexity=tuple(float(c) for c in self.complexity),
+            cv_folds=int(self.cv_folds),
+            tree_choice=self.tree_choice,
+            max_rows=self.max_rows,
         )
 
     # -- fitting --------------------------------------------------------------------------
@@ -333,7 +265,7 @@ class MLearner:
         outcome: Iterable[float],
         mediator: Iterable[float] | pd.DataFrame | None = None,
         unit_id: Iterable[Any] | None = None,
-        map_fn: Callable[..., list[Any]] | None = None,
+        map_fn: cal.MapFn | None = None,
     ) -> MLearner:
         """Fit on covariates ``X`` with the roles given by keyword.
 
@@ -347,13 +279,15 @@ class MLearner:
         unit_id : array-like, shape (n,), optional
             Unit identifiers (default 0..n-1); folds are a hash of them.
         map_fn : callable, optional
-            ``map_fn(func, items) -> list`` used to run null replicates in parallel (e.g. a Dask
-            client's map + gather); default runs them one after another.
+            ``map_fn(func, items) -> list`` used to run null replicates in parallel (e.g.
+            :func:`mlearner_dist.backends.dask_cluster.dask_map`); default runs them one after
+            another.
 
         Returns
         -------
         self
         """
+        self.check_params()
         frame = X.reset_index(drop=True).copy()
         covariates = tuple(str(c) for c in frame.columns)
         frame["__T"] = np.asarray(list(treatment), dtype=float)
@@ -373,21 +307,25 @@ class MLearner:
         frame: pd.DataFrame,
         roles: Roles,
         *,
-        map_fn: Callable[..., list[Any]] | None = None,
+        map_fn: cal.MapFn | None = None,
     ) -> MLearner:
-        """Fit on a frame whose columns are named by ``roles`` (validated beforehand)."""
-        from mlearner_dist.validation import validate_frame
+        """Fit on a frame whose columns are named by ``roles``.
 
+        The frame is validated (every problem reported at once, before any work) and ordered by
+        unit id, so the result does not depend on the order of the rows.
+        """
+        self.check_params()
         frame, account = validate_frame(
             frame, roles, min_treated=2, min_control=2, n_folds=self.n_folds
         )
+        frame = frame.sort_values(roles.unit_id, kind="stable").reset_index(drop=True)
         self.row_account_ = account.to_dict()
         self.roles_ = roles
         sel = self.select(frame, roles)
         self.selection_ = sel
         self.effects_ = sel.effects
         self.p_leaf_ = sel.p_leaf
-        self.calibration_ = self.calibrate(frame, roles, sel, map_fn=map_fn)
+        self.calibration_ = self.calibrate(frame, roles, sel.p_leaf, map_fn=map_fn)
         self.threshold_ = float(self.calibration_["threshold"])
         decision_p = self.calibration_.get("p_decision", sel.p_leaf)
         self.declared_ = bool(decision_p < self.threshold_)
@@ -417,12 +355,13 @@ class MLearner:
         seed : int, optional
             Overrides ``random_state`` (null replicates use their own seeds).
         """
-        rs = self.random_state if seed is None else seed
-        spec = self.nuisance_spec()
-        if seed is not None:
-            spec = NuisanceSpec(**{**spec.__dict__, "random_state": rs})
-        effects, diagnostics = cross_fit_effects(frame, roles, spec, n_folds=self.n_folds, seed=rs)
-        effects = effects.set_index("unit_id").loc[frame[roles.unit_id].to_numpy()].reset_index()
+        rs = self.random_state if seed is None else int(seed)
+        effects, diagnostics = cross_fit_effects(
+            frame, roles, self.nuisance_spec(rs), n_folds=self.n_folds, seed=rs
+        )
+        ids = frame[roles.unit_id].to_numpy()
+        effects = effects.set_index("unit_id").loc[ids].reset_index()
+        keys = unit_keys(ids, rs)
         names = resolve_effect_names(self.embed_effects, roles.has_mediator)
         if self.cluster_on == "covariates":
             # the reference's baseline: K-means straight on the standardised covariates
@@ -439,38 +378,26 @@ class MLearner:
                 grid_size=self.grid_size,
                 random_state=rs,
                 n_jobs=self.n_jobs,
+                keys=keys,
             )
         km = kmeans_for_k(
-            Y2, list(self.k_values), n_init=self.n_init, max_iter=self.max_iter, random_state=rs
+            Y2,
+            list(self.k_values),
+            n_init=self.n_init,
+            max_iter=self.max_iter,
+            random_state=rs,
+            sample_order=keys,
         )
         labels = {k: km[k][0] for k in km}
         wcss = {k: float(km[k][2]) for k in km}
-        X = frame[list(roles.covariates)]
-        t = frame[roles.treatment].to_numpy()
-        y = frame[roles.outcome].to_numpy(dtype=float)
-
-        def pvalues(tree: ProfileTree) -> tuple[float, float | None]:
-            leaf = tree.leaf_of(X)
-            p_y = interaction_pvalue(y, t, leaf, method=self.test_method)
-            return p_y, mediator_pvalue(frame, roles, leaf, self.test_method)
-
-        configurations, trees, chosen = profile_and_test(
-            X,
+        profile = choose_profile(
+            frame[list(roles.covariates)],
             labels,
-            pvalues,
+            tree_pvalues(frame, roles, self.test_method),
             has_mediator=roles.has_mediator,
-            criteria=self.criteria,
-            min_split_fractions=self.min_split_fractions,
-            complexity=self.complexity,
-            cv_folds=self.cv_folds,
-            tree_choice=self.tree_choice,
-            max_rows=self.max_rows,
+            settings=self.profile_settings(),
             random_state=rs,
         )
-        tested = [c for c in configurations if c["selected_for_test"]]
-        p_leaf_y = float(min(c["p_y"] for c in tested))
-        p_leaf_m = float(min(c["p_m"] for c in tested)) if roles.has_mediator else None
-        p_leaf = p_leaf_m if roles.has_mediator else p_leaf_y
         return Selection(
             effects=effects,
             diagnostics=diagnostics,
@@ -478,19 +405,16 @@ class MLearner:
             embedding_info=info,
             labels=labels,
             wcss=wcss,
-            configurations=configurations,
-            trees=trees,
-            chosen=chosen,
-            response=chosen["response"],
-            p_leaf=float(p_leaf),
-            p_leaf_y=p_leaf_y,
-            p_leaf_m=p_leaf_m,
+            profile=profile,
         )
 
     def null_p_leaf(self, frame: pd.DataFrame, roles: Roles, replicate: int) -> float:
-        """p_leaf of the whole selection re-run on null replicate number ``replicate``."""
+        """p_leaf of the whole selection re-run on null replicate number ``replicate``.
+
+        The replicate's data and seeds depend only on ``random_state`` and ``replicate``.
+        """
         rng = np.random.default_rng([self.random_state, replicate])
-        shift_m, shift_y = _average_shifts(frame, roles)
+        shift_m, shift_y = cal.average_shifts(frame, roles)
         null = cal.make_null_replicate(
             frame, roles, rng=rng, shift_mediator=shift_m, shift_outcome=shift_y
         )
@@ -503,47 +427,54 @@ class MLearner:
         self,
         frame: pd.DataFrame,
         roles: Roles,
-        sel: Selection,
+        p_leaf: float,
         *,
-        map_fn: Callable[..., list[Any]] | None = None,
+        map_fn: cal.MapFn | None = None,
     ) -> dict[str, Any]:
-        """The threshold for ``p_leaf``, by the configured mode (fixed, null or split)."""
-        if self.calibration == "fixed":
-            return {
-                "mode": "fixed",
-                "alpha": self.alpha,
-                "threshold": float(self.threshold),
-                "n_replicates": 0,
-                "null_p_leaf": [],
-                "mc_pvalue": None,
-                "how": f"fixed threshold {self.threshold} from the configuration (the reference's "
-                "value comes from its simulated null scenarios)",
-            }
-        if self.calibration == "null":
-            reps = list(range(self.n_replicates))
-            if map_fn is None:
-                null_p = [self.null_p_leaf(frame, roles, r) for r in reps]
-            else:
-                null_p = list(map_fn(lambda r: self.null_p_leaf(frame, roles, r), reps))
-            null_p = [float(p) for p in null_p]
-            thr = cal.null_threshold(null_p, self.alpha)
-            return {
-                "mode": "null",
-                "alpha": self.alpha,
-                "threshold": float(thr),
-                "n_replicates": len(null_p),
-                "null_p_leaf": null_p,
-                "mc_pvalue": float(cal.monte_carlo_pvalue(sel.p_leaf, null_p)),
-                "how": (
-                    f"the whole selection (effects, embedding, K-means, trees, tests) re-run on "
-                    f"{len(null_p)} null replicates of these data (treatment re-randomised, "
-                    f"constant effect); threshold = the alpha={self.alpha} quantile of their "
-                    "p_leaf values"
-                ),
-            }
-        if self.calibration == "split":
-            return split_calibration(self, frame, roles)
-        raise ConfigError(f"calibration={self.calibration!r}: choose fixed, null or split")
+        """The threshold for ``p_leaf`` by the configured mode (fixed, null or split).
+
+        Parameters
+        ----------
+        frame : DataFrame
+            The validated units, ordered by unit id (unused by ``fixed``).
+        roles : Roles
+        p_leaf : float
+            The observed decision statistic.
+        map_fn : callable, optional
+            How null replicates are run (:data:`mlearner_dist.core.calibration.MapFn`).
+
+        Returns
+        -------
+        dict
+            The calibration record of result.json. When ``null`` was asked for but
+            ``len(frame) > null_max_n``, the split mode runs and ``fallback`` says why.
+        """
+        self.check_params()
+        mode = self.calibration
+        if mode == "fixed":
+            return cal.fixed_calibration(self.threshold, self.alpha)
+        fallback = None
+        if mode == "null" and len(frame) > self.null_max_n:
+            fallback = (
+                f"calibration.mode null was asked for, but {len(frame)} units > "
+                f"calibration.null_max_n={self.null_max_n}: the split-sample mode ran instead "
+                "(valid at any n); raise null_max_n to insist on null replicates"
+            )
+            logger.warning("calibration: %s", fallback)
+            mode = "split"
+        if mode == "null":
+            return cal.null_calibration(
+                functools.partial(self.null_p_leaf, frame, roles),
+                self.n_replicates,
+                self.alpha,
+                p_leaf,
+                map_fn=map_fn,
+            )
+        doc = split_calibration(self, frame, roles)
+        if fallback is not None:
+            doc["requested_mode"] = "null"
+            doc["fallback"] = fallback
+        return doc
 
     # -- reporting ------------------------------------------------------------------------
     def summary(self) -> pd.DataFrame:
@@ -569,17 +500,6 @@ def covariate_matrix(X: pd.DataFrame) -> np.ndarray:
     return (values - values.mean(axis=0)) / sd
 
 
-def _average_shifts(frame: pd.DataFrame, roles: Roles) -> tuple[np.ndarray | None, float]:
-    t = frame[roles.treatment].to_numpy() == 1
-    shift_y = float(frame.loc[t, roles.outcome].mean() - frame.loc[~t, roles.outcome].mean())
-    if not roles.has_mediator:
-        return None, shift_y
-    shift_m = np.array(
-        [frame.loc[t, m].mean() - frame.loc[~t, m].mean() for m in roles.mediators], dtype=float
-    )
-    return shift_m, shift_y
-
-
 def split_calibration(model: MLearner, frame: pd.DataFrame, roles: Roles) -> dict[str, Any]:
     """Discover on one half, test the chosen configuration once on the other half.
 
@@ -591,13 +511,7 @@ def split_calibration(model: MLearner, frame: pd.DataFrame, roles: Roles) -> dic
     sel = model.select(discover, roles)
     tree = sel.chosen_tree
     leaf = tree.leaf_of(holdout[list(roles.covariates)])
-    t = holdout[roles.treatment].to_numpy()
-    if roles.has_mediator:
-        p = mediator_pvalue(holdout, roles, leaf, model.test_method)
-    else:
-        p = interaction_pvalue(
-            holdout[roles.outcome].to_numpy(dtype=float), t, leaf, method=model.test_method
-        )
+    p = decision_pvalue(holdout, roles, leaf, model.test_method)
     return {
         "mode": "split",
         "alpha": model.alpha,

@@ -134,7 +134,7 @@ class NuisanceSpec:
 
     learner: Any = "auto"
     learner_params: Mapping[str, Any] = field(default_factory=dict)
-    row_budget: int = 200_000
+    row_budget: int = 50_000
     random_state: int = 0
     design: str = "randomised"
     estimator: str = "nested"

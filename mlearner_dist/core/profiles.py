@@ -55,6 +55,7 @@ import pandas as pd
 from sklearn.model_selection import StratifiedKFold
 from sklearn.tree import DecisionTreeClassifier
 
+from mlearner_dist.core.jsonable import to_jsonable
 from mlearner_dist.exceptions import InputValidationError, MLearnerError
 
 logger = logging.getLogger(__name__)
@@ -240,7 +241,7 @@ class ProfileTree:
                 d.update(
                     var=nd.var,
                     kind="categorical",
-                    left_levels=sorted((_json_scalar(v) for v in nd.left_levels), key=str),
+                    left_levels=sorted((to_jsonable(v) for v in nd.left_levels), key=str),
                     unknown_left=bool(nd.unknown_left),
                 )
             nodes.append(d)
@@ -259,7 +260,7 @@ class ProfileTree:
                 {"leaf": int(lf), "rule": self.rules[lf], "n": int(self.leaf_sizes.get(lf, 0))}
                 for lf in sorted(self.rules)
             ],
-            "levels": {k: [_json_scalar(v) for v in lv] for k, lv in self.levels.items()},
+            "levels": {k: [to_jsonable(v) for v in lv] for k, lv in self.levels.items()},
             "nodes": nodes,
         }
 
@@ -323,16 +324,6 @@ class ProfileTree:
             f"ProfileTree(tree_id={self.tree_id}, n_leaves={self.n_leaves}, "
             f"cv_error={self.cv_error:.4f}, variables={self.variables})"
         )
-
-
-def _json_scalar(v: Any) -> Any:
-    if isinstance(v, (bool, np.bool_)):
-        return bool(v)
-    if isinstance(v, (int, np.integer)):
-        return int(v)
-    if isinstance(v, (float, np.floating)):
-        return float(v)
-    return str(v)
 
 
 # ---------------------------------------------------------------------------------------------

@@ -16,6 +16,8 @@ import numpy as np
 import pandas as pd
 import pytest
 
+from mlearner_dist.result_schema import SCHEMA_VERSION, result_problems
+
 ROOT = Path(__file__).resolve().parents[2]
 FAST = [
     "--set",
@@ -69,6 +71,8 @@ def jobs_run(tmp_path_factory):
 def test_jobs_ii_result_contract(jobs_run):
     out, done = jobs_run
     result = json.loads((out / "result.json").read_text())
+    assert result_problems(result) == []
+    assert result["schema_version"] == SCHEMA_VERSION
     for key in (
         "declared",
         "p_leaf",
@@ -184,6 +188,7 @@ def test_simulated_scenario_end_to_end(tmp_path):
         "calibration.threshold=0.01",
     )
     result = json.loads((out / "result.json").read_text())
+    assert result_problems(result) == []
     assert result["declared"] is True
     assert {"X1", "X2"} <= set(result["chosen"]["variables"])
     truth = pd.read_parquet(data)

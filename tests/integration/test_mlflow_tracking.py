@@ -35,6 +35,7 @@ from mlearner_dist.backends.mlflow_tracking import (
 from mlearner_dist.config import Config
 from mlearner_dist.exceptions import InputValidationError, TrackingError
 from mlearner_dist.report import write_report
+from mlearner_dist.result_schema import SCHEMA_VERSION, result_problems
 from mlearner_dist.scoring import score_frame
 from mlearner_dist.tracking import Tracker
 
@@ -80,7 +81,8 @@ def _result(config: dict) -> dict:
         }
         for leaf, n, eff in ((1, 500, 0.0), (2, 250, 0.4), (3, 250, 1.7))
     ]
-    return {
+    doc = {
+        "schema_version": SCHEMA_VERSION,
         "run_id": "0123456789abcdef",
         "mlflow_run_id": None,
         "created": "2026-11-22T21:00:00+00:00",
@@ -92,35 +94,59 @@ def _result(config: dict) -> dict:
             e: _ci(v)
             for e, v in (("indirect", 0.5), ("direct", 0.0), ("total", 0.5), ("prop_mediated", 1.0))
         },
+        "nuisance_diagnostics": {},
         "embedding": {"path": "exact", "perplexity": 30},
         "clustering": {"k_values": [2, 3], "wcss": {"2": 812.5, "3": 401.25}},
         "configurations": [
-            {"k": 2, "tree_id": 0, "n_leaves": 2, "variables": ["x1"], "p_y": 0.02, "p_m": 1e-4},
+            {
+                "k": 2,
+                "tree_id": 0,
+                "n_leaves": 2,
+                "variables": ["x1"],
+                "cv_error": 0.2,
+                "selected_for_test": True,
+                "p_y": 0.02,
+                "p_m": 1e-4,
+            },
             {
                 "k": 3,
                 "tree_id": 0,
                 "n_leaves": 3,
                 "variables": ["x1", "x2"],
+                "cv_error": 0.1,
+                "selected_for_test": True,
                 "p_y": 0.001,
                 "p_m": 3.5e-9,
             },
-            {"k": 3, "tree_id": 1, "n_leaves": 2, "variables": ["x2"], "p_y": 0.3, "p_m": 0.2},
+            {
+                "k": 3,
+                "tree_id": 1,
+                "n_leaves": 2,
+                "variables": ["x2"],
+                "cv_error": 0.15,
+                "selected_for_test": False,
+                "p_y": None,
+                "p_m": None,
+            },
         ],
         "chosen": {
             "k": 3,
             "tree_id": 0,
             "n_leaves": 3,
             "variables": ["x1", "x2"],
+            "cv_error": 0.1,
+            "selected_for_test": True,
             "p_y": 0.001,
             "p_m": 3.5e-9,
-            "response": "M",
+            "response": "m",
         },
         "p_leaf": 3.5e-9,
         "p_leaf_y": 0.001,
         "p_leaf_m": 3.5e-9,
         "threshold": 0.0043,
         "calibration": {
-            "mode": "null_replicates",
+            "mode": "null",
+            "threshold": 0.0043,
             "alpha": 0.05,
             "n_replicates": 30,
             "null_p_leaf": list(np.geomspace(1e-4, 0.9, 30)),
@@ -131,6 +157,9 @@ def _result(config: dict) -> dict:
         "subgroups": subgroups,
         "timings": {"validate": 0.5, "effects": 12.25, "report": 1.0},
     }
+    problems = result_problems(doc)
+    assert problems == [], f"the fixture must be a result the report could write: {problems}"
+    return doc
 
 
 def _covariates(n: int, seed: int) -> pd.DataFrame:
@@ -239,7 +268,7 @@ def test_log_analysis_records_the_result_model_and_lists_the_run(store, tmp_path
     assert m["indirect.ci_low"] == pytest.approx(0.4) and m["wcss.k3"] == 401.25
     tags = run.data.tags
     assert tags["mlearner.chosen_k"] == "3" and tags["mlearner.declared"] == "true"
-    assert tags["mlearner.calibration_mode"] == "null_replicates"
+    assert tags["mlearner.calibration_mode"] == "null"
     assert tags["mlearner.output_dir"] == str(out.resolve())
     assert run.data.params["embed.perplexity"] == str(cfg.embed.perplexity)
     arts = _artifacts(client, run_id)

@@ -8,13 +8,13 @@ import pytest
 
 from mlearner_dist.backends.spark_validation import spark_column_stats, validate_spark_frame
 from mlearner_dist.core.roles import Roles
-from mlearner_dist.exceptions import InputValidationError
-from mlearner_dist.validation import (
+from mlearner_dist.core.validation import (
     DISTINCT_LIMIT,
     CategoryFoldWarning,
     pandas_column_stats,
     validate_frame,
 )
+from mlearner_dist.exceptions import InputValidationError
 
 pytestmark = pytest.mark.spark
 

@@ -18,8 +18,8 @@ from hypothesis import strategies as st
 from mlearner_dist.core.effects import cross_fit_effects
 from mlearner_dist.core.nuisance import NuisanceSpec
 from mlearner_dist.core.roles import Roles
+from mlearner_dist.core.validation import validate_frame
 from mlearner_dist.exceptions import MLearnerError
-from mlearner_dist.validation import validate_frame
 
 ROLES = Roles("id", "T", "Y", ("M",), ("X1", "X2", "C"))
 
@@ -30,7 +30,7 @@ CORRUPTIONS = (
 
 
 @st.composite
-def frames(draw: st.DrawFn) -> tuple[pd.DataFrame, list[str]]:
+def frames(draw: st.DrawFn) -> tuple[pd.DataFrame, list[tuple[str, str]]]:
     n = draw(st.integers(min_value=0, max_value=120))
     seed = draw(st.integers(min_value=0, max_value=2**16))
     rng = np.random.default_rng(seed)
@@ -43,11 +43,18 @@ def frames(draw: st.DrawFn) -> tuple[pd.DataFrame, list[str]]:
     })
     df["M"] = df["X1"] + df["T"] + rng.normal(size=n)
     df["Y"] = df["M"] + df["X2"] + rng.normal(size=n)
-    applied = draw(st.lists(st.sampled_from(CORRUPTIONS), max_size=3, unique=True))
-    for what in applied:
+    wanted = draw(st.lists(st.sampled_from(CORRUPTIONS), max_size=3, unique=True))
+    applied: list[tuple[str, str]] = []
+    for what in wanted:
         col = draw(st.sampled_from(["id", "T", "M", "Y", "X1", "X2", "C"]))
         if col not in df.columns:
             continue
+        if what in ("duplicate_ids",):
+            applied.append((what, "id"))
+        elif what in ("treatment_2", "one_arm", "bool_treatment"):
+            applied.append((what, "T"))
+        else:
+            applied.append((what, col))
         if what == "drop_column":
             df = df.drop(columns=col)
         elif what == "rename_column":
@@ -73,16 +80,37 @@ def frames(draw: st.DrawFn) -> tuple[pd.DataFrame, list[str]]:
     return df, applied
 
 
+SIZE_WORDS = ("treated", "control", "fold", "units", "rows")
+
+
+def _assert_names_a_cause(message: str, applied: list[tuple[str, str]], n: int) -> None:
+    """A refusal must name a corrupted column (by name or role), or be about too few units.
+
+    A validator that rejects everything with a generic message fails this: on an uncorrupted
+    frame only a size problem may be reported, and on a corrupted one the message must point at
+    one of the corrupted columns.
+    """
+    text = message.lower()
+    named = [col for _, col in applied if f"'{col.lower()}'" in text or f"{col.lower()} (" in text]
+    renamed = [col for what, col in applied if what == "rename_column"]
+    if named or any(f"'{c.lower()}_'" in text or c.lower() in text for c in renamed):
+        return
+    assert any(w in text for w in SIZE_WORDS), (
+        f"refused with a message naming no corrupted column {applied} and no size problem "
+        f"(n={n}): {message}"
+    )
+
+
 @settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(frames())
 def test_malformed_frames_give_a_result_or_our_error(case):
-    df, _ = case
+    df, applied = case
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         try:
             clean, account = validate_frame(df, ROLES, min_treated=5, min_control=5, n_folds=3)
         except MLearnerError as exc:
-            assert str(exc)
+            _assert_names_a_cause(str(exc), applied, len(df))
             return
         assert account.n_input == len(df) and account.n_used == len(clean)
         spec = NuisanceSpec(learner="linear", random_state=0)

@@ -21,7 +21,7 @@ BLOCKER = textwrap.dedent(
     names = [m.name for m in pkgutil.iter_modules(core.__path__)]
     for name in names:
         importlib.import_module(f"mlearner_dist.core.{name}")
-    import mlearner_dist.config, mlearner_dist.validation, mlearner_dist.datasets
+    import mlearner_dist.config, mlearner_dist.core.validation, mlearner_dist.datasets
     print("imported", len(names))
     """
 )

@@ -9,6 +9,7 @@ from scipy import integrate
 from scipy.special import expit
 
 from mlearner_dist.core.roles import Roles
+from mlearner_dist.core.validation import validate_frame
 from mlearner_dist.datasets import (
     SCENARIOS,
     expected_expit_neg,
@@ -18,7 +19,6 @@ from mlearner_dist.datasets import (
     simulate,
 )
 from mlearner_dist.exceptions import ConfigError, InputValidationError
-from mlearner_dist.validation import validate_frame
 
 NAMES = [
     "simple",

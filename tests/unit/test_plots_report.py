@@ -15,9 +15,11 @@ import pandas as pd
 import pytest
 
 from mlearner_dist import plots
+from mlearner_dist.config import config_from_dict
+from mlearner_dist.core.progress import Progress, progress_callback
 from mlearner_dist.exceptions import InputValidationError, MLearnerError
-from mlearner_dist.progress import Progress, progress_callback
 from mlearner_dist.report import render_report, write_report
+from mlearner_dist.result_schema import SCHEMA_VERSION, result_problems
 from mlearner_dist.scoring import SubgroupModel, score_frame
 from mlearner_dist.tracking import (
     MAX_PARAM_VALUE_LENGTH,
@@ -75,16 +77,19 @@ def toy_result() -> dict:
         }
         for leaf, n, eff in ((1, 500, 0.0), (2, 250, 0.4), (3, 250, 1.7321))
     ]
-    return {
+    doc = {
+        "schema_version": SCHEMA_VERSION,
         "run_id": "abc123def456",
         "mlflow_run_id": None,
         "created": "2026-11-22T21:00:00+00:00",
         "version": "0.1.0",
-        "config": {
-            "data": {"source": "/data/units.parquet", "format": "parquet"},
-            "columns": {"unit_id": "id", "treatment": "T", "outcome": "Y", "mediator": ["M"]},
-            "embed": {"perplexity": 30, "effects": ["indirect"]},
-        },
+        "config": config_from_dict(
+            {
+                "data": {"source": "/data/units.parquet", "format": "parquet"},
+                "columns": {"unit_id": "id", "treatment": "T", "outcome": "Y", "mediator": ["M"]},
+                "embed": {"perplexity": 30, "effects": ["indirect"]},
+            }
+        ).to_dict(),
         "row_account": {"n_input": 1010, "n_used": 1000, "removed": {"missing outcome": 10}},
         "has_mediator": True,
         "average_effects": {
@@ -93,35 +98,59 @@ def toy_result() -> dict:
             "total": _ci(0.54),
             "prop_mediated": _ci(0.98),
         },
+        "nuisance_diagnostics": {},
         "embedding": {"path": "exact", "n_landmarks": None, "perplexity": 30},
         "clustering": {"k_values": [2, 3], "wcss": {"2": 812.5, "3": 401.25}},
         "configurations": [
-            {"k": 2, "tree_id": 0, "n_leaves": 2, "variables": ["x1"], "p_y": 0.02, "p_m": 1e-4},
+            {
+                "k": 2,
+                "tree_id": 0,
+                "n_leaves": 2,
+                "variables": ["x1"],
+                "cv_error": 0.2,
+                "selected_for_test": True,
+                "p_y": 0.02,
+                "p_m": 1e-4,
+            },
             {
                 "k": 3,
                 "tree_id": 0,
                 "n_leaves": 3,
                 "variables": ["x1", "x2"],
+                "cv_error": 0.1,
+                "selected_for_test": True,
                 "p_y": 0.001,
                 "p_m": 3.5e-9,
             },
-            {"k": 3, "tree_id": 1, "n_leaves": 2, "variables": ["x2"], "p_y": 0.3, "p_m": None},
+            {
+                "k": 3,
+                "tree_id": 1,
+                "n_leaves": 2,
+                "variables": ["x2"],
+                "cv_error": 0.15,
+                "selected_for_test": False,
+                "p_y": None,
+                "p_m": None,
+            },
         ],
         "chosen": {
             "k": 3,
             "tree_id": 0,
             "n_leaves": 3,
             "variables": ["x1", "x2"],
+            "cv_error": 0.1,
+            "selected_for_test": True,
             "p_y": 0.001,
             "p_m": 3.5e-9,
-            "response": "M",
+            "response": "m",
         },
         "p_leaf": 3.5e-9,
         "p_leaf_y": 0.001,
         "p_leaf_m": 3.5e-9,
         "threshold": 0.0043,
         "calibration": {
-            "mode": "null_replicates",
+            "mode": "null",
+            "threshold": 0.0043,
             "alpha": 0.05,
             "n_replicates": 40,
             "null_p_leaf": list(np.geomspace(1e-4, 0.9, 40)),
@@ -132,6 +161,9 @@ def toy_result() -> dict:
         "subgroups": subgroups,
         "timings": {"validate": 0.5, "effects": 12.25, "report": 1.0},
     }
+    problems = result_problems(doc)
+    assert problems == [], f"the fixture must be a result the report could write: {problems}"
+    return doc
 
 
 # -- figures ---------------------------------------------------------------------------------------
@@ -341,7 +373,7 @@ class _FakeTTY(io.StringIO):
 
 
 def test_progress_logs_about_every_ten_percent_when_not_a_tty(caplog):
-    caplog.set_level(logging.INFO, logger="mlearner_dist.progress")
+    caplog.set_level(logging.INFO, logger="mlearner_dist.core.progress")
     with Progress(200, "replicates", stream=io.StringIO()) as bar:
         for _ in range(200):
             bar.update()
@@ -354,7 +386,7 @@ def test_progress_logs_about_every_ten_percent_when_not_a_tty(caplog):
 
 
 def test_progress_draws_a_live_line_on_a_tty_and_logs_nothing(caplog):
-    caplog.set_level(logging.INFO, logger="mlearner_dist.progress")
+    caplog.set_level(logging.INFO, logger="mlearner_dist.core.progress")
     stream = _FakeTTY()
     with Progress(3, "trees", stream=stream) as bar:
         for _ in range(3):
@@ -365,7 +397,7 @@ def test_progress_draws_a_live_line_on_a_tty_and_logs_nothing(caplog):
 
 
 def test_progress_callback_logs_each_message(caplog):
-    caplog.set_level(logging.INFO, logger="mlearner_dist.progress")
+    caplog.set_level(logging.INFO, logger="mlearner_dist.core.progress")
     report = progress_callback("profile", stream=io.StringIO())
     report("profile trees for K=2")
     report("profile trees for K=3")
@@ -452,8 +484,8 @@ def test_result_metrics_and_tags_follow_the_naming_contract(tmp_path):
     result = toy_result()
     metrics = result_metrics(result)
     assert metrics["p_m.k3.tree0"] == pytest.approx(3.5e-9)
-    assert metrics["p_y.k3.tree1"] == pytest.approx(0.3)
-    assert "p_m.k3.tree1" not in metrics  # null p_m is left out
+    # tree 1 of K=3 was not selected for testing: its null p-values are left out
+    assert "p_y.k3.tree1" not in metrics and "p_m.k3.tree1" not in metrics
     assert metrics["declared"] == 1.0
     assert metrics["wcss.k3"] == pytest.approx(401.25)
     assert metrics["indirect.ci_high"] == pytest.approx(0.63)
@@ -463,7 +495,7 @@ def test_result_metrics_and_tags_follow_the_naming_contract(tmp_path):
     assert tags["mlearner.chosen_k"] == "3"
     assert tags["mlearner.declared"] == "true"
     assert tags["mlearner.threshold"] == "0.0043"
-    assert tags["mlearner.calibration_mode"] == "null_replicates"
+    assert tags["mlearner.calibration_mode"] == "null"
     assert tags["mlearner.output_dir"] == str(tmp_path.resolve())
     with pytest.raises(MLearnerError, match=r"result must be the result\.json mapping"):
         result_metrics([])  # type: ignore[arg-type]

@@ -7,8 +7,7 @@ import pandas as pd
 import pytest
 
 from mlearner_dist.core.roles import Roles
-from mlearner_dist.exceptions import ConfigError, InputValidationError, RowAccountError
-from mlearner_dist.validation import (
+from mlearner_dist.core.validation import (
     DISTINCT_LIMIT,
     CategoryFoldWarning,
     RowAccount,
@@ -16,6 +15,7 @@ from mlearner_dist.validation import (
     pandas_column_stats,
     validate_frame,
 )
+from mlearner_dist.exceptions import ConfigError, InputValidationError, RowAccountError
 
 ROLES = Roles("id", "T", "Y", ("M",), ("X1", "X2", "city"))
 KW = {"min_treated": 3, "min_control": 3, "n_folds": 2}

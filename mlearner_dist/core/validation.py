@@ -742,6 +742,23 @@ def removal_reasons(stats: TableStats) -> dict[str, int]:
     return {f"missing:{c}": k for c, k in stats.n_removable.items() if k > 0}
 
 
+def _mixed_id_problems(df: pd.DataFrame, roles: Roles) -> list[str]:
+    """An object id column that mixes text and numbers (they cannot be ordered or matched)."""
+    col = roles.unit_id
+    if col not in df.columns or not pd.api.types.is_object_dtype(df[col].dtype):
+        return []
+    values = df[col].dropna()
+    is_text = values.map(lambda v: isinstance(v, (str, bytes)))
+    if is_text.all() or not is_text.any():
+        return []
+    example = values[is_text].iloc[0]
+    return [
+        f"{_label(col, 'unit_id')}: mixes text ({int(is_text.sum())} values, e.g. {example!r}) "
+        f"and numbers ({int((~is_text).sum())} values): store every id as one type (all text or "
+        "all integers)"
+    ]
+
+
 def validate_frame(
     df: pd.DataFrame,
     roles: Roles,
@@ -790,6 +807,7 @@ def validate_frame(
     stats = pandas_column_stats(df, roles, folds=folds)
     kw = {"min_treated": min_treated, "min_control": min_control, "n_folds": n_folds}
     problems = check_table(stats, roles, missing=missing, **kw)
+    problems.extend(_mixed_id_problems(df, roles))
     if problems:
         raise InputValidationError(problems)
     account = RowAccount(len(df))

@@ -1,6 +1,7 @@
 """Progress reporting for long loops: a live line on a terminal, sparse log lines elsewhere.
 
-On a TTY, :class:`Progress` redraws one line on stderr (``desc: 40/100 (40%) 12.3 s``); when stderr
+On a TTY, :class:`Progress` redraws one line on stderr (``desc: 40/100 (40%) 12.3 s, about 18 s
+left``); when stderr
 is not a TTY (batch jobs, Spark drivers, CI) it logs at INFO about every 10 % so logs stay quiet.
 :func:`progress_callback` gives the ``callable(str)`` that core functions accept for per-step
 messages (``progress=...``).
@@ -9,6 +10,7 @@ messages (``progress=...``).
 from __future__ import annotations
 
 import logging
+import os
 import sys
 import time
 from collections.abc import Callable
@@ -67,7 +69,9 @@ class Progress:
         self.total = total
         self.desc = str(desc)
         self.stream = stream if stream is not None else sys.stderr
-        self.live = _is_tty(self.stream) if live is None else bool(live)
+        if live is None:
+            live = _is_tty(self.stream) and not os.environ.get("MLEARNER_QUIET")
+        self.live = bool(live)
         self.every = every
         self.done = 0
         self._start = 0.0
@@ -96,6 +100,9 @@ class Progress:
         """The status line for the current count."""
         pct = 100.0 * self.done / self.total if self.total else 100.0
         text = f"{self.desc}: {self.done}/{self.total} ({pct:.0f}%) {self.elapsed:.1f} s"
+        if 0 < self.done < self.total:
+            left = self.elapsed / self.done * (self.total - self.done)
+            text += f", about {left:.0f} s left"
         return f"{text} - {message}" if message else text
 
     def update(self, n: int = 1, message: str | None = None) -> None:
@@ -155,7 +162,7 @@ def progress_callback(desc: str, *, stream: TextIO | None = None) -> Callable[[s
         Takes one ``str`` and returns None.
     """
     out = stream if stream is not None else sys.stderr
-    live = _is_tty(out)
+    live = _is_tty(out) and not os.environ.get("MLEARNER_QUIET")
     start = time.monotonic()
 
     def report(message: str) -> None:

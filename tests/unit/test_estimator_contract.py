@@ -1,0 +1,76 @@
+"""MLearner follows the scikit-learn estimator contract, and its defaults are conf/base.yaml's."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+from sklearn.base import clone
+
+from mlearner_dist.config import Config, estimator_params, load_config
+from mlearner_dist.core.estimator import MLearner
+from mlearner_dist.core.nuisance import NuisanceSpec
+from mlearner_dist.exceptions import ConfigError
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def _same(a, b) -> bool:
+    if isinstance(a, (tuple, list)) and isinstance(b, (tuple, list)):
+        return len(a) == len(b) and all(_same(x, y) for x, y in zip(a, b, strict=True))
+    if isinstance(a, float) or isinstance(b, float):
+        return bool(np.isclose(float(a), float(b), rtol=1e-12, atol=0))
+    if a is None or b is None:
+        return a == b or (a in ({}, None) and b in ({}, None))
+    return a == b
+
+
+def test_defaults_equal_base_yaml():
+    base = estimator_params(load_config([ROOT / "conf" / "base.yaml"]))
+    assert base == estimator_params(Config()) or all(
+        _same(base[k], estimator_params(Config())[k]) for k in base
+    )
+    params = MLearner().get_params()
+    assert set(params) == set(base), set(params) ^ set(base)
+    wrong = {k: (params[k], base[k]) for k in base if not _same(params[k], base[k])}
+    assert not wrong, f"MLearner defaults differ from conf/base.yaml: {wrong}"
+
+
+def test_nuisance_spec_row_budget_default_is_base_yaml():
+    base = load_config([ROOT / "conf" / "base.yaml"])
+    assert NuisanceSpec().row_budget == base.effects.row_budget
+
+
+def test_get_set_params_and_clone():
+    m = MLearner(n_replicates=39, k_values=(2, 3))
+    assert m.get_params()["n_replicates"] == 39
+    m2 = clone(m)
+    assert m2 is not m and m2.get_params() == m.get_params()
+    assert m.set_params(alpha=0.1) is m and m.alpha == 0.1
+    with pytest.raises(ValueError, match="Invalid parameter"):
+        m.set_params(not_a_parameter=1)
+
+
+@pytest.mark.parametrize(
+    ("params", "match"),
+    [
+        ({"calibration": "bootstrap"}, "calibration='bootstrap'"),
+        ({"alpha": 1.5}, "alpha=1.5"),
+        ({"n_replicates": 0}, "n_replicates=0"),
+        ({"k_values": (1, 2)}, "k_values"),
+        ({"n_folds": 1}, "n_folds=1"),
+        ({"design": "quasi"}, "design='quasi'"),
+    ],
+)
+def test_bad_parameters_fail_before_any_work(params, match, monkeypatch):
+    import mlearner_dist.core.estimator as est
+
+    def boom(*a, **k):  # the selection must not start
+        raise AssertionError("work started before the parameters were checked")
+
+    monkeypatch.setattr(est, "cross_fit_effects", boom)
+    X = pd.DataFrame({"x": np.arange(40.0)})
+    with pytest.raises(ConfigError, match=match):
+        MLearner(**params).fit(X, treatment=np.arange(40) % 2, outcome=np.arange(40.0))
