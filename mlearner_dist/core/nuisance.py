@@ -871,10 +871,10 @@ def predict_nuisances(models: FoldModels, frame: pd.DataFrame, roles: Roles) -> 
         )
     elif meds:
         out["propensity_mx"] = pred(models.propensity_mx, XM, "classification")
-        if models.mu_y0m is not None:
-            plug1 = _features(frame.assign(**m1), num + meds, cat)
-            plug0 = _features(frame.assign(**m0), num + meds, cat)
-            out["mu_y1_m1"] = pred(models.mu_y1m, plug1)
-            out["mu_y1_m0"] = pred(models.mu_y1m, plug0)
-            out["mu_y0_m0"] = pred(models.mu_y0m, plug0)
+    if meds and models.mu_y0m is not None:
+        plug1 = _features(frame.assign(**m1), num + meds, cat)
+        plug0 = _features(frame.assign(**m0), num + meds, cat)
+        out["mu_y1_m1"] = pred(models.mu_y1m, plug1)
+        out["mu_y1_m0"] = pred(models.mu_y1m, plug0)
+        out["mu_y0_m0"] = pred(models.mu_y0m, plug0)
     return pd.DataFrame(out)
