@@ -112,6 +112,14 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--tracking-uri", default="", help="MLflow tracking URI of the run")
     _add_logging(p)
 
+    p = sub.add_parser(
+        "verify", help="re-run an analysis from its result.json record; say whether it reproduces"
+    )
+    p.add_argument("result", metavar="RESULT.json")
+    p.add_argument("--output", default="", metavar="DIR", help="re-run folder (default: temp)")
+    p.add_argument("--rtol", type=float, default=1e-6, help="relative tolerance for numbers")
+    _add_logging(p)
+
     p = sub.add_parser("runs", help="list past analyses with their chosen configuration")
     p.add_argument("--config", action="append", default=[], metavar="FILE")
     p.add_argument("--set", action="append", default=[], dest="overrides", metavar="KEY=VALUE")
@@ -147,6 +155,9 @@ def _setup_logging(level: str, *, quiet: bool = False, verbose: bool = False) ->
     if quiet:
         os.environ["MLEARNER_QUIET"] = "1"  # no live progress lines (core.progress reads it)
     if not verbose:
+        # distributed configures its own loggers from the Dask config when it is imported (later,
+        # lazily, in backends/); the variable reaches that config and the worker processes
+        os.environ.setdefault("DASK_LOGGING__DISTRIBUTED", "warning")
         for noisy in NOISY_LOGGERS:
             logging.getLogger(noisy).setLevel(logging.WARNING)
 
@@ -202,6 +213,17 @@ def _dispatch(args: argparse.Namespace) -> int:
         )
         print(summary["table"])
         return 0
+    if args.command == "verify":
+        from mlearner_dist.verify import verify_result
+
+        ok, diffs, out = verify_result(args.result, output=args.output or None, rtol=args.rtol)
+        if ok:
+            print(f"reproduced: {args.result} (re-run in {out})")
+            return 0
+        print(f"NOT reproduced: {args.result} (re-run in {out})")
+        for d in diffs:
+            print(f"  - {d}")
+        return 1
     if args.command == "score":
         from mlearner_dist.backends.mlflow_tracking import score_with_model_uri
 

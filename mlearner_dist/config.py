@@ -212,6 +212,19 @@ class ReportConfig:
 
 
 @dataclass(frozen=True)
+class SensitivityConfig:
+    """Sensitivity of the indirect effect to M-Y confounding (one mediator only).
+
+    The Imai-Keele-Yamamoto curve ACME(rho) for the whole sample and every subgroup
+    (:mod:`mlearner_dist.core.sensitivity`).
+    """
+
+    enabled: bool = True
+    n_bootstrap: int = 200
+    max_rows: int = 20_000
+
+
+@dataclass(frozen=True)
 class Config:
     """The whole resolved configuration of one analysis."""
 
@@ -231,6 +244,7 @@ class Config:
     compute: ComputeConfig = field(default_factory=ComputeConfig)
     tracking: TrackingConfig = field(default_factory=TrackingConfig)
     report: ReportConfig = field(default_factory=ReportConfig)
+    sensitivity: SensitivityConfig = field(default_factory=SensitivityConfig)
 
     @property
     def roles(self) -> Roles:
@@ -304,6 +318,8 @@ _RULES: dict[str, tuple[typing.Callable[[Any], bool], str]] = {
     "compute.spark.partitions": (lambda x: x >= 0, "an integer >= 0 (0: Spark's default)"),
     "compute.dask.n_workers": (lambda x: x >= 1, "an integer >= 1"),
     "compute.dask.threads_per_worker": (lambda x: x >= 1, "an integer >= 1"),
+    "sensitivity.n_bootstrap": (lambda x: x >= 20, "an integer >= 20"),
+    "sensitivity.max_rows": (lambda x: x >= 100, "an integer >= 100"),
 }
 
 _EFFECT_NAMES = ("auto", "indirect", "direct", "total")
@@ -661,6 +677,9 @@ def estimator_params(cfg: Config) -> dict[str, Any]:
         "n_bootstrap": cfg.subgroups.n_bootstrap,
         "level": cfg.subgroups.level,
         "min_subgroup": cfg.validation.min_subgroup,
+        "sensitivity": cfg.sensitivity.enabled,
+        "sensitivity_bootstrap": cfg.sensitivity.n_bootstrap,
+        "sensitivity_max_rows": cfg.sensitivity.max_rows,
         "random_state": cfg.random_state,
     }
 

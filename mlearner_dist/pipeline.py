@@ -31,6 +31,7 @@ from mlearner_dist.core.selection import (
     tree_pvalues,
 )
 from mlearner_dist.exceptions import RowAccountError, StageError, TrackingError
+from mlearner_dist.record import analysis_record
 from mlearner_dist.result_schema import SCHEMA_VERSION, validate_result
 from mlearner_dist.stages import (
     STAGES,
@@ -170,7 +171,7 @@ _STAGE_SECTIONS: dict[str, tuple[str, ...]] = {
     "cluster": ("cluster", "random_state"),
     "profile": ("profile", "test", "random_state", "validation"),
     "calibrate": ("calibration", "random_state"),
-    "report": ("subgroups", "report"),
+    "report": ("subgroups", "report", "sensitivity"),
 }
 _UPSTREAM: dict[str, tuple[str, ...]] = {
     "validate": (),
@@ -344,7 +345,7 @@ def _expect_rows(ctx: RunContext, stage: str, n_out: int) -> None:
 
 def run_validate(ctx: RunContext) -> Manifest:
     """Read the source, check it against the roles, write the used columns to ``units/``."""
-    from mlearner_dist.backends.spark_io import read_table, write_parquet
+    from mlearner_dist.backends.spark_io import read_table, rows_fingerprint, write_parquet
     from mlearner_dist.backends.spark_validation import validate_spark_frame
 
     cfg, roles = ctx.cfg, ctx.roles
@@ -371,20 +372,17 @@ def run_validate(ctx: RunContext) -> Manifest:
     if cfg.compute.spark.partitions:
         clean = clean.repartition(cfg.compute.spark.partitions)
     write_parquet(clean, ctx.output / "units")
-    n_written = ctx.spark.read.parquet(str(ctx.output / "units")).count()
+    written = ctx.spark.read.parquet(str(ctx.output / "units"))
+    data_hash = rows_fingerprint(written, check_roles.used_columns)
+    n_written = data_hash["n_rows"]
     if n_written != account.n_used:
         raise RowAccountError(
             f"stage validate: wrote {n_written} rows but accounted for {account.n_used}"
         )
-    logger.info(
-        "validate: %d rows in, %d used, removed %s",
-        account.n_input,
-        account.n_used,
-        account.removed or "none",
-    )
     return _manifest(
         {"in": account.n_input, "out": account.n_used},
         row_account=account.to_dict(),
+        data_hash=data_hash,
         source=cfg.data.source,
     )
 
@@ -565,6 +563,7 @@ def run_report(ctx: RunContext) -> Manifest:
         min_size=cfg.validation.min_subgroup,
         random_state=cfg.random_state,
     )
+    sensitivity = _sensitivity(cfg, frame, leaf, tree.rules)
     p_leaf = float(prof["p_leaf"])
     decision_p = float(calib.get("p_decision", p_leaf))
     manifests = {s: read_manifest(ctx.output, s) for s in STAGES}
@@ -590,6 +589,8 @@ def run_report(ctx: RunContext) -> Manifest:
         "calibration": calib,
         "declared": bool(decision_p < float(calib["threshold"])),
         "subgroups": subgroups,
+        "sensitivity": sensitivity,
+        "record": analysis_record(cfg, manifests["validate"].extra.get("data_hash")),
         "timings": {s: m.seconds for s, m in manifests.items() if m is not None},
     }
     validate_result(to_jsonable(result))
@@ -625,6 +626,31 @@ def run_report(ctx: RunContext) -> Manifest:
     return _manifest({"subgroups": len(subgroups)}, figures=figures)
 
 
+def _sensitivity(
+    cfg: Config, frame: pd.DataFrame, leaf: Any, rules: dict[int, str]
+) -> dict[str, Any] | None:
+    """The M-Y confounding sensitivity curves (one mediator; None otherwise or when disabled)."""
+    from mlearner_dist.core.sensitivity import sensitivity_analysis
+
+    roles = cfg.roles
+    if not cfg.sensitivity.enabled or len(roles.mediators) != 1:
+        return None
+    return sensitivity_analysis(
+        frame,
+        leaf,
+        rules,
+        treatment=roles.treatment,
+        mediator=roles.mediators[0],
+        outcome=roles.outcome,
+        covariates=roles.covariates,
+        min_size=max(30, cfg.validation.min_subgroup),
+        n_bootstrap=cfg.sensitivity.n_bootstrap,
+        max_rows=cfg.sensitivity.max_rows,
+        level=cfg.subgroups.level,
+        random_state=cfg.random_state,
+    )
+
+
 def _write_figures(ctx: RunContext, result: dict[str, Any], tree: Any) -> list[str]:
     from mlearner_dist import plots
 
@@ -647,6 +673,8 @@ def _write_figures(ctx: RunContext, result: dict[str, Any], tree: Any) -> list[s
         "profile_tree.png": plots.plot_profile_tree(tree),
         "subgroup_effects.png": plots.plot_subgroup_forest(result["subgroups"]),
     }
+    if result.get("sensitivity"):
+        made["sensitivity.png"] = plots.plot_sensitivity(result["sensitivity"])
     calib = result["calibration"]
     if calib.get("null_p_leaf"):
         made["null_calibration.png"] = plots.plot_null_calibration(

@@ -494,6 +494,51 @@ def save_figure(fig: Figure, path: str | Path) -> Path:
     logger.debug("wrote figure %s", path)
     return path
 
+def plot_sensitivity(sensitivity: Mapping[str, Any], *, max_subgroups: int = 8) -> Figure:
+    """The indirect effect as a function of the M-Y error correlation rho.
+
+    Parameters
+    ----------
+    sensitivity : mapping
+        ``result.json["sensitivity"]``: ``whole`` and ``subgroups`` curves (``rho``,
+        ``estimate``, ``ci_low``, ``ci_high``, ``rho_zero``).
+    max_subgroups : int
+        At most this many subgroup curves are drawn (the largest).
+
+    Returns
+    -------
+    matplotlib.figure.Figure
+        Left: the whole sample with its interval band, the zero line and rho~ (where the
+        estimate crosses zero). Right: each subgroup's curve.
+    """
+    whole = sensitivity.get("whole")
+    if not whole or not whole.get("rho"):
+        raise MLearnerError("sensitivity has no whole-sample curve: nothing to plot")
+    fig = _new_figure(11.0, 4.2)
+    ax0, ax1 = fig.subplots(1, 2, sharey=True)
+    rho = np.asarray(whole["rho"], dtype=float)
+    ax0.fill_between(rho, whole["ci_low"], whole["ci_high"], alpha=0.25, label="95% interval")
+    ax0.plot(rho, whole["estimate"], lw=2, label="ACME(rho)")
+    ax0.axhline(0, color="0.3", lw=0.8)
+    ax0.axvline(float(whole["rho_zero"]), color="C3", ls="--", lw=1,
+                label=f"zero at rho = {whole['rho_zero']:.2f}")
+    ax0.set_xlabel("rho = corr(mediator error, outcome error)")
+    ax0.set_ylabel("average indirect effect")
+    ax0.set_title(f"whole sample (n={int(whole['n']):,})")
+    ax0.legend(fontsize=8, loc="best")
+    curves = [s for s in sensitivity.get("subgroups", []) if s.get("rho")]
+    curves = sorted(curves, key=lambda s: -int(s.get("n", 0)))[:max_subgroups]
+    for i, sg in enumerate(curves):
+        label = textwrap.shorten(f"S{sg['leaf']} (n={int(sg['n']):,}) {sg.get('rule', '')}",
+                                 width=48, placeholder="...")
+        ax1.plot(sg["rho"], sg["estimate"], color=f"C{i % 10}", label=label)
+    ax1.axhline(0, color="0.3", lw=0.8)
+    ax1.set_xlabel("rho")
+    ax1.set_title("subgroups" if curves else "subgroups (none large enough)")
+    if curves:
+        ax1.legend(fontsize=7, loc="best")
+    return fig
+
 
 __all__ = [
     "MAX_SCATTER_POINTS",
@@ -502,6 +547,7 @@ __all__ = [
     "plot_p_leaf_by_k",
     "plot_pleaf_ecdf",
     "plot_profile_tree",
+    "plot_sensitivity",
     "plot_subgroup_forest",
     "save_figure",
 ]

@@ -29,6 +29,8 @@ _FIGURE_CAPTIONS = {
     "profile_tree.png": "The subgroups of the chosen profile tree and their rules.",
     "subgroup_effects.png": "Subgroup effects with confidence intervals, adjusted and unadjusted.",
     "null_calibration.png": "p_leaf under the null (calibration replicates) against the data.",
+    "sensitivity.png": "Indirect effect as a function of the correlation rho between the mediator "
+    "and outcome errors (unmeasured M-Y confounding; Imai, Keele and Yamamoto 2010).",
 }
 _CSS = """
 body { font-family: -apple-system, "Segoe UI", Helvetica, Arial, sans-serif; margin: 2em auto;

@@ -16,7 +16,7 @@ from typing import Any
 
 from mlearner_dist.exceptions import MLearnerError
 
-SCHEMA_VERSION = "1.0"
+SCHEMA_VERSION = "1.2"
 
 _NUMBER_OR_NULL: dict[str, Any] = {"type": ["number", "null"]}
 
@@ -51,6 +51,20 @@ _CONFIGURATION: dict[str, Any] = {
     },
 }
 
+_SENSITIVITY_CURVE: dict[str, Any] = {
+    "type": "object",
+    "required": ["n", "rho", "estimate", "ci_low", "ci_high", "rho_zero", "rho_ci_covers_zero"],
+    "properties": {
+        "n": {"type": "integer"},
+        "rho": {"type": "array", "items": {"type": "number"}},
+        "estimate": {"type": "array", "items": {"type": "number"}},
+        "ci_low": {"type": "array", "items": {"type": "number"}},
+        "ci_high": {"type": "array", "items": {"type": "number"}},
+        "rho_zero": {"type": "number"},
+        "rho_ci_covers_zero": {"type": ["number", "null"]},
+    },
+}
+
 RESULT_SCHEMA: dict[str, Any] = {
     "$schema": "https://json-schema.org/draft/2020-12/schema",
     "title": "mlearner-dist result.json",
@@ -77,6 +91,7 @@ RESULT_SCHEMA: dict[str, Any] = {
         "calibration",
         "declared",
         "subgroups",
+        "record",
         "timings",
     ],
     "properties": {
@@ -158,6 +173,35 @@ RESULT_SCHEMA: dict[str, Any] = {
                     },
                     "note": {"type": "string"},
                 },
+            },
+        },
+        "sensitivity": {
+            "type": ["object", "null"],
+            "required": ["method", "whole", "subgroups"],
+            "properties": {
+                "method": {"type": "string"},
+                "whole": _SENSITIVITY_CURVE,
+                "subgroups": {"type": "array", "items": {"type": "object"}},
+            },
+        },
+        "record": {
+            "type": "object",
+            "required": ["data_hash", "config_fingerprint", "version", "code_commit", "libraries"],
+            "properties": {
+                "data_hash": {
+                    "type": ["object", "null"],
+                    "required": ["n_rows", "columns", "sha256"],
+                    "properties": {
+                        "n_rows": {"type": "integer", "minimum": 0},
+                        "columns": {"type": "array", "items": {"type": "string"}},
+                        "sha256": {"type": "string", "pattern": "^[0-9a-f]{64}$"},
+                    },
+                },
+                "config_fingerprint": {"type": "string"},
+                "version": {"type": "string"},
+                "code_commit": {"type": ["string", "null"]},
+                "python": {"type": "string"},
+                "libraries": {"type": "object"},
             },
         },
         "timings": {"type": "object", "additionalProperties": {"type": ["number", "null"]}},

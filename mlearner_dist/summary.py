@@ -35,6 +35,14 @@ def format_summary(result: dict[str, Any], output: Path) -> str:
             f"  average indirect effect {_fmt(avg.get('indirect'))}",
             f"  average direct effect   {_fmt(avg.get('direct'))}",
         ]
+    sens = (result.get("sensitivity") or {}).get("whole")
+    if sens:
+        cover = sens.get("rho_ci_covers_zero")
+        lines.append(
+            f"  M-Y confounding: the indirect effect is zero at rho={sens['rho_zero']:+.2f}; its "
+            + (f"interval covers 0 from rho={cover:+.2f}" if cover is not None else
+               "interval excludes 0 for every rho in the grid")
+        )
     calib = result["calibration"]
     verdict = "DECLARED" if result["declared"] else "not declared"
     lines += [

@@ -45,6 +45,8 @@ TAG_STAGE = "mlearner.stage"
 TAG_OUTPUT_DIR = "mlearner.output_dir"
 TAG_DATA_SOURCE = "mlearner.data_source"
 TAG_RESULT_RUN_ID = "mlearner.run_id"
+TAG_DATA_HASH = "mlearner.data_hash"
+TAG_CODE_COMMIT = "mlearner.code_commit"
 
 _EFFECTS = ("indirect", "direct", "total", "prop_mediated")
 _T = TypeVar("_T")
@@ -345,7 +347,8 @@ def result_tags(result: Mapping[str, Any], output_dir: str | Path | None = None)
     dict of str to str
         ``mlearner.chosen_k``, ``mlearner.declared`` (``"true"``/``"false"``), ``mlearner.p_leaf``,
         ``mlearner.threshold``, ``mlearner.calibration_mode``, ``mlearner.run_id``,
-        ``mlearner.data_source`` and ``mlearner.output_dir`` when known.
+        ``mlearner.data_source``, ``mlearner.data_hash``, ``mlearner.code_commit`` and
+        ``mlearner.output_dir`` when known.
     """
     if not isinstance(result, Mapping):
         raise MLearnerError(f"result must be the result.json mapping, got {type(result).__name__}")
@@ -367,6 +370,11 @@ def result_tags(result: Mapping[str, Any], output_dir: str | Path | None = None)
     source = ((result.get("config") or {}).get("data") or {}).get("source")
     if source:
         tags[TAG_DATA_SOURCE] = str(source)
+    record = result.get("record") or {}
+    if (record.get("data_hash") or {}).get("sha256"):
+        tags[TAG_DATA_HASH] = str(record["data_hash"]["sha256"])
+    if record.get("code_commit"):
+        tags[TAG_CODE_COMMIT] = str(record["code_commit"])
     if output_dir is not None:
         tags[TAG_OUTPUT_DIR] = str(Path(output_dir).resolve())
     return tags

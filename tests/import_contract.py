@@ -6,9 +6,9 @@ every violation. The layers, from the bottom (a module may import its own layer 
 0. ``core`` (and ``exceptions``, the package ``__init__``): numpy, pandas, scipy, scikit-learn,
    statsmodels, openTSNE; of mlearner_dist only ``core.*`` and ``exceptions``;
 1. framework-free helpers: ``config``, ``stages``, ``datasets``, ``plots``, ``report``,
-   ``summary``, ``scoring``, ``tracking``, ``result_schema``;
+   ``summary``, ``scoring``, ``tracking``, ``result_schema``, ``record``;
 2. ``backends.*``: the only modules that import pyspark, dask, dask_ml, distributed or mlflow;
-3. ``pipeline``, ``study``: compose stages and engines;
+3. ``pipeline``, ``study``, ``verify``: compose stages and engines;
 4. ``cli``;
 5. ``jobs/*.py`` (outside the package): thin wrappers around the CLI.
 
@@ -34,6 +34,7 @@ HELPERS = (
     "scoring",
     "tracking",
     "result_schema",
+    "record",
 )
 LAYER_NAMES = ("core", "helpers", "backends", "pipeline/study", "cli", "jobs")
 
@@ -64,7 +65,7 @@ def layer_of(module: str) -> int:
         return 1
     if rest[0] == "backends":
         return 2
-    if rest[0] in ("pipeline", "study"):
+    if rest[0] in ("pipeline", "study", "verify"):
         return 3
     if rest[0] in ("cli", "__main__"):
         return 4

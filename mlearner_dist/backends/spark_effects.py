@@ -27,7 +27,6 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Iterator
-from numbers import Integral
 from typing import Any
 
 import numpy as np
@@ -47,7 +46,7 @@ from mlearner_dist.core.effects import (
     fold_problems,
     learner_diagnostics,
 )
-from mlearner_dist.core.folds import assign_folds, stable_uniform
+from mlearner_dist.core.folds import assign_folds, check_n_folds, stable_uniform
 from mlearner_dist.core.nuisance import (
     FoldModels,
     NuisanceSpec,
@@ -83,11 +82,7 @@ def _diag_name(i: int) -> str:
 def _validate(
     sdf: DataFrame, roles: Roles, n_folds: Any, spec: Any
 ) -> tuple[int, NuisanceSpec]:
-    if isinstance(n_folds, bool) or not isinstance(n_folds, Integral) or n_folds < 2:
-        raise ConfigError(
-            f"n_folds={n_folds!r}: cross-fitting needs an integer number of folds >= 2 "
-            "(effects.n_folds, typically 5)"
-        )
+    n_folds = check_n_folds(n_folds)
     if not isinstance(spec, NuisanceSpec):
         raise ConfigError(f"spec: expected a NuisanceSpec, got {type(spec).__name__}")
     if not isinstance(roles, Roles):

@@ -74,3 +74,34 @@ def with_difference(sdf: Any, name: str, minuend: str, subtrahend: str) -> Any:
     from pyspark.sql import functions as F
 
     return sdf.withColumn(name, F.col(minuend) - F.col(subtrahend))
+
+
+def rows_fingerprint(sdf: Any, columns: Any) -> dict[str, Any]:
+    """An order- and partition-independent fingerprint of the rows of ``sdf``.
+
+    Each row's ``xxhash64`` over ``columns`` (Spark's, seed 42) is split into its two 32-bit halves
+    and each half is summed over the rows (exact in 64-bit integers up to 2^31 rows); the
+    fingerprint is the SHA-256 of ``(n_rows, sum_low, sum_high, columns)``. The same rows give the
+    same fingerprint whatever their order, partitioning or the number of executors.
+
+    Returns
+    -------
+    dict
+        ``n_rows``, ``columns`` and ``sha256``.
+    """
+    import hashlib
+
+    from pyspark.sql import functions as F
+
+    cols = [str(c) for c in columns]
+    h = F.xxhash64(*[F.col(c) for c in cols])
+    halves = sdf.select(h.alias("h")).select(
+        F.col("h").bitwiseAND(F.lit(0xFFFFFFFF)).alias("lo"),
+        F.shiftrightunsigned(F.col("h"), 32).alias("hi"),
+    )
+    row = halves.select(
+        F.count(F.lit(1)).alias("n"), F.sum("lo").alias("lo"), F.sum("hi").alias("hi")
+    ).first()
+    n, lo, hi = int(row["n"]), int(row["lo"] or 0), int(row["hi"] or 0)
+    text = f"{n}:{lo}:{hi}:{','.join(cols)}"
+    return {"n_rows": n, "columns": cols, "sha256": hashlib.sha256(text.encode()).hexdigest()}

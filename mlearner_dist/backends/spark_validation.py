@@ -14,21 +14,17 @@ from __future__ import annotations
 import logging
 from typing import TYPE_CHECKING, Any
 
-from mlearner_dist.core.roles import Roles
-from mlearner_dist.core.validation import (
+from mlearner_dist.core.column_stats import (
     DISTINCT_LIMIT,
     MAX_LISTED_VALUES,
     ColumnStats,
-    MissingPolicy,
-    RowAccount,
     TableStats,
-    _check_params,
     _check_roles,
-    _emit_warnings,
-    check_table,
-    removal_reasons,
     used_roles,
 )
+from mlearner_dist.core.roles import Roles
+from mlearner_dist.core.row_account import RowAccount
+from mlearner_dist.core.validation import MissingPolicy, _check_params, apply_checks
 from mlearner_dist.exceptions import ConfigError, InputValidationError
 
 if TYPE_CHECKING:
@@ -286,38 +282,24 @@ def validate_spark_frame(
     _check_params(min_treated, min_control, n_folds, missing)
     if not isinstance(sdf, SparkDataFrame):
         raise ConfigError(f"sdf must be a Spark DataFrame, found {type(sdf).__name__}")
-    stats = spark_column_stats(sdf, roles, fold_col=fold_col)
-    kw = {"min_treated": min_treated, "min_control": min_control, "n_folds": n_folds}
-    problems = check_table(stats, roles, missing=missing, **kw)
-    if problems:
-        raise InputValidationError(problems)
-    account = RowAccount(stats.n_rows)
-    clean = sdf
-    reasons = removal_reasons(stats)
-    if missing == "drop" and reasons:
+
+    def drop_invalid(frame: DataFrame, stats: TableStats) -> DataFrame:
         keep = None
         for c in used_roles(roles):
             ok = _valid_expr(c, stats.stats[c].kind)
             keep = ok if keep is None else keep & ok
-        clean = sdf.filter(keep)
-        for reason, count in reasons.items():
-            account.remove(reason, count)
-        stats = spark_column_stats(clean, roles, fold_col=fold_col)
-        account.check("validate (drop missing)", stats.n_rows)
-        after = check_table(stats, roles, missing="error", **kw)
-        if after:
-            removed = sum(reasons.values())
-            raise InputValidationError(
-                [f"{p} (after dropping {removed} rows with missing values)" for p in after]
-            )
-        logger.info("validate: dropped %s", reasons)
+        return frame.filter(keep)
+
+    clean, stats, account = apply_checks(
+        sdf,
+        roles,
+        stats_of=lambda frame: spark_column_stats(frame, roles, fold_col=fold_col),
+        drop_invalid=drop_invalid,
+        min_treated=min_treated,
+        min_control=min_control,
+        n_folds=n_folds,
+        missing=missing,
+    )
     if stats.stats[roles.treatment].kind == "boolean":
         clean = clean.withColumn(roles.treatment, _col(roles.treatment).cast("long"))
-    _emit_warnings(stats)
-    logger.info(
-        "validate: %d rows in, %d used, removed %s",
-        account.n_input,
-        account.n_used,
-        account.removed or "none",
-    )
     return clean, account

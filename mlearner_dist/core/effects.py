@@ -32,14 +32,13 @@ from __future__ import annotations
 import logging
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
-from numbers import Integral
 from typing import Any
 
 import numpy as np
 import pandas as pd
 from sklearn.metrics import roc_auc_score
 
-from mlearner_dist.core.folds import assign_folds
+from mlearner_dist.core.folds import assign_folds, check_n_folds
 from mlearner_dist.core.learners import describe_learner
 from mlearner_dist.core.nuisance import (
     ESTIMATORS,
@@ -553,15 +552,6 @@ def fold_problems(counts: Mapping[tuple[int, int], int], n_folds: int, treatment
     return problems
 
 
-def _check_n_folds(n_folds: Any) -> int:
-    if isinstance(n_folds, bool) or not isinstance(n_folds, Integral) or n_folds < 2:
-        raise ConfigError(
-            f"n_folds={n_folds!r}: cross-fitting needs an integer number of folds >= 2 "
-            "(effects.n_folds, typically 5)"
-        )
-    return int(n_folds)
-
-
 def cross_fit_effects(
     frame: pd.DataFrame,
     roles: Roles,
@@ -607,7 +597,7 @@ def cross_fit_effects(
     InputValidationError
         The frame does not fit the roles (every problem listed), or a training fold misses an arm.
     """
-    n_folds = _check_n_folds(n_folds)
+    n_folds = check_n_folds(n_folds)
     if not isinstance(spec, NuisanceSpec):
         raise ConfigError(f"spec: expected a NuisanceSpec, got {type(spec).__name__}")
     problems = check_effects_frame(frame, roles)

@@ -33,6 +33,7 @@ from mlearner_dist.core.selection import (
     resolve_effect_names,
     tree_pvalues,
 )
+from mlearner_dist.core.sensitivity import sensitivity_analysis
 from mlearner_dist.core.subgroup_effects import (
     adjusted_subgroup_effects,
     proportion_mediated,
@@ -81,6 +82,8 @@ class MLearner(BaseEstimator):
         The ``calibration:`` section.
     n_bootstrap, level, min_subgroup
         Subgroup effects (``subgroups:``, ``validation.min_subgroup``).
+    sensitivity, sensitivity_bootstrap, sensitivity_max_rows
+        The M-Y confounding sensitivity curves (``sensitivity:`` section; one mediator only).
     random_state : int
         One seed for folds, learners, t-SNE, K-means, trees and null replicates.
 
@@ -101,6 +104,9 @@ class MLearner(BaseEstimator):
     subgroups_ : list of dict
         Rule, n, adjusted and unadjusted effects with intervals, per leaf of the chosen tree.
     average_effects_ : dict
+    sensitivity_ : dict or None
+        ACME as a function of the M-Y error correlation, whole sample and per subgroup
+        (:mod:`mlearner_dist.core.sensitivity`); None without exactly one mediator.
     """
 
     def __init__(
@@ -150,6 +156,9 @@ class MLearner(BaseEstimator):
         n_bootstrap: int = 1000,
         level: float = 0.95,
         min_subgroup: int = 10,
+        sensitivity: bool = True,
+        sensitivity_bootstrap: int = 200,
+        sensitivity_max_rows: int = 20_000,
         random_state: int = 2025,
     ) -> None:
         self.n_folds = n_folds
@@ -190,6 +199,9 @@ class MLearner(BaseEstimator):
         self.n_bootstrap = n_bootstrap
         self.level = level
         self.min_subgroup = min_subgroup
+        self.sensitivity = sensitivity
+        self.sensitivity_bootstrap = sensitivity_bootstrap
+        self.sensitivity_max_rows = sensitivity_max_rows
         self.random_state = random_state
 
     # -- parameters ---------------------------------------------------------------------------
@@ -235,6 +247,8 @@ class MLearner(BaseEstimator):
             "null_max_n",
             "n_bootstrap",
             "min_subgroup",
+            "sensitivity_bootstrap",
+            "sensitivity_max_rows",
         ):
             integer(name, 1)
         integer("random_state", 0)
@@ -360,6 +374,22 @@ class MLearner(BaseEstimator):
             random_state=self.random_state,
         )
         self.average_effects_ = average_effects(sel.effects, level=self.level)
+        self.sensitivity_ = None
+        if self.sensitivity and len(roles.mediators) == 1:
+            self.sensitivity_ = sensitivity_analysis(
+                frame,
+                leaf,
+                sel.chosen_tree.rules,
+                treatment=roles.treatment,
+                mediator=roles.mediators[0],
+                outcome=roles.outcome,
+                covariates=roles.covariates,
+                min_size=max(30, self.min_subgroup),
+                n_bootstrap=self.sensitivity_bootstrap,
+                max_rows=self.sensitivity_max_rows,
+                level=self.level,
+                random_state=self.random_state,
+            )
         return self
 
     def select(self, frame: pd.DataFrame, roles: Roles, *, seed: int | None = None) -> Selection:

@@ -26,7 +26,7 @@ import pandas as pd
 
 from mlearner_dist.exceptions import ConfigError, InputValidationError
 
-__all__ = ["assign_folds", "stable_uniform", "unit_hash"]
+__all__ = ["assign_folds", "check_n_folds", "stable_uniform", "unit_hash"]
 
 _TWO_POW_MINUS_53 = 2.0**-53
 
@@ -108,6 +108,20 @@ def unit_uniform(unit_ids: Iterable[object], purpose: str, seed: int) -> np.ndar
     return (h >> np.uint64(11)).astype(np.float64) * _TWO_POW_MINUS_53
 
 
+def check_n_folds(n_folds: object) -> int:
+    """``n_folds`` as an int, or :class:`ConfigError` unless it is an integer >= 2.
+
+    The one check of the number of cross-fitting folds (effects in memory and on Spark, fold
+    assignment).
+    """
+    if isinstance(n_folds, bool) or not isinstance(n_folds, Integral) or n_folds < 2:
+        raise ConfigError(
+            f"n_folds={n_folds!r}: cross-fitting needs an integer number of folds >= 2 "
+            "(effects.n_folds, typically 5)"
+        )
+    return int(n_folds)
+
+
 def assign_folds(
     unit_ids: Iterable[object], n_folds: int, seed: int, *, purpose: str = "fold"
 ) -> np.ndarray:
@@ -141,11 +155,7 @@ def assign_folds(
     InputValidationError
         If an id is missing.
     """
-    if isinstance(n_folds, bool) or not isinstance(n_folds, Integral) or n_folds < 2:
-        raise ConfigError(
-            f"n_folds={n_folds!r}: cross-fitting needs an integer number of folds >= 2 "
-            "(effects.n_folds, typically 5)"
-        )
+    n_folds = check_n_folds(n_folds)
     seed = _check_seed(seed)
     if not isinstance(purpose, str) or not purpose or purpose == "uniform":
         raise ConfigError(

@@ -4,13 +4,15 @@ Validation is split in two so that the same checks run on pandas and on Spark wi
 the rows:
 
 1. summary statistics per used column (:class:`ColumnStats`) and per table (:class:`TableStats`),
-   computed by :func:`pandas_column_stats` here or by
+   computed by :func:`~mlearner_dist.core.column_stats.pandas_column_stats` or by
    :func:`mlearner_dist.backends.spark_validation.spark_column_stats` with two Spark aggregations;
 2. the pure :func:`check_table`, which turns the statistics into one line per problem (the
    column, its role, what was found, what to do).
 
 :func:`validate_frame` runs both on a pandas frame, raises :class:`InputValidationError` listing
-every problem at once, and returns the clean frame with its :class:`RowAccount`.
+every problem at once, and returns the clean frame with its
+:class:`~mlearner_dist.core.row_account.RowAccount`; :func:`apply_checks` is that flow for any
+engine.
 
 Conventions shared by both engines
 ----------------------------------
@@ -31,22 +33,30 @@ from __future__ import annotations
 import difflib
 import logging
 import warnings
-from collections.abc import Mapping
-from dataclasses import dataclass, field
-from typing import Any, Literal
+from collections.abc import Callable, Sequence
+from typing import Any, Literal, TypeVar
 
 import numpy as np
 import pandas as pd
 
+from mlearner_dist.core.column_stats import (
+    DISTINCT_LIMIT,
+    ColumnStats,
+    TableStats,
+    _as_float,
+    _pandas_column,
+    pandas_column_stats,
+    role_assignments,
+    used_roles,
+)
 from mlearner_dist.core.roles import Roles
-from mlearner_dist.exceptions import ConfigError, InputValidationError, RowAccountError
+from mlearner_dist.core.row_account import RowAccount
+from mlearner_dist.exceptions import ConfigError, InputValidationError
 
 logger = logging.getLogger(__name__)
 
-#: Distinct values are listed in :attr:`ColumnStats.values` when there are at most this many.
-MAX_LISTED_VALUES = 20
-#: ``n_distinct`` is exact up to this many; ``DISTINCT_LIMIT + 1`` stands for more.
-DISTINCT_LIMIT = 100
+T = TypeVar("T")
+
 #: Role names used in messages.
 ROLE_LABELS = {
     "unit_id": "unit id",
@@ -58,253 +68,11 @@ ROLE_LABELS = {
 NUMERIC_ROLES = ("treatment", "mediator", "outcome")
 MissingPolicy = Literal["error", "drop"]
 
-
 class CategoryFoldWarning(UserWarning):
     """A category of a categorical covariate occurs in one cross-fitting fold only.
 
     When that fold is held out, the nuisance models were trained without the category.
     """
-
-
-@dataclass(frozen=True)
-class ColumnStats:
-    """Summary of one used column, computed without collecting its rows.
-
-    Parameters
-    ----------
-    name : str
-        Column name.
-    role : str
-        ``unit_id``, ``treatment``, ``mediator``, ``outcome`` or ``covariate``.
-    kind : str
-        ``numeric``, ``boolean``, ``string`` or ``other``.
-    n : int
-        Number of rows.
-    n_null : int
-        Missing values (null, None, NaN).
-    n_nonfinite : int
-        Infinite values (numeric columns; 0 otherwise).
-    n_distinct : int
-        Distinct finite / non-null values, exact up to :data:`DISTINCT_LIMIT`, else
-        ``DISTINCT_LIMIT + 1``. 0 for kind ``other`` (not computed).
-    min, max : float or None
-        Smallest and largest finite value (numeric and boolean columns), None if there is none.
-    values : tuple or None
-        The sorted distinct values when ``n_distinct <= MAX_LISTED_VALUES`` (floats for numeric and
-        boolean columns, str for string columns), else None.
-    n_unparseable : int
-        Non-null values of a string column that do not parse as numbers (0 for other kinds).
-    example_unparseable : str or None
-        The smallest such value, for messages.
-    dtype : str
-        The engine's type name (informative; not compared).
-    """
-
-    name: str
-    role: str
-    kind: str
-    n: int
-    n_null: int
-    n_nonfinite: int
-    n_distinct: int
-    min: float | None
-    max: float | None
-    values: tuple[Any, ...] | None
-    n_unparseable: int = 0
-    example_unparseable: str | None = None
-    dtype: str = field(default="", compare=False)
-
-    @property
-    def n_valid(self) -> int:
-        """Rows with a usable (non-missing, finite) value."""
-        return self.n - self.n_null - self.n_nonfinite
-
-    @property
-    def numeric_parse_fails(self) -> bool:
-        """Whether some values of a string column are not numbers."""
-        return self.n_unparseable > 0
-
-
-@dataclass(frozen=True)
-class TableStats:
-    """Table-level summary plus one :class:`ColumnStats` per used column present.
-
-    Parameters
-    ----------
-    n_rows : int
-        Rows of the table.
-    n_distinct_ids : int
-        Distinct non-missing unit ids (exact); 0 when the id column is absent.
-    columns : tuple of str
-        Every column of the table (for suggestions when a role names a missing column).
-    stats : dict of str to ColumnStats
-        Used columns that exist in the table, keyed by name.
-    n_treated, n_control : int or None
-        Rows with treatment 1 and 0 (None when the treatment is absent or not numeric/boolean).
-    n_removable : dict of str to int
-        For each used column present, the rows whose first missing or infinite used value (in
-        :attr:`Roles.used_columns` order) is in this column; the ``missing="drop"`` removals.
-    single_fold_categories : dict of str to tuple of str
-        For string covariates with at most :data:`DISTINCT_LIMIT` categories, the categories that
-        occur in exactly one fold; empty unless a fold assignment was given.
-    """
-
-    n_rows: int
-    n_distinct_ids: int
-    columns: tuple[str, ...]
-    stats: dict[str, ColumnStats]
-    n_treated: int | None = None
-    n_control: int | None = None
-    n_removable: dict[str, int] = field(default_factory=dict)
-    single_fold_categories: dict[str, tuple[str, ...]] = field(default_factory=dict)
-
-
-@dataclass
-class RowAccount:
-    """How many rows came in, how many were removed and why, how many are used.
-
-    Parameters
-    ----------
-    n_input : int
-        Rows of the input table.
-    removed : dict of str to int
-        Rows removed, by reason (e.g. ``"missing:Y"``).
-    """
-
-    n_input: int
-    removed: dict[str, int] = field(default_factory=dict)
-
-    def __post_init__(self) -> None:
-        if isinstance(self.n_input, bool) or not isinstance(self.n_input, (int, np.integer)):
-            raise RowAccountError(f"n_input={self.n_input!r}: must be an integer")
-        if self.n_input < 0:
-            raise RowAccountError(f"n_input={self.n_input}: must be >= 0")
-        self.n_input = int(self.n_input)
-        self.removed = {str(k): int(v) for k, v in self.removed.items()}
-        bad = {k: v for k, v in self.removed.items() if v < 0}
-        if bad:
-            raise RowAccountError(f"removed counts must be >= 0, found {bad}")
-        if sum(self.removed.values()) > self.n_input:
-            raise RowAccountError(
-                f"{sum(self.removed.values())} rows removed but only {self.n_input} came in"
-            )
-
-    @property
-    def n_used(self) -> int:
-        """Rows left for the analysis: ``n_input - sum(removed.values())``."""
-        return self.n_input - sum(self.removed.values())
-
-    def remove(self, reason: str, count: int) -> None:
-        """Record ``count`` more rows removed for ``reason``.
-
-        Parameters
-        ----------
-        reason : str
-            E.g. ``"missing:Y"``.
-        count : int
-            Rows removed, >= 0 and at most :attr:`n_used`.
-
-        Raises
-        ------
-        RowAccountError
-            If ``count`` is negative or exceeds the rows still in use.
-        """
-        count = int(count)
-        if count < 0 or count > self.n_used:
-            raise RowAccountError(
-                f"cannot remove {count} rows for {reason!r}: {self.n_used} rows are in use"
-            )
-        if count:
-            self.removed[reason] = self.removed.get(reason, 0) + count
-
-    def to_dict(self) -> dict[str, Any]:
-        """The account as ``{"n_input": int, "n_used": int, "removed": {reason: int}}``."""
-        return {"n_input": self.n_input, "n_used": self.n_used, "removed": dict(self.removed)}
-
-    @classmethod
-    def from_dict(cls, data: Mapping[str, Any]) -> RowAccount:
-        """Rebuild an account from :meth:`to_dict` output (``n_used`` is checked, not trusted).
-
-        Raises
-        ------
-        RowAccountError
-            If keys are missing or ``n_used`` disagrees with ``n_input`` and ``removed``.
-        """
-        try:
-            account = cls(int(data["n_input"]), dict(data.get("removed", {})))
-        except KeyError as exc:
-            raise RowAccountError(f"row account without {exc.args[0]!r}: {dict(data)}") from exc
-        if "n_used" in data and int(data["n_used"]) != account.n_used:
-            raise RowAccountError(
-                f"row account inconsistent: n_used={data['n_used']} but n_input - removed = "
-                f"{account.n_used}"
-            )
-        return account
-
-    def check(self, stage: str, n_out: int) -> None:
-        """Raise unless a stage produced exactly the accepted rows.
-
-        Parameters
-        ----------
-        stage : str
-            Stage name, for the message.
-        n_out : int
-            Rows the stage produced.
-
-        Raises
-        ------
-        RowAccountError
-            If ``n_out != n_used`` (rows lost or invented); the message names the stage and both
-            counts.
-        """
-        n_out = int(n_out)
-        if n_out != self.n_used:
-            what = "lost" if n_out < self.n_used else "duplicated or invented"
-            raise RowAccountError(
-                f"stage {stage}: {n_out} rows out but {self.n_used} accepted ({self.n_input} in, "
-                f"removed {self.removed or 'none'}); {abs(self.n_used - n_out)} rows were {what}"
-            )
-
-
-# --- roles ----------------------------------------------------------------------------------
-
-
-def role_assignments(roles: Roles) -> list[tuple[str, str]]:
-    """Every (column, role) pair of the roles, in :attr:`Roles.used_columns` order.
-
-    Parameters
-    ----------
-    roles : Roles
-
-    Returns
-    -------
-    list of (str, str)
-        Role is one of ``unit_id``, ``treatment``, ``mediator``, ``outcome``, ``covariate``; a
-        column named in two roles appears twice.
-    """
-    _check_roles(roles)
-    return [
-        (roles.unit_id, "unit_id"),
-        (roles.treatment, "treatment"),
-        *((m, "mediator") for m in roles.mediators),
-        (roles.outcome, "outcome"),
-        *((c, "covariate") for c in roles.covariates),
-    ]
-
-
-def _check_roles(roles: object) -> None:
-    if not isinstance(roles, Roles):
-        raise ConfigError(
-            f"roles must be a mlearner_dist.core.roles.Roles, found {type(roles).__name__}"
-        )
-
-
-def used_roles(roles: Roles) -> dict[str, str]:
-    """Column -> its first role, for the distinct used columns in ``Roles.used_columns`` order."""
-    out: dict[str, str] = {}
-    for col, role in role_assignments(roles):
-        out.setdefault(col, role)
-    return out
 
 
 def _check_params(min_treated: int, min_control: int, n_folds: int, missing: str) -> None:
@@ -317,180 +85,6 @@ def _check_params(min_treated: int, min_control: int, n_folds: int, missing: str
             raise ConfigError(f"{name}={value!r}: must be an integer >= {low}")
     if missing not in ("error", "drop"):
         raise ConfigError(f"missing={missing!r}: choose 'error' or 'drop'")
-
-
-# --- pandas statistics ----------------------------------------------------------------------
-
-
-def _pandas_kind(s: pd.Series) -> str:
-    dt = s.dtype
-    if isinstance(dt, pd.CategoricalDtype):
-        return "string"
-    if pd.api.types.is_bool_dtype(dt):
-        return "boolean"
-    if pd.api.types.is_complex_dtype(dt):
-        return "other"
-    if pd.api.types.is_numeric_dtype(dt):
-        return "numeric"
-    if pd.api.types.is_object_dtype(dt) or pd.api.types.is_string_dtype(dt):
-        inferred = pd.api.types.infer_dtype(s, skipna=True)
-        if inferred in ("integer", "floating", "mixed-integer-float", "decimal"):
-            return "numeric"
-        if inferred == "boolean":
-            return "boolean"
-        if inferred in ("string", "empty", "mixed", "mixed-integer", "categorical", "bytes"):
-            return "string"
-    return "other"
-
-
-def _as_float(s: pd.Series, kind: str) -> np.ndarray:
-    if kind == "boolean":
-        return pd.array(s, dtype="boolean").to_numpy(dtype=float, na_value=np.nan)
-    if isinstance(s.dtype, np.dtype) and s.dtype.kind in "iuf":
-        return s.to_numpy(dtype=float)
-    return pd.to_numeric(s, errors="coerce").to_numpy(dtype=float, na_value=np.nan)
-
-
-def _pandas_column(s: pd.Series, name: str, role: str) -> tuple[ColumnStats, np.ndarray]:
-    """Statistics of one column and its mask of usable (non-missing, finite) rows."""
-    kind = _pandas_kind(s)
-    n = len(s)
-    lo = hi = None
-    values: tuple[Any, ...] | None = None
-    n_unparseable, example = 0, None
-    if kind in ("numeric", "boolean"):
-        x = _as_float(s, kind)
-        is_nan, is_inf = np.isnan(x), np.isinf(x)
-        valid = ~(is_nan | is_inf)
-        n_null, n_nonfinite = int(is_nan.sum()), int(is_inf.sum())
-        finite = x[valid]
-        uniq = np.unique(finite)
-        if finite.size:
-            lo, hi = float(finite.min()), float(finite.max())
-        listed: list[Any] = [float(v) for v in uniq]
-    elif kind == "string":
-        missing = s.isna().to_numpy(dtype=bool)
-        valid = ~missing
-        n_null, n_nonfinite = int(missing.sum()), 0
-        text = s[valid].astype(object).astype(str)
-        listed = sorted(set(text))
-        uniq = np.array(listed, dtype=object)
-        parsed = pd.to_numeric(text, errors="coerce")
-        bad = parsed.isna().to_numpy(dtype=bool)
-        n_unparseable = int(bad.sum())
-        if n_unparseable:
-            example = str(min(text[bad]))
-    else:
-        missing = s.isna().to_numpy(dtype=bool)
-        valid = ~missing
-        n_null, n_nonfinite = int(missing.sum()), 0
-        uniq, listed = np.array([]), []
-    n_distinct = min(len(uniq), DISTINCT_LIMIT + 1)
-    if kind != "other" and n_distinct <= MAX_LISTED_VALUES:
-        values = tuple(listed)
-    stats = ColumnStats(
-        name=name,
-        role=role,
-        kind=kind,
-        n=n,
-        n_null=n_null,
-        n_nonfinite=n_nonfinite,
-        n_distinct=n_distinct,
-        min=lo,
-        max=hi,
-        values=values,
-        n_unparseable=n_unparseable,
-        example_unparseable=example,
-        dtype=str(s.dtype),
-    )
-    return stats, valid
-
-
-def pandas_column_stats(
-    df: pd.DataFrame, roles: Roles, *, folds: np.ndarray | pd.Series | None = None
-) -> TableStats:
-    """Summary statistics of the used columns of a pandas frame.
-
-    Parameters
-    ----------
-    df : DataFrame of shape (n, p)
-    roles : Roles
-    folds : array-like of shape (n,), optional
-        A fold label per row; when given, categories of string covariates seen in a single fold
-        are recorded in :attr:`TableStats.single_fold_categories`.
-
-    Returns
-    -------
-    TableStats
-
-    Raises
-    ------
-    ConfigError
-        If ``roles`` is not a :class:`Roles`.
-    InputValidationError
-        If ``df`` is not a DataFrame, has duplicated column names, or ``folds`` has the wrong
-        length.
-    """
-    _check_roles(roles)
-    if not isinstance(df, pd.DataFrame):
-        raise InputValidationError([f"data: expected a pandas DataFrame, found {type(df)}"])
-    dup = sorted({str(c) for c in df.columns[df.columns.duplicated()]})
-    if dup:
-        raise InputValidationError(
-            [f"columns {dup} appear more than once in the table; rename them"]
-        )
-    fold_arr = None
-    if folds is not None:
-        fold_arr = np.asarray(folds)
-        if fold_arr.shape != (len(df),):
-            raise InputValidationError(
-                [f"folds: expected one label per row ({len(df)}), found shape {fold_arr.shape}"]
-            )
-    columns = tuple(str(c) for c in df.columns)
-    stats: dict[str, ColumnStats] = {}
-    removable: dict[str, int] = {}
-    covered = np.zeros(len(df), dtype=bool)
-    valid_of: dict[str, np.ndarray] = {}
-    for col, role in used_roles(roles).items():
-        if col not in df.columns:
-            continue
-        st, valid = _pandas_column(df[col], col, role)
-        stats[col] = st
-        valid_of[col] = valid
-        first_bad = ~valid & ~covered
-        removable[col] = int(first_bad.sum())
-        covered |= ~valid
-    n_ids = 0
-    if roles.unit_id in stats:
-        ids = df[roles.unit_id][valid_of[roles.unit_id]]
-        n_ids = int(ids.nunique())
-    n_treated = n_control = None
-    t = stats.get(roles.treatment)
-    if t is not None and t.kind in ("numeric", "boolean"):
-        x = _as_float(df[roles.treatment], t.kind)
-        n_treated, n_control = int((x == 1).sum()), int((x == 0).sum())
-    single: dict[str, tuple[str, ...]] = {}
-    if fold_arr is not None:
-        for col in roles.covariates:
-            st = stats.get(col)
-            if st is None or st.kind != "string" or st.n_distinct > DISTINCT_LIMIT:
-                continue
-            valid = valid_of[col]
-            pairs = pd.DataFrame(
-                {"v": df[col][valid].astype(object).astype(str).to_numpy(), "f": fold_arr[valid]}
-            )
-            n_f = pairs.groupby("v")["f"].nunique()
-            single[col] = tuple(sorted(n_f.index[n_f == 1]))
-    return TableStats(
-        n_rows=len(df),
-        n_distinct_ids=n_ids,
-        columns=columns,
-        stats=stats,
-        n_treated=n_treated,
-        n_control=n_control,
-        n_removable=removable,
-        single_fold_categories=single,
-    )
 
 
 # --- checks ---------------------------------------------------------------------------------
@@ -744,6 +338,8 @@ def removal_reasons(stats: TableStats) -> dict[str, int]:
 
 def _mixed_id_problems(df: pd.DataFrame, roles: Roles) -> list[str]:
     """An object id column that mixes text and numbers (they cannot be ordered or matched)."""
+    if not isinstance(roles, Roles) or not isinstance(df, pd.DataFrame):
+        return []  # reported by pandas_column_stats
     col = roles.unit_id
     if col not in df.columns or not pd.api.types.is_object_dtype(df[col].dtype):
         return []
@@ -757,6 +353,80 @@ def _mixed_id_problems(df: pd.DataFrame, roles: Roles) -> list[str]:
         f"and numbers ({int((~is_text).sum())} values): store every id as one type (all text or "
         "all integers)"
     ]
+
+
+def apply_checks(
+    table: T,
+    roles: Roles,
+    *,
+    stats_of: Callable[[T], TableStats],
+    drop_invalid: Callable[[T, TableStats], T],
+    min_treated: int,
+    min_control: int,
+    n_folds: int,
+    missing: MissingPolicy,
+    extra_problems: Sequence[str] = (),
+) -> tuple[T, TableStats, RowAccount]:
+    """The validation flow shared by every engine: check, refuse or drop and count, re-check.
+
+    1. ``stats = stats_of(table)``; every problem (:func:`check_table`, plus ``extra_problems``)
+       is raised at once, before any work;
+    2. with ``missing="drop"``, the rows with a missing or infinite value in a used column are
+       removed by ``drop_invalid(table, stats)`` and counted by reason in the row account; the
+       kept table is checked again (sizes may now be too small) and the account must match its
+       row count;
+    3. the warnings (:func:`table_warnings`) are emitted.
+
+    Parameters
+    ----------
+    table : a pandas or Spark DataFrame
+    roles : Roles
+    stats_of : callable
+        ``stats_of(table) -> TableStats`` (:func:`pandas_column_stats` or the Spark twin).
+    drop_invalid : callable
+        ``drop_invalid(table, stats) -> table`` without the rows that have an invalid value.
+    min_treated, min_control, n_folds, missing
+        As in :func:`validate_frame`.
+    extra_problems : sequence of str
+        Engine-specific problems found beforehand (reported with the others).
+
+    Returns
+    -------
+    clean : the kept table
+    stats : TableStats of ``clean``
+    account : RowAccount
+    """
+    _check_params(min_treated, min_control, n_folds, missing)
+    stats = stats_of(table)
+    kw = {"min_treated": min_treated, "min_control": min_control, "n_folds": n_folds}
+    problems = check_table(stats, roles, missing=missing, **kw)
+    problems.extend(extra_problems)
+    if problems:
+        raise InputValidationError(problems)
+    account = RowAccount(stats.n_rows)
+    clean = table
+    reasons = removal_reasons(stats)
+    if missing == "drop" and reasons:
+        clean = drop_invalid(table, stats)
+        for reason, count in reasons.items():
+            account.remove(reason, count)
+        stats = stats_of(clean)
+        account.check("validate (drop missing)", stats.n_rows)
+        after = check_table(stats, roles, missing="error", **kw)
+        if after:
+            removed = sum(reasons.values())
+            raise InputValidationError(
+                [f"{p} (after dropping {removed} rows with missing values)" for p in after]
+            )
+        logger.info("validate: dropped %s", reasons)
+    _emit_warnings(stats)
+    logger.info(
+        "validate: %d rows in, %d used, removed %s",
+        account.n_input,
+        account.n_used,
+        account.removed or "none",
+    )
+    return clean, stats, account
 
 
 def validate_frame(
@@ -804,58 +474,44 @@ def validate_frame(
         A category of a categorical covariate is seen in a single fold.
     """
     _check_params(min_treated, min_control, n_folds, missing)
-    stats = pandas_column_stats(df, roles, folds=folds)
-    kw = {"min_treated": min_treated, "min_control": min_control, "n_folds": n_folds}
-    problems = check_table(stats, roles, missing=missing, **kw)
-    problems.extend(_mixed_id_problems(df, roles))
-    if problems:
-        raise InputValidationError(problems)
-    account = RowAccount(len(df))
-    clean = df
-    reasons = removal_reasons(stats)
-    if missing == "drop" and reasons:
-        keep = np.ones(len(df), dtype=bool)
+    # the fold labels of the rows currently checked (the kept ones after a drop)
+    current_folds = [None if folds is None else np.asarray(folds)]
+
+    def stats_of(frame: pd.DataFrame) -> TableStats:
+        return pandas_column_stats(frame, roles, folds=current_folds[0])
+
+    def drop_invalid(frame: pd.DataFrame, stats: TableStats) -> pd.DataFrame:
+        keep = np.ones(len(frame), dtype=bool)
         for col, role in used_roles(roles).items():
-            keep &= _pandas_column(df[col], col, role)[1]
-        for reason, count in reasons.items():
-            account.remove(reason, count)
-        clean = df.loc[keep]
-        account.check("validate (drop missing)", len(clean))
-        fold_kept = None if folds is None else np.asarray(folds)[keep]
-        stats = pandas_column_stats(clean, roles, folds=fold_kept)
-        after = check_table(stats, roles, missing="error", **kw)
-        if after:
-            removed = sum(reasons.values())
-            raise InputValidationError(
-                [f"{p} (after dropping {removed} rows with missing values)" for p in after]
-            )
-        logger.info("validate: dropped %s", reasons)
+            keep &= _pandas_column(frame[col], col, role)[1]
+        if current_folds[0] is not None:
+            current_folds[0] = current_folds[0][keep]
+        return frame.loc[keep]
+
+    clean, stats, account = apply_checks(
+        df,
+        roles,
+        stats_of=stats_of,
+        drop_invalid=drop_invalid,
+        min_treated=min_treated,
+        min_control=min_control,
+        n_folds=n_folds,
+        missing=missing,
+        extra_problems=_mixed_id_problems(df, roles),
+    )
     clean = clean.reset_index(drop=True)
     t = stats.stats[roles.treatment]
     if t.kind == "boolean" or pd.api.types.is_object_dtype(clean[roles.treatment].dtype):
         clean[roles.treatment] = _as_float(clean[roles.treatment], t.kind).astype(np.int64)
-    _emit_warnings(stats)
-    logger.info(
-        "validate: %d rows in, %d used, removed %s",
-        account.n_input,
-        account.n_used,
-        account.removed or "none",
-    )
     return clean, account
 
 
 __all__ = [
-    "DISTINCT_LIMIT",
-    "MAX_LISTED_VALUES",
     "CategoryFoldWarning",
-    "ColumnStats",
-    "RowAccount",
-    "TableStats",
+    "MissingPolicy",
+    "apply_checks",
     "check_table",
-    "pandas_column_stats",
     "removal_reasons",
-    "role_assignments",
     "table_warnings",
-    "used_roles",
     "validate_frame",
 ]

@@ -100,6 +100,10 @@ def test_jobs_ii_result_contract(jobs_run):
         _assert_ci(result["average_effects"][name])
     assert result["mlflow_run_id"]
     assert "heterogeneity" in done.stdout and "result.json" in done.stdout
+    # progress a person can read, without the libraries' INFO chatter (--verbose brings it back)
+    assert "null replicates on 2 Dask workers: 3/3" in done.stderr, done.stderr[-3000:]
+    chatter = [line for line in done.stderr.splitlines() if " INFO distributed." in line]
+    assert not chatter, chatter[:5]
 
 
 @pytest.mark.spark

@@ -155,6 +155,14 @@ def _result(config: dict) -> dict:
         },
         "declared": True,
         "subgroups": subgroups,
+        "record": {
+            "data_hash": {"n_rows": 1000, "columns": ["id", "T", "M", "Y"], "sha256": "0" * 64},
+            "config_fingerprint": "0123456789abcdef",
+            "version": "0.1.0",
+            "code_commit": None,
+            "python": "3.11.7",
+            "libraries": {"numpy": "2.4.6"},
+        },
         "timings": {"validate": 0.5, "effects": 12.25, "report": 1.0},
     }
     problems = result_problems(doc)

@@ -48,6 +48,12 @@ def _assert_same(result: dict, model: MLearner) -> None:
         assert result["chosen"][key] == model.selection_.chosen[key], key
     assert _close(result["p_leaf"], model.p_leaf_)
     assert _close(result["threshold"], model.threshold_)
+    sens, want_sens = result.get("sensitivity"), to_jsonable(model.sensitivity_)
+    assert (sens is None) == (want_sens is None)
+    if sens is not None:
+        for part in ("estimate", "ci_low", "ci_high"):
+            assert np.allclose(sens["whole"][part], want_sens["whole"][part], rtol=1e-9)
+        assert len(sens["subgroups"]) == len(want_sens["subgroups"])
     wanted = to_jsonable(model.subgroups_)  # as result.json writes them (NaN -> null)
     assert len(result["subgroups"]) == len(wanted)
     for got, want in zip(result["subgroups"], wanted, strict=True):

@@ -159,6 +159,14 @@ def toy_result() -> dict:
         },
         "declared": True,
         "subgroups": subgroups,
+        "record": {
+            "data_hash": {"n_rows": 1000, "columns": ["id", "T", "M", "Y"], "sha256": "0" * 64},
+            "config_fingerprint": "0123456789abcdef",
+            "version": "0.1.0",
+            "code_commit": None,
+            "python": "3.11.7",
+            "libraries": {"numpy": "2.4.6"},
+        },
         "timings": {"validate": 0.5, "effects": 12.25, "report": 1.0},
     }
     problems = result_problems(doc)
@@ -189,6 +197,23 @@ def test_every_figure_is_a_nonblank_png(tmp_path):
         "forest": plots.plot_subgroup_forest(result["subgroups"]),
         "null": plots.plot_null_calibration(
             result["calibration"]["null_p_leaf"], result["p_leaf"], result["threshold"]
+        ),
+        "sensitivity": plots.plot_sensitivity(
+            {
+                "whole": {
+                    "n": 900,
+                    "rho": [-0.5, 0.0, 0.5],
+                    "estimate": [0.4, 0.2, -0.1],
+                    "ci_low": [0.2, 0.05, -0.3],
+                    "ci_high": [0.6, 0.35, 0.1],
+                    "rho_zero": 0.33,
+                },
+                "subgroups": [
+                    {"leaf": 1, "rule": "x1 <= 0", "n": 400, "rho": [-0.5, 0.0, 0.5],
+                     "estimate": [0.3, 0.1, -0.2]},
+                    {"leaf": 2, "rule": "x1 > 0", "n": 20, "note": "too small"},
+                ],
+            }
         ),
         "ecdf": plots.plot_pleaf_ecdf(
             {"Simple-All": rng.uniform(0, 1e-3, 30), "Simple-Null1": rng.uniform(size=30)},

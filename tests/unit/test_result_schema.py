@@ -70,6 +70,14 @@ MINIMAL = {
             "unadjusted": {"indirect": CI, "direct": CI, "total": CI, "prop_mediated": None},
         }
     ],
+    "record": {
+        "data_hash": {"n_rows": 10, "columns": ["unit_id", "T"], "sha256": "0" * 64},
+        "config_fingerprint": "abc",
+        "version": "0.1.0",
+        "code_commit": None,
+        "python": "3.11.7",
+        "libraries": {"numpy": "2.4.6"},
+    },
     "timings": {"validate": 1.0},
 }
 
