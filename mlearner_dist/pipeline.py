@@ -21,6 +21,7 @@ from typing import Any
 import pandas as pd
 
 from mlearner_dist import __version__
+from mlearner_dist.backends.storage_paths import shared_output_path
 from mlearner_dist.config import Config, estimator_params
 from mlearner_dist.core.estimator import MLearner, average_effects, subgroup_table
 from mlearner_dist.core.roles import Roles
@@ -237,7 +238,7 @@ def run_pipeline(
     dict or None
         The contents of ``result.json`` when the report stage ran.
     """
-    out = Path(output)
+    out = shared_output_path(output)  # a URI output is refused before any work
     try:
         out.mkdir(parents=True, exist_ok=True)
     except OSError as exc:
@@ -345,11 +346,11 @@ def _expect_rows(ctx: RunContext, stage: str, n_out: int) -> None:
 
 def run_validate(ctx: RunContext) -> Manifest:
     """Read the source, check it against the roles, write the used columns to ``units/``."""
-    from mlearner_dist.backends.spark_io import read_table, rows_fingerprint, write_parquet
+    from mlearner_dist.backends.spark_io import read_source, rows_fingerprint, write_parquet
     from mlearner_dist.backends.spark_validation import validate_spark_frame
 
     cfg, roles = ctx.cfg, ctx.roles
-    sdf = read_table(ctx.spark, cfg.data)
+    sdf, source_info = read_source(ctx.spark, cfg.data)
     extra_cols = (
         [cfg.columns.effect_outcome_baseline] if cfg.columns.effect_outcome_baseline else []
     )
@@ -384,6 +385,7 @@ def run_validate(ctx: RunContext) -> Manifest:
         row_account=account.to_dict(),
         data_hash=data_hash,
         source=cfg.data.source,
+        source_info=source_info,
     )
 
 
@@ -571,10 +573,13 @@ def run_report(ctx: RunContext) -> Manifest:
         "schema_version": SCHEMA_VERSION,
         "run_id": uuid.uuid4().hex,
         "mlflow_run_id": None,
+        "mlflow_model_uri": None,  # models:/<model_id> of the logged subgroup model
+        "mlflow_model_id": None,
         "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
         "version": __version__,
         "config": cfg.to_dict(),
         "row_account": _row_account(ctx),
+        "source": manifests["validate"].extra.get("source_info"),  # Delta: the version read
         "has_mediator": roles.has_mediator,
         "average_effects": average_effects(effects, level=cfg.subgroups.level),
         "nuisance_diagnostics": manifests["effects"].extra.get("diagnostics", {}),
@@ -601,7 +606,7 @@ def run_report(ctx: RunContext) -> Manifest:
         write_report(result, ctx.output)
     write_json_atomic(ctx.output / "result.json", result)
     if cfg.tracking.enabled:
-        from mlearner_dist.backends.mlflow_tracking import log_analysis
+        from mlearner_dist.backends.mlflow_tracking import log_analysis, model_fields
 
         uri = tracking_uri_for(cfg, ctx.output)
         try:
@@ -622,6 +627,7 @@ def run_report(ctx: RunContext) -> Manifest:
                 f"or set tracking.enabled=false to skip MLflow."
             ) from exc
         result["mlflow_run_id"] = run_id
+        result.update(model_fields(uri, run_id))
         write_json_atomic(ctx.output / "result.json", result)
     return _manifest({"subgroups": len(subgroups)}, figures=figures)
 

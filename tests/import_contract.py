@@ -23,7 +23,16 @@ import sys
 from dataclasses import dataclass
 from pathlib import Path
 
-FRAMEWORKS = ("pyspark", "dask", "dask_ml", "distributed", "mlflow", "dask_databricks")
+FRAMEWORKS = (
+    "pyspark",
+    "dask",
+    "dask_ml",
+    "distributed",
+    "mlflow",
+    "dask_databricks",
+    "deltalake",
+    "databricks",
+)
 HELPERS = (
     "config",
     "stages",

@@ -55,4 +55,6 @@ def dask_map(client: Any, *, label: str = "null replicate") -> Callable[..., lis
                 bar.update()
         return out
 
+    # how many replicates run at once, for the projected calibration time (MLearner.fit_frame)
+    map_fn.n_workers = max(1, len(client.scheduler_info().get("workers", {})))  # type: ignore[attr-defined]
     return map_fn

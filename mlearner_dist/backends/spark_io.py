@@ -7,6 +7,7 @@ import re
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from mlearner_dist.backends.storage_paths import is_spark_only_input, spark_input_path
 from mlearner_dist.exceptions import ConfigError, InputValidationError
 from mlearner_dist.stages import atomic_output
 
@@ -21,45 +22,58 @@ _TABLE_NAME = re.compile(r"^[A-Za-z_][\w]*(\.[A-Za-z_][\w]*){0,2}$")
 
 
 def read_table(spark: SparkSession, data: DataConfig) -> DataFrame:
-    """Read the configured source into a Spark DataFrame.
+    """Read the configured source into a Spark DataFrame (:func:`read_source` without its info)."""
+    return read_source(spark, data)[0]
+
+
+def read_source(spark: SparkSession, data: DataConfig) -> tuple[DataFrame, dict[str, Any]]:
+    """Read the configured source into a Spark DataFrame, with what was read.
 
     Parameters
     ----------
     spark : SparkSession
     data : DataConfig
         ``format`` parquet, csv, delta (a path), table (``catalog.schema.table``) or builtin
-        (``jobs_ii``).
+        (``jobs_ii``). Paths that only Spark resolves (``dbfs:/``, ``/Volumes/...``,
+        ``/dbfs/...``, any URI) are not checked locally (backends/storage_paths.py).
 
     Returns
     -------
-    pyspark.sql.DataFrame
+    df : pyspark.sql.DataFrame
+    info : dict
+        ``format`` and ``path``; for Delta also ``version``, ``reader``, ``n_files``
+        (backends/delta_table.py). Recorded in the validate manifest and ``result.json``.
     """
     fmt, source = data.format, data.source
     if not source:
         raise ConfigError(
             "data.source is empty: name a file, folder or table (--set data.source=...)"
         )
+    info: dict[str, Any] = {"format": fmt, "path": source}
     if fmt == "builtin":
         from mlearner_dist.datasets import load_jobs_ii
 
-        return spark.createDataFrame(load_jobs_ii())
+        return spark.createDataFrame(load_jobs_ii()), info
     if fmt == "table":
         if not _TABLE_NAME.match(source):
             raise ConfigError(
                 f"data.source={source!r} is not a table name; use catalog.schema.table or "
                 "schema.table, or set data.format to parquet/csv/delta for a path"
             )
-        return spark.table(source)
-    if "://" not in source and not Path(source).exists():
+        return spark.table(source), info
+    if not is_spark_only_input(source) and not Path(source).exists():
         raise InputValidationError(
             [f"data.source: {source!r} does not exist (format {fmt}); check the path"]
         )
+    path = spark_input_path(source)
     if fmt == "parquet":
-        return spark.read.parquet(source)
+        return spark.read.parquet(path), info
     if fmt == "csv":
-        return spark.read.csv(source, header=data.csv_header, inferSchema=True)
+        return spark.read.csv(path, header=data.csv_header, inferSchema=True), info
     if fmt == "delta":
-        return spark.read.format("delta").load(source)
+        from mlearner_dist.backends.delta_table import read_delta
+
+        return read_delta(spark, source)
     raise ConfigError(f"data.format={fmt!r} is not supported")
 
 

@@ -229,6 +229,18 @@ def fixed_calibration(threshold: float, alpha: float) -> dict[str, Any]:
     }
 
 
+def project_calibration_seconds(
+    n_replicates: int, seconds_per_replicate: float, parallel: int = 1
+) -> float:
+    """Projected wall time of the null calibration: ``ceil(B / P) * s``.
+
+    ``B`` replicates of about ``s`` seconds each run ``P`` at a time (one per single-thread
+    worker), so ``ceil(B / P)`` rounds of ``s`` seconds.
+    """
+    p = max(1, int(parallel))
+    return float(math.ceil(int(n_replicates) / p) * float(seconds_per_replicate))
+
+
 def null_calibration(
     null_p_leaf: Callable[[int], float],
     n_replicates: int,
@@ -236,6 +248,8 @@ def null_calibration(
     observed_p_leaf: float,
     *,
     map_fn: MapFn | None = None,
+    seconds_per_replicate: float | None = None,
+    parallel: int = 1,
 ) -> dict[str, Any]:
     """Run the null replicates and turn their ``p_leaf`` values into a threshold.
 
@@ -252,6 +266,12 @@ def null_calibration(
         ``p_leaf`` of the observed data (for the Monte Carlo p-value).
     map_fn : callable, optional
         How the replicates are run (:data:`MapFn`); default :func:`sequential_map`.
+    seconds_per_replicate : float, optional
+        Expected cost of one replicate (e.g. the observed selection's wall time). When given,
+        the projected time ``B * seconds_per_replicate / parallel`` is logged before the first
+        replicate starts and recorded as ``projected_seconds``.
+    parallel : int
+        Replicates that run at the same time (1 for the default sequential map).
 
     Returns
     -------
@@ -264,6 +284,14 @@ def null_calibration(
     if int(n_replicates) < 1:
         raise MLearnerError(f"n_replicates={n_replicates!r}: give at least 1 null replicate")
     reps = list(range(int(n_replicates)))
+    projected = None
+    if seconds_per_replicate is not None:
+        projected = project_calibration_seconds(len(reps), seconds_per_replicate, parallel)
+        logger.info(
+            "calibration: %d null replicates at about %.1f s each on %d parallel worker(s): "
+            "projected %.0f s (%.1f min)",
+            len(reps), seconds_per_replicate, max(1, int(parallel)), projected, projected / 60,
+        )
     started = time.perf_counter()
     if map_fn is None:
         null_p = progress_map(null_p_leaf, reps, desc="null replicates")
@@ -281,6 +309,7 @@ def null_calibration(
         "mc_pvalue": float(mc),
         "mc_se": float(math.sqrt(mc * (1.0 - mc) / len(null_p))),
         "seconds": round(time.perf_counter() - started, 2),
+        **({"projected_seconds": round(projected, 1)} if projected is not None else {}),
         "how": (
             f"the whole selection (effects, embedding, K-means, trees, tests) re-run on "
             f"{len(null_p)} null replicates of these data (treatment re-randomised, constant "

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import functools
 import logging
+import time
 import warnings
 from collections.abc import Iterable, Sequence
 from typing import Any
@@ -131,12 +132,12 @@ class MLearner(BaseEstimator):
         embed_effects: Sequence[str] = ("auto",),
         scaling: str = "standardize",
         exact_max_n: int = 5000,
-        n_landmarks: int = 5000,
+        n_landmarks: int = 2000,
         perplexity: float = 30.0,
-        n_iter: int = 2000,
+        n_iter: int = 750,
         kernel_power: int = 2,
-        grid_size: int = 20_000,
-        n_jobs: int = 2,
+        grid_size: int = 2000,
+        n_jobs: int = 1,
         k_values: Sequence[int] = (2, 3, 4, 5),
         n_init: int = 10,
         max_iter: int = 50,
@@ -144,7 +145,7 @@ class MLearner(BaseEstimator):
         criteria: Sequence[str] = ("gini", "entropy"),
         min_split_fractions: Sequence[float] = (0.10, 0.15, 0.20),
         complexity: Sequence[float] = tuple(float(c) for c in np.logspace(-6, -2, 16)),
-        cv_folds: int = 10,
+        cv_folds: int = 5,
         tree_choice: str = "one_se",
         max_rows: int | None = 20_000,
         test_method: str = "f",
@@ -353,11 +354,17 @@ class MLearner(BaseEstimator):
         frame = frame.sort_values(roles.unit_id, kind="stable").reset_index(drop=True)
         self.row_account_ = account.to_dict()
         self.roles_ = roles
+        started = time.perf_counter()
         sel = self.select(frame, roles)
+        self.selection_seconds_ = time.perf_counter() - started
         self.selection_ = sel
         self.effects_ = sel.effects
         self.p_leaf_ = sel.p_leaf
-        self.calibration_ = self.calibrate(frame, roles, sel.p_leaf, map_fn=map_fn)
+        self.calibration_ = self.calibrate(
+            frame, roles, sel.p_leaf, map_fn=map_fn,
+            seconds_per_replicate=self.selection_seconds_,
+            parallel=int(getattr(map_fn, "n_workers", 1)),
+        )
         self.threshold_ = float(self.calibration_["threshold"])
         decision_p = self.calibration_.get("p_decision", sel.p_leaf)
         self.declared_ = bool(decision_p < self.threshold_)
@@ -478,6 +485,8 @@ class MLearner(BaseEstimator):
         p_leaf: float,
         *,
         map_fn: cal.MapFn | None = None,
+        seconds_per_replicate: float | None = None,
+        parallel: int = 1,
     ) -> dict[str, Any]:
         """The threshold for ``p_leaf`` by the configured mode (fixed, null or split).
 
@@ -490,6 +499,11 @@ class MLearner(BaseEstimator):
             The observed decision statistic.
         map_fn : callable, optional
             How null replicates are run (:data:`mlearner_dist.core.calibration.MapFn`).
+        seconds_per_replicate : float, optional
+            Expected cost of one null replicate (the observed selection's time): the projected
+            calibration time is logged before the replicates start.
+        parallel : int
+            Replicates running at once (``map_fn``'s workers).
 
         Returns
         -------
@@ -517,6 +531,8 @@ class MLearner(BaseEstimator):
                 self.alpha,
                 p_leaf,
                 map_fn=map_fn,
+                seconds_per_replicate=seconds_per_replicate,
+                parallel=parallel,
             )
         doc = split_calibration(self, frame, roles)
         if fallback is not None:

@@ -430,9 +430,13 @@ def _collapse_alphas(tree: Any) -> np.ndarray:
     return collapse
 
 
-def _stop_nodes(tree: Any, X: np.ndarray, collapse: np.ndarray, alpha: float) -> np.ndarray:
-    """Node where each row stops in the tree pruned at ``alpha`` (shape (n,))."""
-    path = tree.decision_path(X.astype(np.float32))
+def _stop_nodes(tree: Any, X: Any, collapse: np.ndarray, alpha: float) -> np.ndarray:
+    """Node where each row stops in the tree pruned at ``alpha`` (shape (n,)).
+
+    ``X`` is the rows' features, or their ``tree.decision_path`` computed once and reused for
+    every ``alpha`` (the path through the grown tree does not depend on the pruning level).
+    """
+    path = X if hasattr(X, "indptr") else tree.decision_path(np.asarray(X, dtype=np.float32))
     stop = (tree.children_left < 0) | (collapse <= alpha)
     flags = stop[path.indices]
     # node ids increase along a root-to-leaf path (depth-first builder): first flagged node
@@ -765,6 +769,9 @@ def fit_profile_trees(
             folds_k,
             cv_folds,
         )
+    # scikit-learn grows trees on float32 features: convert once, not in each of the
+    # (1 + folds) x grid fits (the splits, hence the trees, are the same)
+    design32 = np.ascontiguousarray(design, dtype=np.float32)
     splitter = StratifiedKFold(n_splits=folds_k, shuffle=True, random_state=random_state)
     folds = list(splitter.split(design, y))
     cps = np.asarray(complexity, dtype=float).ravel()
@@ -780,17 +787,18 @@ def fit_profile_trees(
                 "min_samples_leaf": min_leaf,
                 "random_state": random_state,
             }
-            grown = DecisionTreeClassifier(**kw).fit(design, y)
+            grown = DecisionTreeClassifier(**kw).fit(design32, y)
             collapse = _collapse_alphas(grown.tree_)
             alphas = _distinct_alphas(collapse, grown.tree_.children_left)
             betas = np.append(np.sqrt(alphas[:-1] * alphas[1:]), np.inf)
             losses = np.zeros((alphas.size, n_fit))
             for train, test in folds:
-                fold_tree = DecisionTreeClassifier(**kw).fit(design[train], y[train]).tree_
+                fold_tree = DecisionTreeClassifier(**kw).fit(design32[train], y[train]).tree_
                 fold_collapse = _collapse_alphas(fold_tree)
                 majority = np.argmax(fold_tree.value[:, 0, :], axis=1)
+                path = fold_tree.decision_path(design32[test])  # once for every pruning level
                 for j, beta in enumerate(betas):
-                    stop = _stop_nodes(fold_tree, design[test], fold_collapse, beta)
+                    stop = _stop_nodes(fold_tree, path, fold_collapse, beta)
                     losses[j, test] = majority[stop] != y[test]
             err = losses.mean(axis=1)
             se = losses.std(axis=1) / math.sqrt(n_fit)

@@ -33,8 +33,8 @@ FAST = [
     "--set", "calibration.mode=fixed",
     "--set", "calibration.threshold=0.01",
 ]
-VOLATILE = {"run_id", "mlflow_run_id", "created", "timings", "seconds", "seconds_fit",
-            "seconds_place", "compute"}
+VOLATILE = {"run_id", "mlflow_run_id", "mlflow_model_uri", "mlflow_model_id", "created",
+            "timings", "seconds", "seconds_fit", "seconds_place", "compute"}
 
 
 def _exe() -> str:
