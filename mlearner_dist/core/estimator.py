@@ -128,6 +128,9 @@ class MLearner(BaseEstimator):
         ),
         max_density_ratio: float = 10.0,
         mediator_density: str = "gaussian",
+        model_outcome: Any = None,
+        model_mediator: Any = None,
+        model_propensity: Any = None,
         design: str = "randomised",
         embed_effects: Sequence[str] = ("auto",),
         scaling: str = "standardize",
@@ -171,6 +174,9 @@ class MLearner(BaseEstimator):
         self.auto_candidates = auto_candidates
         self.max_density_ratio = max_density_ratio
         self.mediator_density = mediator_density
+        self.model_outcome = model_outcome
+        self.model_mediator = model_mediator
+        self.model_propensity = model_propensity
         self.design = design
         self.embed_effects = embed_effects
         self.scaling = scaling
@@ -276,6 +282,9 @@ class MLearner(BaseEstimator):
             auto_candidates=tuple(self.auto_candidates),
             max_density_ratio=self.max_density_ratio,
             mediator_density=self.mediator_density,
+            model_outcome=self.model_outcome,
+            model_mediator=self.model_mediator,
+            model_propensity=self.model_propensity,
         )
 
     def profile_settings(self) -> ProfileSettings:
