@@ -71,10 +71,28 @@ class EffectsConfig:
 
     estimator: Literal["nested", "reference"] = "nested"
     n_folds: int = 5
-    learner: Literal["hist_gradient_boosting", "random_forest", "linear"] = "hist_gradient_boosting"
+    learner: Literal[
+        "auto",
+        "hist_gradient_boosting",
+        "hist_gradient_boosting_early_stopping",
+        "random_forest",
+        "linear",
+        "spline",
+        "linear_boosting",
+        "constant",
+    ] = "auto"
     learner_params: dict[str, Any] = field(default_factory=dict)
     row_budget: int = 50_000
     propensity_clip: float = 0.01
+    auto_candidates: tuple[str, ...] = (
+        "constant",
+        "linear",
+        "spline",
+        "linear_boosting",
+        "hist_gradient_boosting_early_stopping",
+    )
+    max_density_ratio: float = 10.0
+    mediator_density: Literal["gaussian", "classifier"] = "gaussian"
 
 
 @dataclass(frozen=True)
@@ -638,6 +656,9 @@ def estimator_params(cfg: Config) -> dict[str, Any]:
         "estimator": cfg.effects.estimator,
         "row_budget": cfg.effects.row_budget,
         "propensity_clip": cfg.effects.propensity_clip,
+        "auto_candidates": tuple(cfg.effects.auto_candidates),
+        "max_density_ratio": cfg.effects.max_density_ratio,
+        "mediator_density": cfg.effects.mediator_density,
         "design": cfg.design,
         "embed_effects": tuple(cfg.embed.effects),
         "scaling": cfg.embed.scaling,

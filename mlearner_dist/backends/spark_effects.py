@@ -39,9 +39,12 @@ from pyspark.sql import types as St
 from mlearner_dist.core.effects import (
     binned_auc,
     compute_effects,
+    density_ratio,
+    density_ratio_summary,
     diagnostic_targets,
     effect_columns,
     fold_problems,
+    learner_diagnostics,
 )
 from mlearner_dist.core.folds import assign_folds, check_n_folds, stable_uniform
 from mlearner_dist.core.nuisance import (
@@ -60,7 +63,7 @@ logger = logging.getLogger(__name__)
 #: Histogram bins of predicted probabilities for the AUC aggregation (ties within a bin count 1/2).
 AUC_BINS = 4096
 
-_FOLD, _U = "__fold", "__u"
+_FOLD, _U, _RATIO = "__fold", "__u", "__ratio"
 
 
 def _persist(sdf: DataFrame, what: str) -> DataFrame:
@@ -247,6 +250,31 @@ def _spark_diagnostics(
     return {"models": models, "overlap": overlap}
 
 
+def _spark_density_ratio(scored: DataFrame, t_col: str, bound: float) -> dict[str, Any]:
+    """:func:`~mlearner_dist.core.effects.density_ratio_summary` from sums over the treated."""
+    raw = F.col(_RATIO)
+    w = F.least(raw, F.lit(bound))
+    row = (
+        scored.filter(F.col(t_col) == 1.0)
+        .agg(
+            F.count(F.lit(1)).alias("n"),
+            F.sum(w).alias("sw"),
+            F.sum(w * w).alias("sw2"),
+            F.sum(F.when(raw > bound, 1).otherwise(0)).alias("nt"),
+            F.max(raw).alias("mx"),
+        )
+        .collect()[0]
+    )
+    return density_ratio_summary(
+        int(row["n"]),
+        float(row["sw"] or 0.0),
+        float(row["sw2"] or 0.0),
+        int(row["nt"] or 0),
+        None if row["mx"] is None else float(row["mx"]),
+        bound,
+    )
+
+
 def spark_cross_fit_effects(
     sdf: DataFrame,
     roles: Roles,
@@ -334,6 +362,7 @@ def spark_cross_fit_effects(
         fold_models = dict.fromkeys(range(n_folds), models)
         training_rows.append({"fold": None, "models": dict(models.n_train)})
     else:
+        choices = None
         for k in range(n_folds):
             n_arm = (
                 arm_totals[0] - counts.get((k, 0), 0),
@@ -347,7 +376,10 @@ def spark_cross_fit_effects(
                 mediator_kind=kind,
                 arm_counts=n_arm,
                 assignment_probability=share,
+                choices=choices,
             )
+            # ``auto`` decides once, on fold 0's training rows (the same rows as in memory)
+            choices = fold_models[k].choices
             training_rows.append({"fold": k, "models": dict(fold_models[k].n_train)})
             logger.info(
                 "effects (Spark): fold %d/%d fitted on %d collected rows of %d",
@@ -368,8 +400,12 @@ def spark_cross_fit_effects(
     ]
     fields += [St.StructField(c, St.DoubleType()) for c in out_cols[2:]]
     fields += [St.StructField(_diag_name(i), St.DoubleType()) for i in range(len(target_sources))]
+    with_ratio = roles.has_mediator
+    if with_ratio:
+        fields.append(St.StructField(_RATIO, St.DoubleType()))
     schema = St.StructType(fields)
     estimator, clip = spec.estimator, float(spec.propensity_clip)
+    bound = float(spec.max_density_ratio)
 
     def score(batches: Iterator[pd.DataFrame]) -> Iterator[pd.DataFrame]:
         from threadpoolctl import threadpool_limits
@@ -393,22 +429,31 @@ def spark_cross_fit_effects(
                 nuis = predict_nuisances(fold_models[int(k)], rows, roles)
                 nuis.insert(1, "fold", np.full(len(rows), int(k), dtype=np.int64))
                 eff = compute_effects(
-                    nuis, rows, roles, estimator=estimator, propensity_clip=clip
+                    nuis,
+                    rows,
+                    roles,
+                    estimator=estimator,
+                    propensity_clip=clip,
+                    max_density_ratio=bound,
                 )
                 for i, c in enumerate(target_sources):
                     eff[_diag_name(i)] = rows[c].to_numpy(dtype=np.float64)
+                if with_ratio:
+                    eff[_RATIO] = density_ratio(
+                        eff["propensity"].to_numpy(), eff["propensity_mx"].to_numpy(), clip
+                    )
                 parts.append(eff)
             yield pd.concat(parts, ignore_index=True)
 
     scored = _persist(base.mapInPandas(score, schema), "the effects table")
     diag = _spark_diagnostics(scored, roles, kind, n_folds, target_cols)
+    if with_ratio:
+        diag["density_ratio"] = _spark_density_ratio(scored, target_cols[T], bound)
     n_units = sum(counts.values())
     base.unpersist()
     t_score = time.perf_counter()
     diagnostics = {
-        "estimator": spec.estimator,
-        "design": spec.design,
-        "learner": spec.learner,
+        **learner_diagnostics(spec, fold_models[0]),
         "mediator_kind": kind,
         "n_folds": n_folds,
         "n_units": n_units,

@@ -14,6 +14,17 @@ Effects (``nested``, the default):
     NIE(x) = mu_Y(1, m1(x), x) - mu_Y(1, m0(x), x),   NDE(x) = mu_Y(1, m0(x), x) - mu_Y(0, m0(x), x)
 
 ``total`` is computed as ``indirect + direct``, so the identity holds exactly in floating point.
+
+Weight stabilisation (the documented rule): in the indirect effect's score the treated units'
+residuals are weighted by the mediator density ratio w = f(M | T=0, X) / f(M | T=1, X), computed
+as ((1 - r) / r) (e / (1 - e)) from the clipped propensities (for a binary mediator the closed
+form q_0 / q_1 of the mediator models). w is truncated at ``max_density_ratio`` (default 10);
+the number of treated units truncated, the mean of w among the treated (1 in theory) and the
+weights' effective sample size are reported in the diagnostics (``density_ratio``), and
+``indirect_supported`` is false (with the reasons) when more than 5% of the treated are
+truncated, the mean weight leaves [2/3, 3/2] (mass of the controls' mediator distribution the
+treated do not cover) or the effective sample size is below 10% of the treated: the data then
+cannot support the indirect effect without extrapolating the outcome model.
 """
 
 from __future__ import annotations
@@ -28,8 +39,10 @@ import pandas as pd
 from sklearn.metrics import roc_auc_score
 
 from mlearner_dist.core.folds import assign_folds, check_n_folds
+from mlearner_dist.core.learners import describe_learner
 from mlearner_dist.core.nuisance import (
     ESTIMATORS,
+    FoldModels,
     NuisanceSpec,
     fit_fold_models,
     infer_mediator_kind,
@@ -47,9 +60,12 @@ __all__ = [
     "check_effects_frame",
     "compute_effects",
     "cross_fit_effects",
+    "density_ratio",
+    "density_ratio_summary",
     "diagnostic_targets",
     "effect_columns",
     "fold_problems",
+    "learner_diagnostics",
     "nuisance_diagnostics",
     "overlap_summary",
 ]
@@ -58,6 +74,92 @@ logger = logging.getLogger(__name__)
 
 OVERLAP_BOUNDS = (0.05, 0.95)
 SCORE_COLUMNS = ("score_total", "score_indirect", "score_direct")
+#: ``indirect_supported`` needs at most this share of truncated treated weights ...
+SUPPORT_MAX_TRUNCATED = 0.05
+#: ... the treated units' mean density ratio inside these bounds (1 in theory) ...
+SUPPORT_MEAN_BOUNDS = (2.0 / 3.0, 1.5)
+#: ... and an effective sample size of the weights of at least this share of the treated.
+SUPPORT_MIN_RELATIVE_ESS = 0.10
+
+
+def density_ratio(propensity: np.ndarray, propensity_mx: np.ndarray, clip: float) -> np.ndarray:
+    """The untruncated mediator density ratio f(M | T=0, X) / f(M | T=1, X); shape (n,).
+
+    w = ((1 - r) / r) (e / (1 - e)) with e = clip(propensity), r = clip(propensity_mx) to
+    [c, 1 - c] (Bayes' rule: P(T=1 | M, X) / P(T=0 | M, X) = f(M | T=1, X) e / (f(M | T=0, X)
+    (1 - e))).
+    """
+    e = np.clip(np.asarray(propensity, dtype=np.float64), clip, 1.0 - clip)
+    r = np.clip(np.asarray(propensity_mx, dtype=np.float64), clip, 1.0 - clip)
+    return ((1.0 - r) / r) * (e / (1.0 - e))
+
+
+def density_ratio_summary(
+    n_treated: int,
+    sum_w: float,
+    sum_w2: float,
+    n_truncated: int,
+    max_raw: float | None,
+    bound: float,
+) -> dict[str, Any]:
+    """Weight diagnostics of the indirect effect from sums over the treated units.
+
+    Parameters
+    ----------
+    n_treated : int
+        Treated units n_1.
+    sum_w, sum_w2 : float
+        Sums of the truncated ratios w_i = min(raw_i, bound) and of their squares.
+    n_truncated : int
+        Treated units with raw_i > bound.
+    max_raw : float or None
+        Largest untruncated ratio among the treated.
+    bound : float
+        ``max_density_ratio``.
+
+    Returns
+    -------
+    dict
+        ``max_density_ratio``, ``n_treated``, ``n_truncated``, ``share_truncated``,
+        ``max_untruncated``, ``mean_weight`` (sum_w / n_1), ``relative_ess``
+        ((sum_w)^2 / sum_w2 / n_1), ``indirect_supported`` and ``reasons`` (empty when
+        supported); values to 6 significant digits so that engines agree.
+    """
+
+    def r6(x: float | None) -> float | None:
+        return float(f"{x:.6g}") if x is not None and np.isfinite(x) else None
+
+    n1 = int(n_treated)
+    mean_w = sum_w / n1 if n1 else float("nan")
+    ess = (sum_w**2 / sum_w2 / n1) if n1 and sum_w2 > 0 else float("nan")
+    share = n_truncated / n1 if n1 else float("nan")
+    reasons = []
+    if n1 and share > SUPPORT_MAX_TRUNCATED:
+        reasons.append(
+            f"{n_truncated} of {n1} treated units ({share:.1%}) have a mediator density ratio "
+            f"above {bound:g} and were truncated"
+        )
+    lo, hi = SUPPORT_MEAN_BOUNDS
+    if n1 and not lo <= mean_w <= hi:
+        reasons.append(
+            f"the treated units' mean density ratio is {mean_w:.3g} (1 when the treated cover the "
+            "controls' mediator values)"
+        )
+    if n1 and not ess >= SUPPORT_MIN_RELATIVE_ESS:
+        reasons.append(
+            f"the weights' effective sample size is {ess:.1%} of the treated units"
+        )
+    return {
+        "max_density_ratio": r6(float(bound)),
+        "n_treated": n1,
+        "n_truncated": int(n_truncated),
+        "share_truncated": r6(share),
+        "max_untruncated": r6(max_raw),
+        "mean_weight": r6(mean_w),
+        "relative_ess": r6(ess),
+        "indirect_supported": not reasons,
+        "reasons": reasons,
+    }
 
 
 def effect_columns(roles: Roles, estimator: str = "nested") -> list[str]:
@@ -100,13 +202,15 @@ def compute_effects(
     *,
     estimator: str,
     propensity_clip: float,
+    max_density_ratio: float = float("inf"),
 ) -> pd.DataFrame:
     """Effects and doubly robust scores from the nuisance predictions.
 
-    With e = clip(propensity), r = clip(propensity_mx), clip to [c, 1 - c]:
+    With e = clip(propensity), r = clip(propensity_mx), clip to [c, 1 - c], and the mediator
+    density ratio w = min(((1-r)/r) (e/(1-e)), max_density_ratio) (see :func:`density_ratio`):
 
     - psi1 = T/e (Y - mu_y1) + mu_y1, psi0 = (1-T)/(1-e) (Y - mu_y0) + mu_y0
-    - psi_cross = T/e ((1-r)/r) (e/(1-e)) (Y - mu_y1m) + (1-T)/(1-e) (mu_y1m - eta) + eta
+    - psi_cross = T/e w (Y - mu_y1m) + (1-T)/(1-e) (mu_y1m - eta) + eta
     - score_total = psi1 - psi0, score_indirect = psi1 - psi_cross, score_direct = psi_cross - psi0
 
     Parameters
@@ -120,6 +224,8 @@ def compute_effects(
     estimator : {"nested", "reference"}
     propensity_clip : float
         In [0, 0.5).
+    max_density_ratio : float
+        Truncation of w (> 1; ``inf``: none).
 
     Returns
     -------
@@ -136,6 +242,11 @@ def compute_effects(
     """
     _check_choice("estimator", estimator, ESTIMATORS)
     clip = _check_clip(propensity_clip)
+    bound = float(max_density_ratio)
+    if not bound > 1.0:
+        raise ConfigError(
+            f"max_density_ratio={max_density_ratio!r}: give a number > 1 (inf: no truncation)"
+        )
     needed = ["unit_id", *nuisance_columns(roles, estimator)]
     absent = [c for c in needed if c not in nuisances.columns]
     if absent:
@@ -171,10 +282,10 @@ def compute_effects(
             indirect = col["mu_y1_m1"] - col["mu_y1_m0"]
             direct = col["mu_y1_m0"] - col["mu_y0_m0"]
         total = indirect + direct
-        r = np.clip(col["propensity_mx"], clip, 1.0 - clip)
+        w = np.minimum(density_ratio(col["propensity"], col["propensity_mx"], clip), bound)
         mu1m, eta = col["mu_y1m"], col["eta"]
         psi_cross = (
-            T / e * ((1.0 - r) / r) * (e / (1.0 - e)) * (Y - mu1m)
+            T / e * w * (Y - mu1m)
             + (1.0 - T) / (1.0 - e) * (mu1m - eta)
             + eta
         )
@@ -503,6 +614,7 @@ def cross_fit_effects(
         models = fit_fold_models(
             frame, roles, spec, mediator_kind=kind, assignment_probability=share
         )
+        chosen = models
         part = predict_nuisances(models, frame, roles)
         part.insert(1, "fold", folds)
         parts.append(part)
@@ -516,11 +628,20 @@ def cross_fit_effects(
         problems = fold_problems(counts, n_folds, roles.treatment)
         if problems:
             raise InputValidationError(problems)
+        choices = None
         for k in range(n_folds):
             train = frame[folds != k]
             models = fit_fold_models(
-                train, roles, spec, mediator_kind=kind, assignment_probability=share
+                train,
+                roles,
+                spec,
+                mediator_kind=kind,
+                assignment_probability=share,
+                choices=choices,
             )
+            # ``auto`` decides once, on the first fold's training set
+            choices = models.choices
+            chosen = models
             held = frame[folds == k]
             part = predict_nuisances(models, held, roles)
             part.insert(1, "fold", np.full(len(held), k, dtype=np.int64))
@@ -535,12 +656,15 @@ def cross_fit_effects(
     nuis = nuis.iloc[pd.Index(nuis["unit_id"]).get_indexer(frame[roles.unit_id])]
     nuis = nuis.reset_index(drop=True)
     effects = compute_effects(
-        nuis, frame, roles, estimator=spec.estimator, propensity_clip=spec.propensity_clip
+        nuis,
+        frame,
+        roles,
+        estimator=spec.estimator,
+        propensity_clip=spec.propensity_clip,
+        max_density_ratio=spec.max_density_ratio,
     )
     diagnostics = {
-        "estimator": spec.estimator,
-        "design": spec.design,
-        "learner": spec.learner,
+        **learner_diagnostics(spec, chosen),
         "mediator_kind": kind,
         "n_folds": n_folds,
         "n_units": len(frame),
@@ -548,4 +672,46 @@ def cross_fit_effects(
         **nuisance_diagnostics(effects, frame, roles, mediator_kind=kind, n_folds=n_folds),
         "training_rows": training_rows,
     }
+    if roles.has_mediator:
+        T = frame[roles.treatment].to_numpy(dtype=np.float64) == 1.0
+        raw = density_ratio(
+            effects["propensity"].to_numpy(), effects["propensity_mx"].to_numpy(),
+            _check_clip(spec.propensity_clip),
+        )[T]
+        diagnostics["density_ratio"] = _density_ratio_from_raw(raw, spec.max_density_ratio)
     return effects, diagnostics
+
+
+def _density_ratio_from_raw(raw: np.ndarray, bound: float) -> dict[str, Any]:
+    """:func:`density_ratio_summary` from the treated units' untruncated ratios."""
+    w = np.minimum(raw, bound)
+    return density_ratio_summary(
+        len(raw),
+        float(w.sum()),
+        float((w**2).sum()),
+        int((raw > bound).sum()),
+        float(raw.max()) if len(raw) else None,
+        float(bound),
+    )
+
+
+def learner_diagnostics(spec: NuisanceSpec, models: FoldModels) -> dict[str, Any]:
+    """The learner settings and the ``auto`` choices, as recorded in the diagnostics.
+
+    Returns
+    -------
+    dict
+        ``estimator``, ``design``, ``learner`` (a name or the estimator's class name),
+        ``learners`` (per model group), and ``learner_choice``: per nuisance model the chosen
+        candidate, its metric, the cross-validated loss of every candidate, the rows and inner
+        folds they were compared on (empty unless a group uses ``auto``).
+    """
+    return {
+        "estimator": spec.estimator,
+        "design": spec.design,
+        "learner": describe_learner(spec.learner),
+        "learners": {
+            g: describe_learner(spec.learner_of(g)) for g in ("outcome", "mediator", "propensity")
+        },
+        "learner_choice": {k: c.to_dict() for k, c in sorted(models.choices.items())},
+    }

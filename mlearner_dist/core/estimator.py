@@ -44,6 +44,7 @@ from mlearner_dist.core.selection import (
 from mlearner_dist.core.sensitivity import sensitivity_analysis
 from mlearner_dist.core.subgroup_effects import (
     adjusted_subgroup_effects,
+    proportion_mediated,
     unadjusted_subgroup_effects,
 )
 from mlearner_dist.core.validation import validate_frame
@@ -74,8 +75,10 @@ class MLearner(BaseEstimator):
 
     Parameters
     ----------
-    n_folds, learner, learner_params, estimator, row_budget, propensity_clip, design
-        Step 1, the ``effects:`` section (and ``design``).
+    n_folds, learner, learner_params, estimator, row_budget, propensity_clip, auto_candidates,
+    max_density_ratio, mediator_density, design
+        Step 1, the ``effects:`` section (and ``design``); ``learner`` may also be a
+        scikit-learn estimator object.
     embed_effects, scaling, exact_max_n, n_landmarks, perplexity, n_iter, kernel_power,
     grid_size, n_jobs
         Step 2, the ``embed:`` section.
@@ -136,11 +139,23 @@ class MLearner(BaseEstimator):
         self,
         *,
         n_folds: int = 5,
-        learner: str = "hist_gradient_boosting",
+        learner: Any = "auto",
         learner_params: dict[str, Any] | None = None,
         estimator: str = "nested",
         row_budget: int = 50_000,
         propensity_clip: float = 0.01,
+        auto_candidates: Sequence[str] = (
+            "constant",
+            "linear",
+            "spline",
+            "linear_boosting",
+            "hist_gradient_boosting_early_stopping",
+        ),
+        max_density_ratio: float = 10.0,
+        mediator_density: str = "gaussian",
+        model_outcome: Any = None,
+        model_mediator: Any = None,
+        model_propensity: Any = None,
         design: str = "randomised",
         embed_effects: Sequence[str] = ("auto",),
         scaling: str = "standardize",
@@ -188,6 +203,12 @@ class MLearner(BaseEstimator):
         self.estimator = estimator
         self.row_budget = row_budget
         self.propensity_clip = propensity_clip
+        self.auto_candidates = auto_candidates
+        self.max_density_ratio = max_density_ratio
+        self.mediator_density = mediator_density
+        self.model_outcome = model_outcome
+        self.model_mediator = model_mediator
+        self.model_propensity = model_propensity
         self.design = design
         self.embed_effects = embed_effects
         self.scaling = scaling
@@ -311,6 +332,12 @@ class MLearner(BaseEstimator):
             design=self.design,
             estimator=self.estimator,
             propensity_clip=self.propensity_clip,
+            auto_candidates=tuple(self.auto_candidates),
+            max_density_ratio=self.max_density_ratio,
+            mediator_density=self.mediator_density,
+            model_outcome=self.model_outcome,
+            model_mediator=self.model_mediator,
+            model_propensity=self.model_propensity,
         )
 
     def profile_settings(self) -> ProfileSettings:
@@ -913,12 +940,21 @@ def average_effects(effects: pd.DataFrame, *, level: float = 0.95) -> dict[str, 
         m, se = s.mean(), s.std(ddof=1) / np.sqrt(n)
         out[name] = _ci(m, m - z * se, m + z * se)
     if out.get("indirect") and out.get("total"):
-        si, st = effects["score_indirect"].to_numpy(), effects["score_total"].to_numpy()
-        mi, mt = si.mean(), st.mean()
-        ratio = mi / mt if mt != 0 else np.nan
-        infl = (si - mi - ratio * (st - mt)) / mt if mt != 0 else np.full(n, np.nan)
-        se = infl.std(ddof=1) / np.sqrt(n)
-        out["prop_mediated"] = _ci(ratio, ratio - z * se, ratio + z * se)
+        # the one rule of every proportion mediated (whole sample and subgroups)
+        pm = proportion_mediated(
+            effects["score_indirect"].to_numpy(dtype=float),
+            effects["score_total"].to_numpy(dtype=float),
+            level=level,
+        )
+        if pm["note"]:
+            out["prop_mediated"] = {
+                "estimate": None,
+                "ci_low": None,
+                "ci_high": None,
+                "note": pm["note"],
+            }
+        else:
+            out["prop_mediated"] = _ci(pm["estimate"], pm["ci_low"], pm["ci_high"])
     else:
         out["prop_mediated"] = None
     return out

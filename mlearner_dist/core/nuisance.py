@@ -22,7 +22,10 @@ Models (t = treatment, m = mediator, x = covariates):
   P(M=1 | T=0,x) replace the R-learner.
 - ``propensity``: P(T=1 | X), the known assignment probability when randomised (the treated
   share of the whole data), a classifier when observational. ``propensity_mx``: P(T=1 | M, X),
-  a classifier.
+  from the mediator models with normal residuals for one continuous mediator
+  (:func:`gaussian_propensity_mx`, default) or a classifier (``mediator_density: classifier``,
+  and always for several mediators), the closed form of Bayes' rule from the mediator models for
+  a binary one (:func:`binary_propensity_mx`).
 - ``reference`` estimator only: ``mu_y0m`` = E[Y | T=0, M, X], for the paper's plug-in effects.
 """
 
@@ -40,8 +43,14 @@ from threadpoolctl import threadpool_limits
 
 from mlearner_dist.core.folds import assign_folds, stable_uniform
 from mlearner_dist.core.learners import (
+    AUTO_CANDIDATES,
     LEARNER_KINDS,
+    ConstantModel,
+    LearnerChoice,
+    auto_params,
     categorical_columns,
+    check_learner,
+    choose_learner,
     make_learner,
     predict_response,
 )
@@ -54,8 +63,12 @@ __all__ = [
     "MEDIATOR_KINDS",
     "ConstantModel",
     "FoldModels",
+    "LearnerChoice",
     "NuisanceSpec",
+    "binary_propensity_mx",
+    "choice_key",
     "fit_fold_models",
+    "gaussian_propensity_mx",
     "infer_mediator_kind",
     "mediator_column_names",
     "nuisance_columns",
@@ -68,6 +81,7 @@ logger = logging.getLogger(__name__)
 DESIGNS = ("randomised", "observational")
 ESTIMATORS = ("nested", "reference")
 MEDIATOR_KINDS = ("none", "continuous", "binary")
+MEDIATOR_DENSITIES = ("gaussian", "classifier")
 
 #: Up to this many training rows a nuisance model is fitted on one OpenMP thread.
 SINGLE_THREAD_MAX_ROWS = 20_000
@@ -79,10 +93,14 @@ class NuisanceSpec:
 
     Parameters
     ----------
-    learner : {"hist_gradient_boosting", "random_forest", "linear"}
-        Learner of every nuisance model (see :func:`~mlearner_dist.core.learners.make_learner`).
+    learner : str or scikit-learn estimator
+        Learner of every nuisance model (see :func:`~mlearner_dist.core.learners.make_learner`):
+        a name of :data:`~mlearner_dist.core.learners.LEARNER_KINDS` or an estimator object.
+        ``auto`` (the default) chooses per nuisance model among ``auto_candidates`` by
+        cross-validated loss, once, on the first training set it is fitted on (see
+        :func:`fit_fold_models`).
     learner_params : mapping
-        Extra parameters of the learner's estimators.
+        Extra parameters of the learner's estimators (for ``auto``: of the boosting candidate).
     row_budget : int
         Maximum training rows of one model. Above it, each arm keeps its ``row_budget`` units with
         the smallest :func:`~mlearner_dist.core.folds.stable_uniform` draw, and models on both arms
@@ -97,21 +115,55 @@ class NuisanceSpec:
         plug-in).
     propensity_clip : float
         Propensities are clipped to [clip, 1 - clip] in the doubly robust scores.
+    model_outcome, model_mediator, model_propensity : str or estimator, optional
+        Learner of the outcome models (``mu_y1m``, the baseline, the contrasts, ``mu_y0m``), of
+        the mediator models (``mu_m1``, ``mu_m0``) and of the treatment models (``propensity``,
+        ``propensity_mx``); None: ``learner``.
+    auto_candidates : tuple of str
+        Candidates of ``auto``, simplest first.
+    max_density_ratio : float
+        Truncation of the mediator density ratio f(M | T=0, X) / f(M | T=1, X) in the indirect
+        effect's score (see :func:`~mlearner_dist.core.effects.compute_effects`); ``inf``: none.
+    mediator_density : {"gaussian", "classifier"}
+        How P(T=1 | M, X), hence the density ratio, is obtained for one continuous mediator:
+        ``gaussian`` from the mediator models with normal residuals (:func:`gaussian_propensity_mx`;
+        better conditioned: it does not ask a classifier to find a weak T signal in M), or
+        ``classifier``, a classifier of T on (M, X). Several mediators always use the
+        classifier; a binary mediator always the closed form.
     """
 
-    learner: str = "hist_gradient_boosting"
+    learner: Any = "auto"
     learner_params: Mapping[str, Any] = field(default_factory=dict)
     row_budget: int = 50_000
     random_state: int = 0
     design: str = "randomised"
     estimator: str = "nested"
     propensity_clip: float = 0.01
+    model_outcome: Any = None
+    model_mediator: Any = None
+    model_propensity: Any = None
+    auto_candidates: tuple[str, ...] = AUTO_CANDIDATES
+    max_density_ratio: float = 10.0
+    mediator_density: str = "gaussian"
 
     def __post_init__(self) -> None:
         problems = []
-        if self.learner not in LEARNER_KINDS:
+        for name in ("learner", "model_outcome", "model_mediator", "model_propensity"):
+            value = getattr(self, name)
+            if value is None and name != "learner":
+                continue
+            problem = check_learner(value, name)
+            if problem:
+                problems.append(problem)
+        cands = self.auto_candidates
+        if (
+            isinstance(cands, str)
+            or not cands
+            or any(c not in LEARNER_KINDS or c == "auto" for c in cands)
+        ):
             problems.append(
-                f"learner={self.learner!r} is unknown; choose one of {list(LEARNER_KINDS)}"
+                f"auto_candidates={cands!r}: give a list of learner names from "
+                f"{[k for k in LEARNER_KINDS if k != 'auto']}"
             )
         if not isinstance(self.learner_params, Mapping):
             problems.append(
@@ -131,31 +183,25 @@ class NuisanceSpec:
         clip = self.propensity_clip
         if isinstance(clip, bool) or not isinstance(clip, Real) or not 0 <= clip < 0.5:
             problems.append(f"propensity_clip={clip!r}: give a number in [0, 0.5)")
+        if self.mediator_density not in MEDIATOR_DENSITIES:
+            problems.append(
+                f"mediator_density={self.mediator_density!r} is unknown; choose one of "
+                f"{list(MEDIATOR_DENSITIES)}"
+            )
+        mdr = self.max_density_ratio
+        if isinstance(mdr, bool) or not isinstance(mdr, Real) or not mdr > 1:
+            problems.append(f"max_density_ratio={mdr!r}: give a number > 1 (inf: no truncation)")
         if problems:
             raise ConfigError("invalid nuisance settings: " + "; ".join(problems))
 
-
-class ConstantModel:
-    """A fitted model that predicts one value (a training arm where the target never varies).
-
-    Parameters
-    ----------
-    value : float
-        The prediction: the mean for regression, P(y = 1) for classification.
-    """
-
-    def __init__(self, value: float) -> None:
-        self.value = float(value)
-        self.classes_ = np.array([0, 1])
-
-    def predict(self, X: pd.DataFrame) -> np.ndarray:
-        """``value`` for every row; shape (n,)."""
-        return np.full(len(X), self.value, dtype=np.float64)
-
-    def predict_proba(self, X: pd.DataFrame) -> np.ndarray:
-        """Columns (1 - value, value); shape (n, 2)."""
-        p = self.predict(X)
-        return np.column_stack([1.0 - p, p])
+    def learner_of(self, group: str) -> Any:
+        """The learner of a model group: ``outcome``, ``mediator`` or ``propensity``."""
+        override = {
+            "outcome": self.model_outcome,
+            "mediator": self.model_mediator,
+            "propensity": self.model_propensity,
+        }[group]
+        return self.learner if override is None else override
 
 
 @dataclass
@@ -184,13 +230,20 @@ class FoldModels:
     propensity : fitted estimator or ConstantModel
         P(T=1 | X): a constant (the assignment probability) unless observational.
     propensity_mx : fitted estimator or None
-        P(T=1 | M, X).
+        P(T=1 | M, X) (continuous mediator; None for a binary one, whose P(T=1 | M, X) follows
+        from the mediator models).
     mix_share : float
         Treated share of the rows ``baseline`` was fitted on (randomised composition weight).
     observational : bool
         Whether ``propensity`` is a fitted classifier (then it is the composition weight).
     n_train : dict of str to int
         Training rows of each model.
+    mediator_sd : (float, float) or None
+        Residual standard deviations (sigma_0, sigma_1) of the mediator models when P(T=1 | M, X)
+        comes from the Gaussian mediator density, else None.
+    choices : dict of str to LearnerChoice
+        The ``auto`` learner's choice per model (by :func:`choice_key`): made on this training
+        set, or passed in from the first fold.
     """
 
     mediator_kind: str
@@ -209,6 +262,8 @@ class FoldModels:
     mix_share: float = 0.5
     observational: bool = False
     n_train: dict[str, int] = field(default_factory=dict)
+    choices: dict[str, LearnerChoice] = field(default_factory=dict)
+    mediator_sd: tuple[float, float] | None = None
 
 
 def infer_mediator_kind(
@@ -354,13 +409,31 @@ def select_training_rows(
     return _order(arms[0]), _order(arms[1]), _order(pooled), counts
 
 
+#: The model group (for ``model_outcome`` / ``model_mediator`` / ``model_propensity``) of a model.
+def _group(key: str) -> str:
+    if key.startswith("mu_m"):
+        return "mediator"
+    if key.startswith("propensity"):
+        return "propensity"
+    return "outcome"
+
+
+def choice_key(name: str) -> str:
+    """The model a fitted model's choice is shared with: ``baseline_1`` -> ``baseline``."""
+    head, _, tail = name.rpartition("_")
+    return head if head and tail.isdigit() else name
+
+
 def _fit(
     spec: NuisanceSpec,
+    name: str,
     task: str,
     X: pd.DataFrame,
     y: np.ndarray,
     numeric: list[str],
     categorical: list[str],
+    unit_ids: Any,
+    choices: dict[str, LearnerChoice],
     sample_weight: np.ndarray | None = None,
 ) -> Any:
     if len(y) == 0:
@@ -373,21 +446,55 @@ def _fit(
         if task == "regression" and sample_weight is not None:
             return ConstantModel(float(np.average(y, weights=sample_weight)))
         return ConstantModel(float(np.mean(y)))
-    model = make_learner(
-        spec.learner,
-        task,
-        numeric=numeric,
-        categorical=categorical,
-        params=spec.learner_params,
-        random_state=int(spec.random_state),
-    )
-    fit_kw = {} if sample_weight is None else {"model__sample_weight": sample_weight}
-    if len(y) <= SINGLE_THREAD_MAX_ROWS:
-        # small fits: OpenMP start-up and contention for shared cores cost more than they save
-        # (histogram boosting on 700 rows took 16 s per fold with two busy cores, < 1 s alone)
-        with threadpool_limits(limits=1, user_api="openmp"):
-            return model.fit(X, y, **fit_kw)
-    return model.fit(X, y, **fit_kw)
+    key = choice_key(name)
+    learner = spec.learner_of(_group(key))
+    # small fits: OpenMP start-up and contention for shared cores cost more than they save
+    # (histogram boosting on 700 rows took 16 s per fold with two busy cores, < 1 s alone)
+    limit = len(y) <= SINGLE_THREAD_MAX_ROWS
+    with threadpool_limits(limits=1, user_api="openmp") if limit else _no_limit():
+        if isinstance(learner, str) and learner == "auto":
+            if key not in choices:
+                choices[key] = choose_learner(
+                    task,
+                    X,
+                    y,
+                    unit_ids=unit_ids,
+                    numeric=numeric,
+                    categorical=categorical,
+                    candidates=spec.auto_candidates,
+                    params=spec.learner_params,
+                    sample_weight=sample_weight,
+                    random_state=int(spec.random_state),
+                )
+                logger.info(
+                    "auto learner: %s -> %s (cv %s %s)",
+                    key,
+                    choices[key].chosen,
+                    choices[key].metric,
+                    {k: round(v, 6) for k, v in choices[key].losses.items()},
+                )
+            learner = choices[key].chosen
+            params = auto_params(learner, spec.learner_params)
+        else:
+            params = spec.learner_params
+        model = make_learner(
+            learner,
+            task,
+            numeric=numeric,
+            categorical=categorical,
+            params=params,
+            random_state=int(spec.random_state),
+        )
+        fit_kw = {} if sample_weight is None else {"model__sample_weight": sample_weight}
+        return model.fit(X, y, **fit_kw)
+
+
+class _no_limit:
+    def __enter__(self) -> None:
+        return None
+
+    def __exit__(self, *exc: object) -> None:
+        return None
 
 
 def _check_probability(name: str, value: float | None) -> float | None:
@@ -406,6 +513,7 @@ def fit_fold_models(
     mediator_kind: str,
     arm_counts: tuple[int, int] | None = None,
     assignment_probability: float | None = None,
+    choices: Mapping[str, LearnerChoice] | None = None,
 ) -> FoldModels:
     """Fit every nuisance model on one training set.
 
@@ -427,6 +535,18 @@ def fit_fold_models(
     above. :func:`predict_nuisances` composes mu_y1 = m + (1 - e) tau, eta = m - e tau,
     mu_y0 = eta - delta.
 
+    The mediator density ratio of the indirect effect's score, f(M | T=0, X) / f(M | T=1, X),
+    comes from P(T=1 | M, X) (``propensity_mx``). For one continuous mediator with
+    ``mediator_density="gaussian"`` it is not fitted: the residual sds of the mediator models are
+    stored and :func:`predict_nuisances` composes normal densities; with several mediators (or
+    ``classifier``) it is a classifier on both arms; for a binary mediator it is the closed form
+    of the mediator models (Bayes' rule).
+
+    Learner ``auto`` (for any model group): each model not in ``choices`` is chosen here by
+    :func:`~mlearner_dist.core.learners.choose_learner` on this training set and recorded in
+    ``FoldModels.choices``; pass those choices to the other folds so the choice is made once per
+    nuisance model (the in-memory and Spark paths both decide on fold 0).
+
     Parameters
     ----------
     train : DataFrame of shape (n_train, ...)
@@ -441,6 +561,8 @@ def fit_fold_models(
         The known probability of treatment of a randomised design (the treated share of the
         whole data for complete randomisation); the ``propensity`` predicted for every unit.
         Default: the treated share of the training rows. Ignored when observational.
+    choices : mapping of str to LearnerChoice, optional
+        Choices of the ``auto`` learner made on another training set (reused, not re-made).
 
     Returns
     -------
@@ -485,6 +607,7 @@ def fit_fold_models(
     numeric = [c for c in covs if c not in categorical]
     meds = list(roles.mediators)
     fm = FoldModels(mediator_kind, numeric, categorical, tuple(meds))
+    fm.choices = dict(choices or {})
     Y, T = roles.outcome, roles.treatment
     observational = spec.design == "observational" and bool(covs)
 
@@ -498,7 +621,18 @@ def fit_fold_models(
     ) -> Any:
         num = numeric + meds if with_m else numeric
         fm.n_train[name] = len(rows)
-        return _fit(spec, task, _features(rows, num, categorical), y, num, categorical, weight)
+        return _fit(
+            spec,
+            name,
+            task,
+            _features(rows, num, categorical),
+            y,
+            num,
+            categorical,
+            rows[roles.unit_id].to_numpy(),
+            fm.choices,
+            weight,
+        )
 
     def target(rows: pd.DataFrame, col: str) -> np.ndarray:
         return rows[col].to_numpy(dtype=np.float64)
@@ -516,7 +650,20 @@ def fit_fold_models(
         fm.direct = fit("direct", "regression", controls, g_controls - target(controls, Y), False)
         if spec.estimator == "reference":
             fm.mu_y0m = fit("mu_y0m", "regression", controls, target(controls, Y), True)
-        fm.propensity_mx = fit("propensity_mx", "classification", pooled, target(pooled, T), True)
+        gaussian = (
+            mediator_kind == "continuous"
+            and len(meds) == 1
+            and spec.mediator_density == "gaussian"
+        )
+        if gaussian:
+            fm.mediator_sd = (
+                _residual_sd(fm, "mu_m0", meds[0], controls),
+                _residual_sd(fm, "mu_m1", meds[0], treated),
+            )
+        elif mediator_kind != "binary":
+            fm.propensity_mx = fit(
+                "propensity_mx", "classification", pooled, target(pooled, T), True
+            )
     fm.observational = observational
     if observational:
         fm.propensity = fit("propensity", "classification", pooled, target(pooled, T), False)
@@ -526,6 +673,54 @@ def fit_fold_models(
     if mediator_kind != "binary":
         _fit_contrast(fm, spec, pooled, roles, observational, fit)
     return fm
+
+
+def _residual_sd(fm: FoldModels, which: str, m: str, rows: pd.DataFrame) -> float:
+    """Residual sd of a mediator model: its cross-validated MSE when ``auto`` chose it, else the
+    training residuals' root mean square (floored at 1e-6 times the mediator's sd, and 1e-12)."""
+    model = (fm.mu_m1 if which == "mu_m1" else fm.mu_m0)[m]
+    y = rows[m].to_numpy(dtype=np.float64)
+    choice = fm.choices.get(f"{which}__{m}")
+    if choice is not None and choice.losses:
+        mse = choice.losses[choice.chosen]
+    else:
+        pred = predict_response(model, _features(rows, fm.numeric, fm.categorical), "regression")
+        mse = float(np.mean((y - pred) ** 2))
+    floor = max(1e-6 * float(np.std(y)), 1e-12)
+    return max(float(np.sqrt(mse)), floor)
+
+
+def gaussian_propensity_mx(
+    m: np.ndarray,
+    mu1: np.ndarray,
+    mu0: np.ndarray,
+    sd: tuple[float, float],
+    e: np.ndarray,
+) -> np.ndarray:
+    """P(T=1 | M, X) from normal mediator densities M | T=t, X ~ N(mu_t(X), sigma_t^2).
+
+    With log f_t = -log sigma_t - (m - mu_t)^2 / (2 sigma_t^2),
+
+        P(T=1 | M=m, X) = expit(log(e / (1 - e)) + log f_1 - log f_0),
+
+    so the score's density ratio ((1 - r) / r) (e / (1 - e)) is f_0 / f_1 (before clipping).
+
+    Parameters
+    ----------
+    m, mu1, mu0, e : ndarray of shape (n,)
+        Observed mediator, the mediator models' predictions, P(T=1 | X).
+    sd : (sigma_0, sigma_1)
+
+    Returns
+    -------
+    ndarray of shape (n,)
+    """
+    s0, s1 = float(sd[0]), float(sd[1])
+    log_f1 = -np.log(s1) - 0.5 * ((m - mu1) / s1) ** 2
+    log_f0 = -np.log(s0) - 0.5 * ((m - mu0) / s0) ** 2
+    e = np.clip(e, 1e-12, 1 - 1e-12)
+    logit = np.log(e) - np.log1p(-e) + log_f1 - log_f0
+    return np.asarray(0.5 * (1.0 + np.tanh(0.5 * logit)), dtype=np.float64)
 
 
 def _fit_contrast(
@@ -572,6 +767,38 @@ def _fit_contrast(
     e_hat = np.clip(e_hat, clip, 1.0 - clip)
     resid_t = t - e_hat
     fm.contrast = fit("contrast", "regression", pooled, (z - m_hat) / resid_t, False, resid_t**2)
+
+
+def binary_propensity_mx(
+    m: np.ndarray, p1: np.ndarray, p0: np.ndarray, e: np.ndarray
+) -> np.ndarray:
+    """P(T=1 | M, X) for a binary mediator, from the mediator models by Bayes' rule.
+
+    With p_t = P(M=1 | T=t, X) and e = P(T=1 | X), the probability of the observed m under arm
+    t is q_t = p_t^m (1 - p_t)^(1 - m), and
+
+        P(T=1 | M=m, X) = e q_1 / (e q_1 + (1 - e) q_0),
+
+    so the score's density ratio (1 - r) / r * e / (1 - e) is exactly q_0 / q_1. Where both
+    q_t are 0 (a degenerate mediator model) the result is e (ratio 1).
+
+    Parameters
+    ----------
+    m : ndarray of shape (n,)
+        Observed mediator, 0 or 1.
+    p1, p0, e : ndarray of shape (n,)
+
+    Returns
+    -------
+    ndarray of shape (n,)
+    """
+    q1 = np.where(m == 1.0, p1, 1.0 - p1)
+    q0 = np.where(m == 1.0, p0, 1.0 - p0)
+    num = e * q1
+    den = num + (1.0 - e) * q0
+    with np.errstate(invalid="ignore", divide="ignore"):
+        r = np.where(den > 0, num / np.where(den > 0, den, 1.0), e)
+    return np.asarray(r, dtype=np.float64)
 
 
 def predict_nuisances(models: FoldModels, frame: pd.DataFrame, roles: Roles) -> pd.DataFrame:
@@ -630,12 +857,24 @@ def predict_nuisances(models: FoldModels, frame: pd.DataFrame, roles: Roles) -> 
         out["mu_y1m"] = pred(models.mu_y1m, XM)
         out["eta"] = eta
     out["propensity"] = propensity
-    if meds:
+    if meds and models.mediator_kind == "binary":
+        out["propensity_mx"] = binary_propensity_mx(
+            frame[meds[0]].to_numpy(dtype=np.float64), m1[meds[0]], m0[meds[0]], propensity
+        )
+    elif meds and models.mediator_sd is not None:
+        out["propensity_mx"] = gaussian_propensity_mx(
+            frame[meds[0]].to_numpy(dtype=np.float64),
+            m1[meds[0]],
+            m0[meds[0]],
+            models.mediator_sd,
+            propensity,
+        )
+    elif meds:
         out["propensity_mx"] = pred(models.propensity_mx, XM, "classification")
-        if models.mu_y0m is not None:
-            plug1 = _features(frame.assign(**m1), num + meds, cat)
-            plug0 = _features(frame.assign(**m0), num + meds, cat)
-            out["mu_y1_m1"] = pred(models.mu_y1m, plug1)
-            out["mu_y1_m0"] = pred(models.mu_y1m, plug0)
-            out["mu_y0_m0"] = pred(models.mu_y0m, plug0)
+    if meds and models.mu_y0m is not None:
+        plug1 = _features(frame.assign(**m1), num + meds, cat)
+        plug0 = _features(frame.assign(**m0), num + meds, cat)
+        out["mu_y1_m1"] = pred(models.mu_y1m, plug1)
+        out["mu_y1_m0"] = pred(models.mu_y1m, plug0)
+        out["mu_y0_m0"] = pred(models.mu_y0m, plug0)
     return pd.DataFrame(out)

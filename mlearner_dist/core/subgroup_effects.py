@@ -9,6 +9,12 @@
   bootstrap intervals. It ignores confounding of M -> Y by X and is reported beside the adjusted
   effects for comparison with the paper.
 
+The proportion mediated follows one rule everywhere (the whole sample in
+:func:`mlearner_dist.core.estimator.average_effects` and every leaf here):
+:func:`proportion_mediated`, a Fieller interval, reported only when the total effect differs from
+zero at the interval's level (otherwise the Fieller set is unbounded and the estimate and interval
+are NaN, with a note).
+
 Both return one row per leaf with columns ``leaf``, ``n``, and for each effect ``e`` in
 ``indirect``, ``direct``, ``total``, ``prop_mediated``: ``e``, ``e_ci_low``, ``e_ci_high``, plus a
 ``note`` (empty when nothing needs saying).
@@ -57,6 +63,71 @@ def _check_leaf(leaf: Any, n: int) -> np.ndarray:
     return lf
 
 
+PROP_MEDIATED_SUPPRESSED = (
+    "prop_mediated not reported: the total effect's interval covers 0 (its Fieller set is "
+    "unbounded)"
+)
+
+
+def proportion_mediated(
+    s_indirect: np.ndarray, s_total: np.ndarray, *, level: float = 0.95
+) -> dict[str, Any]:
+    """The proportion mediated rho = NIE / TE with its Fieller interval, from the DR scores.
+
+    With a = mean(s_ind), b = mean(s_tot), and the estimated (co)variances of the means
+    v_a = var(s_ind) / n, v_b = var(s_tot) / n, c = cov(s_ind, s_tot) / n (ddof 1), the Fieller
+    set at level ``level`` (z = z_{(1+level)/2}) is {rho : (a - rho b)^2 <= z^2 (v_a - 2 rho c
+    + rho^2 v_b)}, the roots of
+
+        (b^2 - z^2 v_b) rho^2 - 2 (a b - z^2 c) rho + (a^2 - z^2 v_a) = 0.
+
+    It is a bounded interval exactly when b^2 > z^2 v_b, that is when the total effect's normal
+    interval excludes 0. Otherwise (the set is the whole line or the complement of an interval)
+    nothing is reported: estimate and interval NaN and ``note`` says why. This one rule serves the
+    average effects and every subgroup. Unlike the delta method, the interval is not symmetric
+    around a / b and stays valid as |b| approaches its standard error.
+
+    Parameters
+    ----------
+    s_indirect, s_total : ndarray of shape (n,)
+        Doubly robust scores of the indirect and total effects of the same units (n >= 2).
+    level : float in (0, 1)
+
+    Returns
+    -------
+    dict
+        ``estimate`` (a / b), ``ci_low``, ``ci_high``, ``se`` (delta method, for reference),
+        ``note`` (empty when reported).
+    """
+    level = _check_level(level)
+    si = np.asarray(s_indirect, dtype=np.float64)
+    st = np.asarray(s_total, dtype=np.float64)
+    n = len(si)
+    nan = {"estimate": math.nan, "ci_low": math.nan, "ci_high": math.nan, "se": math.nan}
+    if n < 2 or len(st) != n:
+        return {**nan, "note": "prop_mediated not reported: fewer than 2 units"}
+    z = float(norm.ppf(0.5 + level / 2))
+    a, b = float(si.mean()), float(st.mean())
+    cov = np.cov(np.vstack([si, st]), ddof=1) / n
+    va, vb, c = float(cov[0, 0]), float(cov[1, 1]), float(cov[0, 1])
+    qa = b * b - z * z * vb
+    if not qa > 0:
+        return {**nan, "note": PROP_MEDIATED_SUPPRESSED}
+    qb = a * b - z * z * c
+    qc = a * a - z * z * va
+    disc = max(qb * qb - qa * qc, 0.0)
+    root = math.sqrt(disc)
+    rho = a / b
+    se = math.sqrt(max(va - 2 * rho * c + rho * rho * vb, 0.0)) / abs(b)
+    return {
+        "estimate": rho,
+        "ci_low": (qb - root) / qa,
+        "ci_high": (qb + root) / qa,
+        "se": se,
+        "note": "",
+    }
+
+
 # ---------------------------------------------------------------------------------------------
 # Adjusted: averages of doubly robust scores
 # ---------------------------------------------------------------------------------------------
@@ -69,13 +140,9 @@ def adjusted_subgroup_effects(
     ``score_total``): estimate ``mean_G(s)``, standard error ``sd_G(s) / sqrt(n_G)`` (ddof 1),
     normal interval ``estimate -/+ z_{(1+level)/2} se``.
 
-    Proportion mediated ``rho = mean(s_ind) / mean(s_tot)``, with the delta-method (influence
-    function of a ratio) standard error ``sd_G(phi) / sqrt(n_G)``,
-    ``phi_i = (s_ind,i - mean(s_ind) - rho (s_tot,i - mean(s_tot))) / mean(s_tot)``. A ratio whose
-    denominator is not distinguishable from zero has no useful interval (the delta method needs
-    the denominator away from 0, and the ratio itself is unbounded there), so when the total
-    effect's interval covers 0 the proportion mediated, estimate and interval, is NaN and the
-    ``note`` says why.
+    Proportion mediated ``rho = mean(s_ind) / mean(s_tot)`` by :func:`proportion_mediated`: the
+    Fieller interval, reported only when the total effect's interval excludes 0 (otherwise NaN
+    and the ``note`` says why); ``prop_mediated_se`` is the delta-method standard error.
 
     Parameters
     ----------
@@ -140,19 +207,15 @@ def adjusted_subgroup_effects(
                 se = float(s.std(ddof=1) / math.sqrt(n)) if n > 1 and not too_small else math.nan
             row[name], row[f"{name}_se"] = est, se
             row[f"{name}_ci_low"], row[f"{name}_ci_high"] = est - z * se, est + z * se
-        ratio = se_r = math.nan
+        pm = {"estimate": math.nan, "ci_low": math.nan, "ci_high": math.nan, "se": math.nan}
         si, st = cols["indirect"], cols["total"]
         if si is not None and st is not None and not too_small:
-            mi, mt = float(si[idx].mean()), float(st[idx].mean())
-            if row["total_ci_low"] <= 0.0 <= row["total_ci_high"]:
-                notes.append("prop_mediated not reported: the total effect's interval covers 0")
-            else:
-                ratio = mi / mt
-                phi = (si[idx] - mi - ratio * (st[idx] - mt)) / mt
-                se_r = float(phi.std(ddof=1) / math.sqrt(n))
-        row["prop_mediated"], row["prop_mediated_se"] = ratio, se_r
-        row["prop_mediated_ci_low"] = ratio - z * se_r
-        row["prop_mediated_ci_high"] = ratio + z * se_r
+            pm = proportion_mediated(si[idx], st[idx], level=level)
+            if pm["note"]:
+                notes.append(pm["note"])
+        row["prop_mediated"], row["prop_mediated_se"] = pm["estimate"], pm["se"]
+        row["prop_mediated_ci_low"] = pm["ci_low"]
+        row["prop_mediated_ci_high"] = pm["ci_high"]
         row["note"] = "; ".join(notes)
         rows.append(row)
     if small:
@@ -393,4 +456,10 @@ def unadjusted_subgroup_effects(
     return out[[*order, "n_bootstrap_used", "note"]]
 
 
-__all__ = ["EFFECT_NAMES", "adjusted_subgroup_effects", "unadjusted_subgroup_effects"]
+__all__ = [
+    "EFFECT_NAMES",
+    "PROP_MEDIATED_SUPPRESSED",
+    "adjusted_subgroup_effects",
+    "proportion_mediated",
+    "unadjusted_subgroup_effects",
+]

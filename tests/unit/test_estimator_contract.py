@@ -33,6 +33,8 @@ def test_defaults_equal_base_yaml():
         _same(base[k], estimator_params(Config())[k]) for k in base
     )
     params = MLearner().get_params()
+    in_memory_only = {"model_outcome", "model_mediator", "model_propensity"}
+    assert all(params.pop(k) is None for k in in_memory_only)
     assert set(params) == set(base), set(params) ^ set(base)
     wrong = {k: (params[k], base[k]) for k in base if not _same(params[k], base[k])}
     assert not wrong, f"MLearner defaults differ from conf/base.yaml: {wrong}"
@@ -74,3 +76,31 @@ def test_bad_parameters_fail_before_any_work(params, match, monkeypatch):
     X = pd.DataFrame({"x": np.arange(40.0)})
     with pytest.raises(ConfigError, match=match):
         MLearner(**params).fit(X, treatment=np.arange(40) % 2, outcome=np.arange(40.0))
+
+
+def test_nuisance_learners_as_estimator_objects():
+    from sklearn.linear_model import LinearRegression, LogisticRegression
+
+    from mlearner_dist.datasets import simulate
+
+    frame = simulate("simple-all", 400, seed=2, noise_sd=0.1)
+    covs = [f"X{i}" for i in range(1, 11)]
+    model = MLearner(
+        model_outcome=LinearRegression(),
+        model_mediator="linear",
+        model_propensity=LogisticRegression(max_iter=200),
+        calibration="fixed",
+        k_values=(2,),
+        n_iter=250,
+        cv_folds=3,
+        n_bootstrap=50,
+        sensitivity=False,
+    )
+    twin = clone(model)
+    assert isinstance(twin.model_outcome, LinearRegression) and twin.model_outcome is not (
+        model.model_outcome
+    )
+    model.fit(frame[covs], treatment=frame["T"], mediator=frame["M"], outcome=frame["Y"])
+    choice = model.selection_.diagnostics
+    assert "LinearRegression" in str(choice)
+    assert np.isfinite(model.p_leaf_)
