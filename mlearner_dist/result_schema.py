@@ -16,7 +16,7 @@ from typing import Any
 
 from mlearner_dist.exceptions import MLearnerError
 
-SCHEMA_VERSION = "1.2"
+SCHEMA_VERSION = "1.3"
 
 _NUMBER_OR_NULL: dict[str, Any] = {"type": ["number", "null"]}
 
@@ -100,6 +100,10 @@ RESULT_SCHEMA: dict[str, Any] = {
         "schema_version": {"type": "string", "pattern": r"^\d+\.\d+$"},
         "run_id": {"type": "string"},
         "mlflow_run_id": {"type": ["string", "null"]},
+        "mlflow_model_uri": {"type": ["string", "null"], "pattern": "^models:/"},
+        "mlflow_model_id": {"type": ["string", "null"]},
+        "source": {"type": ["object", "null"]},
+        "targets": {"type": "object"},
         "created": {"type": "string"},
         "version": {"type": "string"},
         "config": {"type": "object", "required": ["columns", "effects", "calibration"]},
