@@ -232,6 +232,14 @@ class SensitivityConfig:
 
 
 @dataclass(frozen=True)
+class StabilityConfig:
+    """Seed stability of the reported partition (:mod:`mlearner_dist.core.stability`)."""
+
+    n_seeds: int = 5
+    max_n: int = 50_000
+
+
+@dataclass(frozen=True)
 class Config:
     """The whole resolved configuration of one analysis."""
 
@@ -252,6 +260,7 @@ class Config:
     tracking: TrackingConfig = field(default_factory=TrackingConfig)
     report: ReportConfig = field(default_factory=ReportConfig)
     sensitivity: SensitivityConfig = field(default_factory=SensitivityConfig)
+    stability: StabilityConfig = field(default_factory=StabilityConfig)
 
     @property
     def roles(self) -> Roles:
@@ -328,6 +337,8 @@ _RULES: dict[str, tuple[typing.Callable[[Any], bool], str]] = {
     "compute.dask.threads_per_worker": (lambda x: x >= 1, "an integer >= 1"),
     "sensitivity.n_bootstrap": (lambda x: x >= 20, "an integer >= 20"),
     "sensitivity.max_rows": (lambda x: x >= 100, "an integer >= 100"),
+    "stability.n_seeds": (lambda x: x >= 0, "an integer >= 0 (0: off)"),
+    "stability.max_n": (lambda x: x >= 1, "an integer >= 1"),
 }
 
 _EFFECT_NAMES = ("auto", "indirect", "direct", "total")
@@ -703,6 +714,8 @@ def estimator_params(cfg: Config) -> dict[str, Any]:
         "sensitivity": cfg.sensitivity.enabled,
         "sensitivity_bootstrap": cfg.sensitivity.n_bootstrap,
         "sensitivity_max_rows": cfg.sensitivity.max_rows,
+        "stability_seeds": cfg.stability.n_seeds,
+        "stability_max_n": cfg.stability.max_n,
         "random_state": cfg.random_state,
     }
 

@@ -180,7 +180,7 @@ _STAGE_SECTIONS: dict[str, tuple[str, ...]] = {
     "cluster": ("cluster", "random_state"),
     "profile": ("profile", "test", "random_state", "validation"),
     "calibrate": ("calibration", "profile", "test", "random_state"),
-    "report": ("subgroups", "report", "sensitivity"),
+    "report": ("subgroups", "report", "sensitivity", "stability"),
 }
 _UPSTREAM: dict[str, tuple[str, ...]] = {
     "validate": (),
@@ -618,6 +618,11 @@ def run_report(ctx: RunContext) -> Manifest:
         p_leaf = float(calib["p_decision"])
         leaf = tree.leaf_of(frame[list(roles.covariates)])
     sensitivity = _sensitivity(cfg, frame, leaf, tree.rules)
+    stability = None
+    if calib["mode"] != "split":
+        stability = MLearner(**estimator_params(cfg)).seed_stability(
+            frame, roles, effects, tree, float(calib["threshold"])
+        )
     decision_p = p_leaf
     manifests = {s: read_manifest(ctx.output, s) for s in STAGES}
     result: dict[str, Any] = {
@@ -646,6 +651,7 @@ def run_report(ctx: RunContext) -> Manifest:
         "declared": bool(decision_p < float(calib["threshold"])),
         "subgroups": subgroups,
         "sensitivity": sensitivity,
+        "stability": stability,
         "record": analysis_record(cfg, manifests["validate"].extra.get("data_hash")),
         "timings": {s: m.seconds for s, m in manifests.items() if m is not None},
     }

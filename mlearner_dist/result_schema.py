@@ -16,7 +16,7 @@ from typing import Any
 
 from mlearner_dist.exceptions import MLearnerError
 
-SCHEMA_VERSION = "1.3"
+SCHEMA_VERSION = "1.4"
 
 _NUMBER_OR_NULL: dict[str, Any] = {"type": ["number", "null"]}
 
@@ -193,6 +193,20 @@ RESULT_SCHEMA: dict[str, Any] = {
                 "method": {"type": "string"},
                 "whole": _SENSITIVITY_CURVE,
                 "subgroups": {"type": "array", "items": {"type": "object"}},
+            },
+        },
+        "stability": {
+            "type": ["object", "null"],
+            "required": ["n_seeds", "share_declared", "ari", "median_ari", "rule_recurrence"],
+            "properties": {
+                "n_seeds": {"type": "integer", "minimum": 1},
+                "seeds": {"type": "array", "items": {"type": "integer"}},
+                "share_declared": {"type": "number", "minimum": 0, "maximum": 1},
+                "p_leaf": {"type": "array", "items": {"type": "number"}},
+                "ari": {"type": "array", "items": {"type": "number"}},
+                "median_ari": {"type": "number"},
+                "rule_recurrence": {"type": "object"},
+                "variables": {"type": "object"},
             },
         },
         "record": {

@@ -46,7 +46,8 @@ def run_replicate(cfg: Config, scenario: str, n: int, noise_sd: float, seed: int
 
     frame = simulate(scenario, n, seed=seed, noise_sd=noise_sd)
     roles = study_roles(scenario_has_mediator(scenario))
-    params = {**estimator_params(cfg), "random_state": int(seed)}
+    # seed stability is a per-analysis diagnostic: the study measures the decisions themselves
+    params = {**estimator_params(cfg), "random_state": int(seed), "stability_seeds": 0}
     if SCENARIOS[scenario].design == "observational":
         params["design"] = "observational"
     model = MLearner(**params)

@@ -35,6 +35,13 @@ def format_summary(result: dict[str, Any], output: Path) -> str:
             f"  average indirect effect {_fmt(avg.get('indirect'))}",
             f"  average direct effect   {_fmt(avg.get('direct'))}",
         ]
+    stab = result.get("stability")
+    if stab:
+        lines.append(
+            f"  seed stability: {stab['share_declared']:.0%} of {stab['n_seeds']} other t-SNE/"
+            f"K-means seeds declare; median adjusted Rand index with the reported subgroups "
+            f"{stab['median_ari']:.2f}"
+        )
     sens = (result.get("sensitivity") or {}).get("whole")
     if sens:
         cover = sens.get("rho_ci_covers_zero")

@@ -42,6 +42,7 @@ from mlearner_dist.core.selection import (
     tree_pvalues,
 )
 from mlearner_dist.core.sensitivity import sensitivity_analysis
+from mlearner_dist.core.stability import SeedRun, summarise_stability
 from mlearner_dist.core.subgroup_effects import (
     adjusted_subgroup_effects,
     proportion_mediated,
@@ -100,6 +101,9 @@ class MLearner(BaseEstimator):
         Subgroup effects (``subgroups:``, ``validation.min_subgroup``).
     sensitivity, sensitivity_bootstrap, sensitivity_max_rows
         The M-Y confounding sensitivity curves (``sensitivity:`` section; one mediator only).
+    stability_seeds, stability_max_n
+        Seed stability (``stability:`` section): steps 2 to 4 re-run with this many other seeds
+        for t-SNE and K-means when n <= ``stability_max_n`` (0: off).
     random_state : int
         One seed for folds, learners, t-SNE, K-means, trees and null replicates.
 
@@ -133,6 +137,9 @@ class MLearner(BaseEstimator):
     sensitivity_ : dict or None
         ACME as a function of the M-Y error correlation, whole sample and per subgroup
         (:mod:`mlearner_dist.core.sensitivity`); None without exactly one mediator.
+    stability_ : dict or None
+        Seed stability of the reported partition (:mod:`mlearner_dist.core.stability`); None
+        when off, above ``stability_max_n`` or in split mode.
     """
 
     def __init__(
@@ -195,6 +202,8 @@ class MLearner(BaseEstimator):
         sensitivity: bool = True,
         sensitivity_bootstrap: int = 200,
         sensitivity_max_rows: int = 20_000,
+        stability_seeds: int = 5,
+        stability_max_n: int = 50_000,
         random_state: int = 2025,
     ) -> None:
         self.n_folds = n_folds
@@ -248,6 +257,8 @@ class MLearner(BaseEstimator):
         self.sensitivity = sensitivity
         self.sensitivity_bootstrap = sensitivity_bootstrap
         self.sensitivity_max_rows = sensitivity_max_rows
+        self.stability_seeds = stability_seeds
+        self.stability_max_n = stability_max_n
         self.random_state = random_state
 
     # -- parameters ---------------------------------------------------------------------------
@@ -308,8 +319,10 @@ class MLearner(BaseEstimator):
             "min_subgroup",
             "sensitivity_bootstrap",
             "sensitivity_max_rows",
+            "stability_max_n",
         ):
             integer(name, 1)
+        integer("stability_seeds", 0)
         integer("random_state", 0)
         unit_interval("alpha")
         unit_interval("level")
@@ -476,8 +489,66 @@ class MLearner(BaseEstimator):
                 level=self.level,
                 random_state=self.random_state,
             )
+        self.stability_ = None
+        if self.calibration_.get("mode") != "split":
+            self.stability_ = self.seed_stability(
+                frame, roles, sel.effects, self.reported_tree_, self.threshold_
+            )
         self.targets_ = self._targets(frame, roles, sel, map_fn=map_fn)
         return self
+
+    def seed_stability(
+        self,
+        frame: pd.DataFrame,
+        roles: Roles,
+        effects: pd.DataFrame,
+        reported: Any,
+        threshold: float,
+    ) -> dict[str, Any] | None:
+        """Steps 2 to 4 re-run with ``stability_seeds`` other seeds on the same unit effects.
+
+        Parameters
+        ----------
+        frame : DataFrame
+            Validated units, row-aligned with ``effects``.
+        roles : Roles
+        effects : DataFrame
+            The analysis's effects table (held fixed).
+        reported : ProfileTree
+            The reported (chosen, merged) partition.
+        threshold : float
+            The analysis's threshold.
+
+        Returns
+        -------
+        dict or None
+            :func:`mlearner_dist.core.stability.summarise_stability`, or None when off or when
+            ``len(frame) > stability_max_n``.
+        """
+        if self.stability_seeds < 1 or len(frame) > self.stability_max_n:
+            return None
+        X = frame[list(roles.covariates)]
+        target = decision_target(roles.has_mediator)
+        names = resolve_effect_names(self.embed_effects, roles.has_mediator)
+        runs = []
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            for i in range(self.stability_seeds):
+                seed = self.random_state + 7919 * (i + 1)
+                s = self.select_target(frame, roles, effects, target, names=names, seed=seed)
+                tree = s.chosen_tree
+                runs.append(
+                    SeedRun(
+                        seed=seed,
+                        p_leaf=s.p_leaf,
+                        leaf=tree.leaf_of(X),
+                        rules=tuple(tree.rules.values()),
+                        variables=tuple(tree.variables),
+                    )
+                )
+        return summarise_stability(
+            reported.leaf_of(X), list(reported.rules.values()), threshold, runs
+        )
 
     def _target_record(
         self, target: str, p_leaf: float, calib: dict[str, Any], chosen: dict[str, Any], subgroups

@@ -58,6 +58,12 @@ def _assert_same(result: dict, model: MLearner) -> None:
         for part in ("estimate", "ci_low", "ci_high"):
             assert np.allclose(sens["whole"][part], want_sens["whole"][part], rtol=1e-9)
         assert len(sens["subgroups"]) == len(want_sens["subgroups"])
+    stab, want_stab = result.get("stability"), to_jsonable(model.stability_)
+    assert (stab is None) == (want_stab is None)
+    if stab is not None:
+        assert stab["seeds"] == want_stab["seeds"]
+        assert np.allclose(stab["ari"], want_stab["ari"], rtol=1e-9)
+        assert np.allclose(stab["p_leaf"], want_stab["p_leaf"], rtol=1e-9)
     wanted = to_jsonable(model.subgroups_)  # as result.json writes them (NaN -> null)
     assert len(result["subgroups"]) == len(wanted)
     for got, want in zip(result["subgroups"], wanted, strict=True):
