@@ -234,7 +234,7 @@ def _dispatch(args: argparse.Namespace) -> int:
         return 0
     if args.command == "runs":
         from mlearner_dist.backends.mlflow_tracking import list_runs
-        from mlearner_dist.pipeline import tracking_uri_for
+        from mlearner_dist.run_context import tracking_uri_for
 
         cfg = load_config(args.config, args.overrides)
         uri = tracking_uri_for(cfg, Path(args.output) if args.output else None)

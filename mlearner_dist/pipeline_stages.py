@@ -1,0 +1,494 @@
+"""What each stage of the pipeline does: the run functions of the stage registry.
+
+Each ``run_<stage>(ctx)`` reads only earlier stages' outputs under ``ctx.output``, writes its own
+(atomically) and returns a :class:`~mlearner_dist.stages.Manifest` with its row counts; the driver
+(:func:`mlearner_dist.pipeline.run_pipeline`) fingerprints, skips, times and records them. The
+math is in ``core``: these functions move data between Spark, Dask and the core functions that the
+in-memory :class:`~mlearner_dist.core.estimator.MLearner` also uses.
+"""
+
+from __future__ import annotations
+
+import logging
+import pickle
+import uuid
+from collections.abc import Sequence
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+
+from mlearner_dist import __version__
+from mlearner_dist.config import Config, estimator_params
+from mlearner_dist.core.estimator import (
+    MLearner,
+    ScoreReplicateBasis,
+    average_effects,
+    decision_target,
+    subgroup_table,
+)
+from mlearner_dist.core.roles import Roles
+from mlearner_dist.core.score_selection import target_score
+from mlearner_dist.core.selection import (
+    ProfileChoice,
+    choose_profile,
+    profiles_document,
+    resolve_effect_names,
+    tree_pvalues,
+)
+from mlearner_dist.exceptions import RowAccountError, StageError, TrackingError
+from mlearner_dist.record import analysis_record
+from mlearner_dist.result_schema import SCHEMA_VERSION, validate_result
+from mlearner_dist.run_context import RunContext, tracking_uri_for
+from mlearner_dist.stages import (
+    STAGES,
+    Manifest,
+    atomic_output,
+    read_manifest,
+    to_jsonable,
+    write_json_atomic,
+)
+
+logger = logging.getLogger(__name__)
+
+EFFECT_OUTCOME = "__effect_outcome"
+
+
+def _manifest(rows: dict[str, int], **extra: Any) -> Manifest:
+    return Manifest(
+        stage="", fingerprint="", rows=rows, seed=0, seconds=0.0, finished="", extra=extra
+    )
+
+
+def _row_account(ctx: RunContext) -> dict[str, Any]:
+    m = read_manifest(ctx.output, "validate")
+    if m is None:
+        raise StageError("the validate stage has not run")
+    return dict(m.extra["row_account"])
+
+
+def _expect_rows(ctx: RunContext, stage: str, n_out: int) -> None:
+    n_used = int(_row_account(ctx)["n_used"])
+    if n_out != n_used:
+        raise RowAccountError(
+            f"stage {stage}: {n_out} rows out but {n_used} units were accepted by validation; "
+            "rows were lost or duplicated, the run stops here"
+        )
+
+
+# --- stages ---------------------------------------------------------------------------------
+
+
+def run_validate(ctx: RunContext) -> Manifest:
+    """Read the source, check it against the roles, write the used columns to ``units/``."""
+    from mlearner_dist.backends.spark_io import read_source, rows_fingerprint, write_parquet
+    from mlearner_dist.backends.spark_validation import validate_spark_frame
+
+    cfg, roles = ctx.cfg, ctx.roles
+    sdf, source_info = read_source(ctx.spark, cfg.data)
+    extra_cols = (
+        [cfg.columns.effect_outcome_baseline] if cfg.columns.effect_outcome_baseline else []
+    )
+    check_roles = Roles(
+        roles.unit_id,
+        roles.treatment,
+        roles.outcome,
+        roles.mediators,
+        (*roles.covariates, *extra_cols),
+    )
+    clean, account = validate_spark_frame(
+        sdf,
+        check_roles,
+        min_treated=cfg.validation.min_treated,
+        min_control=cfg.validation.min_control,
+        n_folds=cfg.effects.n_folds,
+        missing=cfg.data.missing,
+    )
+    clean = clean.select(*[c for c in check_roles.used_columns])
+    if cfg.compute.spark.partitions:
+        clean = clean.repartition(cfg.compute.spark.partitions)
+    write_parquet(clean, ctx.output / "units")
+    written = ctx.spark.read.parquet(str(ctx.output / "units"))
+    data_hash = rows_fingerprint(written, check_roles.used_columns)
+    n_written = data_hash["n_rows"]
+    if n_written != account.n_used:
+        raise RowAccountError(
+            f"stage validate: wrote {n_written} rows but accounted for {account.n_used}"
+        )
+    return _manifest(
+        {"in": account.n_input, "out": account.n_used},
+        row_account=account.to_dict(),
+        data_hash=data_hash,
+        source=cfg.data.source,
+        source_info=source_info,
+    )
+
+
+def run_effects(ctx: RunContext) -> Manifest:
+    """Cross-fitted nuisance models on Spark; write ``effects/``."""
+    from mlearner_dist.backends.spark_effects import spark_cross_fit_effects
+    from mlearner_dist.backends.spark_io import with_difference, write_parquet
+
+    cfg, roles = ctx.cfg, ctx.roles
+    units = ctx.spark.read.parquet(str(ctx.output / "units"))
+    effect_roles = roles
+    if cfg.columns.effect_outcome_baseline:
+        units = with_difference(
+            units, EFFECT_OUTCOME, roles.outcome, cfg.columns.effect_outcome_baseline
+        )
+        effect_roles = Roles(
+            roles.unit_id, roles.treatment, EFFECT_OUTCOME, roles.mediators, roles.covariates
+        )
+    model = MLearner(**estimator_params(cfg))
+    effects, diagnostics = spark_cross_fit_effects(
+        units,
+        effect_roles,
+        model.nuisance_spec(),
+        n_folds=cfg.effects.n_folds,
+        seed=cfg.random_state,
+    )
+    write_parquet(effects, ctx.output / "effects")
+    n_out = ctx.spark.read.parquet(str(ctx.output / "effects")).count()
+    _expect_rows(ctx, "effects", n_out)
+    return _manifest({"in": n_out, "out": n_out}, diagnostics=diagnostics)
+
+
+def _read_pandas(path: Path, columns: Sequence[str] | None = None) -> pd.DataFrame:
+    return pd.read_parquet(path, columns=list(columns) if columns else None)
+
+
+def run_embed(ctx: RunContext) -> Manifest:
+    """Landmark (or exact) t-SNE of the effect vectors on Dask; write ``embedding/``."""
+    from mlearner_dist.backends.dask_embedding import dask_embed
+
+    cfg = ctx.cfg
+    has_mediator = ctx.roles.has_mediator
+    names = resolve_effect_names(cfg.embed.effects, has_mediator)
+    e = cfg.embed
+    info = dask_embed(
+        ctx.output / "effects",
+        ctx.output / "embedding",
+        ctx.dask,
+        effects=names,
+        scaling=e.scaling,
+        exact_max_n=e.exact_max_n,
+        n_landmarks=e.n_landmarks,
+        perplexity=e.perplexity,
+        n_iter=e.n_iter,
+        kernel_power=e.kernel_power,
+        grid_size=e.grid_size,
+        block_size=e.block_size,
+        random_state=cfg.random_state,
+        n_jobs=e.n_jobs,
+    )
+    n_out = int(info.get("n_units", -1))
+    _expect_rows(ctx, "embed", n_out)
+    return _manifest({"in": n_out, "out": n_out}, embedding=info)
+
+
+def run_cluster(ctx: RunContext) -> Manifest:
+    """K-means on the embedding for each K; write ``clusters/``."""
+    from mlearner_dist.backends.dask_clustering import dask_cluster_embedding
+
+    c = ctx.cfg.cluster
+    info = dask_cluster_embedding(
+        ctx.output / "embedding",
+        ctx.output / "clusters",
+        ctx.dask,
+        k_values=list(range(c.k_min, c.k_max + 1)),
+        n_init=c.n_init,
+        max_iter=c.max_iter,
+        engine=c.engine,
+        random_state=ctx.cfg.random_state,
+    )
+    n_out = int(info.get("n_units", -1))
+    _expect_rows(ctx, "cluster", n_out)
+    return _manifest({"in": n_out, "out": n_out}, clustering=info)
+
+
+def _load_profile_inputs(ctx: RunContext) -> pd.DataFrame:
+    """Units joined with their cluster labels, ordered by unit id."""
+    units = _read_pandas(ctx.output / "units")
+    clusters = _read_pandas(ctx.output / "clusters")
+    uid = ctx.roles.unit_id
+    merged = units.merge(
+        clusters,
+        left_on=uid,
+        right_on="unit_id",
+        how="left",
+        suffixes=("", "__c"),
+        validate="one_to_one",
+    )
+    k_cols = [c for c in clusters.columns if c.startswith("k_")]
+    if merged[k_cols].isna().any().any():
+        raise RowAccountError("stage profile: some units have no cluster label")
+    return merged.sort_values(uid, kind="stable").reset_index(drop=True)
+
+
+def run_profile(ctx: RunContext) -> Manifest:
+    """Profile trees per K, interaction tests, and the chosen configuration."""
+    cfg, roles = ctx.cfg, ctx.roles
+    frame = _load_profile_inputs(ctx)
+    _expect_rows(ctx, "profile", len(frame))
+    model = MLearner(**estimator_params(cfg))
+    k_cols = sorted((c for c in frame.columns if c.startswith("k_")), key=lambda c: int(c[2:]))
+    labels = {int(c[2:]): frame[c].to_numpy(dtype=int) for c in k_cols}
+    target = decision_target(roles.has_mediator)
+    score = None
+    if model.test_statistic == "dr_score":
+        score = target_score(_aligned_effects(ctx, frame), target)
+    choice = choose_profile(
+        frame[list(roles.covariates)],
+        labels,
+        tree_pvalues(frame, roles, model.test_method),
+        has_mediator=roles.has_mediator,
+        settings=model.profile_settings(),
+        random_state=cfg.random_state,
+        score=score,
+        target=target,
+    )
+    doc = profiles_document(choice)
+    write_json_atomic(ctx.output / "profiles.json", doc)
+    with atomic_output(ctx.output / "trees.pkl") as tmp:
+        tmp.write_bytes(pickle.dumps(choice.trees))
+    with atomic_output(ctx.output / "raw_trees.pkl") as tmp:
+        tmp.write_bytes(pickle.dumps(choice.raw_trees))
+    return _manifest(
+        {"in": len(frame), "out": len(frame)}, n_configurations=len(doc["configurations"])
+    )
+
+
+def _aligned_effects(ctx: RunContext, frame: pd.DataFrame) -> pd.DataFrame:
+    """The effects table in the row order of ``frame`` (ordered by unit id)."""
+    effects = _read_pandas(ctx.output / "effects").set_index("unit_id")
+    return effects.loc[frame[ctx.roles.unit_id].to_numpy()].reset_index()
+
+
+def _read_json(path: Path) -> dict[str, Any]:
+    import json
+
+    return json.loads(path.read_text())
+
+
+def run_calibrate(ctx: RunContext) -> Manifest:
+    """The threshold for p_leaf: fixed, null replicates (in parallel on Dask) or split sample.
+
+    The calibration itself is :meth:`MLearner.calibrate`, the same code the in-memory estimator
+    runs; this stage only supplies the units and a map function that runs replicates on Dask.
+    """
+    cfg, roles = ctx.cfg, ctx.roles
+    prof = _read_json(ctx.output / "profiles.json")
+    model = MLearner(**estimator_params(cfg))
+    if cfg.calibration.mode == "fixed":
+        doc = model.calibrate(pd.DataFrame(), roles, float(prof["p_leaf"]))
+    elif cfg.calibration.mode == "null" and model.null_replicates == "scores":
+        # score replicates re-run only the score-dependent steps on the observed raw trees:
+        # cheap, so they run in this process (no Dask round trip per replicate)
+        frame = _load_profile_inputs(ctx)
+        raw_trees = pickle.loads((ctx.output / "raw_trees.pkl").read_bytes())
+        basis = ScoreReplicateBasis(
+            effects=_aligned_effects(ctx, frame),
+            profile=ProfileChoice(
+                configurations=prof["configurations"],
+                trees={},
+                chosen=prof["chosen"],
+                p_leaf=float(prof["p_leaf"]),
+                p_leaf_y=float(prof["p_leaf_y"]),
+                p_leaf_m=prof["p_leaf_m"],
+                response=str(prof.get("statistic", prof["chosen"].get("response"))),
+                raw_trees=raw_trees,
+            ),
+        )
+        doc = model.calibrate(frame, roles, float(prof["p_leaf"]), selection=basis)
+    else:
+        from mlearner_dist.backends.dask_map import dask_map
+
+        frame = _read_pandas(ctx.output / "units").sort_values(roles.unit_id, kind="stable")
+        frame = frame.reset_index(drop=True)
+        doc = model.calibrate(frame, roles, float(prof["p_leaf"]), map_fn=dask_map(ctx.dask))
+    write_json_atomic(ctx.output / "calibration.json", doc)
+    return _manifest({}, threshold=doc["threshold"], mode=doc["mode"])
+
+
+def run_report(ctx: RunContext) -> Manifest:
+    """Subgroup effects, result.json, figures, report.html, and the MLflow run."""
+    cfg, roles = ctx.cfg, ctx.roles
+    prof = _read_json(ctx.output / "profiles.json")
+    calib = _read_json(ctx.output / "calibration.json")
+    trees = pickle.loads((ctx.output / "trees.pkl").read_bytes())
+    chosen = prof["chosen"]
+    tree = trees[(int(chosen["k"]), int(chosen["tree_id"]))]
+    frame = _load_profile_inputs(ctx)
+    effects = _read_pandas(ctx.output / "effects").set_index("unit_id")
+    effects = effects.loc[frame[roles.unit_id].to_numpy()].reset_index()
+    leaf = tree.leaf_of(frame[list(roles.covariates)])
+    subgroups = subgroup_table(
+        frame,
+        roles,
+        effects,
+        leaf,
+        tree.rules,
+        n_bootstrap=cfg.subgroups.n_bootstrap,
+        level=cfg.subgroups.level,
+        min_size=cfg.validation.min_subgroup,
+        random_state=cfg.random_state,
+    )
+    p_leaf = float(prof["p_leaf"])
+    configurations = prof["configurations"]
+    if calib["mode"] == "split":
+        # report what was tested: the discovery tree, its held-out p-value, held-out effects
+        from mlearner_dist.core.profiles import ProfileTree
+
+        chosen = dict(calib["chosen_on_discovery"])
+        tree = ProfileTree.from_dict(calib["discovery_tree"])
+        subgroups = list(calib["subgroups"])
+        p_leaf = float(calib["p_decision"])
+        leaf = tree.leaf_of(frame[list(roles.covariates)])
+    sensitivity = _sensitivity(cfg, frame, leaf, tree.rules)
+    stability = None
+    if calib["mode"] != "split":
+        stability = MLearner(**estimator_params(cfg)).seed_stability(
+            frame, roles, effects, tree, float(calib["threshold"])
+        )
+    decision_p = p_leaf
+    manifests = {s: read_manifest(ctx.output, s) for s in STAGES}
+    result: dict[str, Any] = {
+        "schema_version": SCHEMA_VERSION,
+        "run_id": uuid.uuid4().hex,
+        "mlflow_run_id": None,
+        "mlflow_model_uri": None,  # models:/<model_id> of the logged subgroup model
+        "mlflow_model_id": None,
+        "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+        "version": __version__,
+        "config": cfg.to_dict(),
+        "row_account": _row_account(ctx),
+        "source": manifests["validate"].extra.get("source_info"),  # Delta: the version read
+        "has_mediator": roles.has_mediator,
+        "average_effects": average_effects(effects, level=cfg.subgroups.level),
+        "nuisance_diagnostics": manifests["effects"].extra.get("diagnostics", {}),
+        "embedding": manifests["embed"].extra.get("embedding", {}),
+        "clustering": manifests["cluster"].extra.get("clustering", {}),
+        "configurations": configurations,
+        "chosen": chosen,
+        "p_leaf": p_leaf,
+        "p_leaf_y": prof["p_leaf_y"],
+        "p_leaf_m": prof["p_leaf_m"],
+        "threshold": float(calib["threshold"]),
+        "calibration": calib,
+        "declared": bool(decision_p < float(calib["threshold"])),
+        "subgroups": subgroups,
+        "sensitivity": sensitivity,
+        "stability": stability,
+        "record": analysis_record(cfg, manifests["validate"].extra.get("data_hash")),
+        "timings": {s: m.seconds for s, m in manifests.items() if m is not None},
+    }
+    main_target = decision_target(roles.has_mediator)
+    result["targets"] = {
+        main_target: {
+            "target": main_target,
+            "p_leaf": p_leaf,
+            "threshold": float(calib["threshold"]),
+            "declared": result["declared"],
+            "mc_pvalue": calib.get("mc_pvalue"),
+            "mc_se": calib.get("mc_se"),
+            "chosen": chosen,
+        }
+    }
+    if roles.has_mediator:
+        result["targets"]["total"] = {
+            "target": "total",
+            "note": "the distributed pipeline analyses the indirect target only; the total "
+            "target (its own embedding, profile and calibration) runs in the in-memory MLearner",
+        }
+    validate_result(to_jsonable(result))
+    figures = _write_figures(ctx, result, tree) if cfg.report.figures else []
+    if cfg.report.html:
+        from mlearner_dist.report import write_report
+
+        write_report(result, ctx.output)
+    write_json_atomic(ctx.output / "result.json", result)
+    if cfg.tracking.enabled:
+        from mlearner_dist.backends.mlflow_tracking import log_analysis, model_fields
+
+        uri = tracking_uri_for(cfg, ctx.output)
+        try:
+            run_id = log_analysis(
+                uri,
+                cfg,
+                result,
+                ctx.output,
+                tree=tree,
+                example=frame[list(roles.covariates)].head(5),
+            )
+        except Exception as exc:  # the store went away mid-run: keep every output, say what to do
+            raise TrackingError(
+                f"MLflow at {uri} failed while logging ({type(exc).__name__}: {exc}). Every "
+                f"output is complete and kept in {ctx.output} (result.json, figures, report.html); "
+                f"when the tracking server is back, log them with `mlearner report --output "
+                f"{ctx.output}` and the same --config/--set flags (only the report stage reruns), "
+                f"or set tracking.enabled=false to skip MLflow."
+            ) from exc
+        result["mlflow_run_id"] = run_id
+        result.update(model_fields(uri, run_id))
+        write_json_atomic(ctx.output / "result.json", result)
+    return _manifest({"subgroups": len(subgroups)}, figures=figures)
+
+
+def _sensitivity(
+    cfg: Config, frame: pd.DataFrame, leaf: Any, rules: dict[int, str]
+) -> dict[str, Any] | None:
+    """The M-Y confounding sensitivity curves (one mediator; None otherwise or when disabled)."""
+    from mlearner_dist.core.sensitivity import sensitivity_analysis
+
+    roles = cfg.roles
+    if not cfg.sensitivity.enabled or len(roles.mediators) != 1:
+        return None
+    return sensitivity_analysis(
+        frame,
+        leaf,
+        rules,
+        treatment=roles.treatment,
+        mediator=roles.mediators[0],
+        outcome=roles.outcome,
+        covariates=roles.covariates,
+        min_size=max(30, cfg.validation.min_subgroup),
+        n_bootstrap=cfg.sensitivity.n_bootstrap,
+        max_rows=cfg.sensitivity.max_rows,
+        level=cfg.subgroups.level,
+        random_state=cfg.random_state,
+    )
+
+
+def _write_figures(ctx: RunContext, result: dict[str, Any], tree: Any) -> list[str]:
+    from mlearner_dist import plots
+
+    fig_dir = ctx.output / "figures"
+    fig_dir.mkdir(exist_ok=True)
+    emb = _read_pandas(ctx.output / "embedding")
+    clusters = _read_pandas(ctx.output / "clusters")
+    effects = _read_pandas(ctx.output / "effects", ["unit_id", "indirect", "total"])
+    emb = emb.merge(clusters, on="unit_id").merge(effects, on="unit_id")
+    k = int(result["chosen"]["k"])
+    effect_name = "indirect" if result["has_mediator"] else "total"
+    made = {
+        "embedding_clusters.png": plots.plot_embedding(
+            emb, emb[f"k_{k}"].to_numpy(), title=f"t-SNE of effects, K = {k} clusters"
+        ),
+        "embedding_effect.png": plots.plot_embedding(
+            emb, emb[effect_name].to_numpy(), title=f"t-SNE coloured by {effect_name} effect"
+        ),
+        "p_leaf_by_k.png": plots.plot_p_leaf_by_k(result["configurations"], result["threshold"]),
+        "profile_tree.png": plots.plot_profile_tree(tree),
+        "subgroup_effects.png": plots.plot_subgroup_forest(result["subgroups"]),
+    }
+    if result.get("sensitivity"):
+        made["sensitivity.png"] = plots.plot_sensitivity(result["sensitivity"])
+    calib = result["calibration"]
+    if calib.get("null_p_leaf"):
+        made["null_calibration.png"] = plots.plot_null_calibration(
+            calib["null_p_leaf"], result["p_leaf"], result["threshold"]
+        )
+    for name, fig in made.items():
+        plots.save_figure(fig, fig_dir / name)
+    return sorted(made)
