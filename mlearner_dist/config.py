@@ -26,6 +26,7 @@ from typing import Any, Literal, get_args, get_origin, get_type_hints
 
 import yaml
 
+from mlearner_dist.core.learners import LearnerKind
 from mlearner_dist.core.roles import Roles
 from mlearner_dist.exceptions import ConfigError
 
@@ -71,16 +72,7 @@ class EffectsConfig:
 
     estimator: Literal["nested", "reference"] = "nested"
     n_folds: int = 5
-    learner: Literal[
-        "auto",
-        "hist_gradient_boosting",
-        "hist_gradient_boosting_early_stopping",
-        "random_forest",
-        "linear",
-        "spline",
-        "linear_boosting",
-        "constant",
-    ] = "auto"
+    learner: LearnerKind = "auto"
     learner_params: dict[str, Any] = field(default_factory=dict)
     row_budget: int = 50_000
     propensity_clip: float = 0.01

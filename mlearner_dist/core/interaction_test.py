@@ -29,6 +29,7 @@ import numpy as np
 import pandas as pd
 from scipy import stats
 
+from mlearner_dist.core.moments import merge_moment_rows
 from mlearner_dist.exceptions import InputValidationError, MLearnerError, SmallSubgroupWarning
 
 logger = logging.getLogger(__name__)
@@ -95,23 +96,11 @@ def combine_cell_aggregates(parts: Sequence[pd.DataFrame]) -> pd.DataFrame:
         missing = [c for c in AGG_COLUMNS if c not in p.columns]
         if missing:
             raise InputValidationError([f"aggregate table lacks column(s) {missing}"])
-    out: dict[tuple[Any, int], list[float]] = {}
-    for p in parts:
-        for row in p[list(AGG_COLUMNS)].itertuples(index=False):
-            key = (row.leaf, int(row.treatment))
-            if key not in out:
-                out[key] = [row.n, row.sum, row.sumsq, row.mean, row.m2]
-                continue
-            n_a, s_a, q_a, mu_a, m2_a = out[key]
-            n = n_a + row.n
-            d = row.mean - mu_a
-            out[key] = [
-                n,
-                s_a + row.sum,
-                q_a + row.sumsq,
-                mu_a + d * row.n / n,
-                m2_a + row.m2 + d * d * n_a * row.n / n,
-            ]
+    out = merge_moment_rows(
+        ((row.leaf, int(row.treatment)), (row.n, row.sum, row.sumsq, row.mean, row.m2))
+        for p in parts
+        for row in p[list(AGG_COLUMNS)].itertuples(index=False)
+    )
     rows = [(k[0], k[1], *v) for k, v in sorted(out.items(), key=lambda kv: kv[0])]
     agg = pd.DataFrame(rows, columns=list(AGG_COLUMNS))
     agg["n"] = agg["n"].astype(np.int64)

@@ -17,7 +17,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any, Literal
+from typing import Any, Literal, get_args
 
 import numpy as np
 import pandas as pd
@@ -52,26 +52,6 @@ __all__ = [
 
 logger = logging.getLogger(__name__)
 
-LEARNER_KINDS = (
-    "auto",
-    "hist_gradient_boosting",
-    "hist_gradient_boosting_early_stopping",
-    "random_forest",
-    "linear",
-    "spline",
-    "linear_boosting",
-    "constant",
-)
-#: Candidates of the ``auto`` learner, in order of simplicity (ties go to the simpler one).
-AUTO_CANDIDATES = (
-    "constant",
-    "linear",
-    "spline",
-    "linear_boosting",
-    "hist_gradient_boosting_early_stopping",
-)
-TASKS = ("regression", "classification")
-
 LearnerKind = Literal[
     "auto",
     "hist_gradient_boosting",
@@ -82,6 +62,19 @@ LearnerKind = Literal[
     "linear_boosting",
     "constant",
 ]
+#: Every learner name (``effects.learner`` takes one of them).
+LEARNER_KINDS: tuple[str, ...] = get_args(LearnerKind)
+#: Candidates of the ``auto`` learner, in order of simplicity (ties go to the simpler one).
+AUTO_CANDIDATES = (
+    "constant",
+    "linear",
+    "spline",
+    "linear_boosting",
+    "hist_gradient_boosting_early_stopping",
+)
+TASKS = ("regression", "classification")
+
+
 Task = Literal["regression", "classification"]
 
 # Histogram gradient boosting bins categorical features into at most 255 bins (one for missing).

@@ -45,6 +45,7 @@ import numpy as np
 import pandas as pd
 from scipy import stats
 
+from mlearner_dist.core.moments import merge_moment_rows
 from mlearner_dist.exceptions import InputValidationError, MLearnerError, SmallSubgroupWarning
 
 SCORE_NAMES = ("indirect", "direct", "total")
@@ -191,23 +192,11 @@ def combine_score_aggregates(parts: Sequence[pd.DataFrame]) -> pd.DataFrame:
             raise InputValidationError(
                 [f"score aggregate table lacks column(s) {missing}: build it with score_aggregates"]
             )
-    acc: dict[tuple[str, Any], list[float]] = {}
-    for p in parts:
-        for row in p[list(SCORE_AGG_COLUMNS)].itertuples(index=False):
-            key = (str(row.score), row.leaf)
-            if key not in acc:
-                acc[key] = [row.n, row.sum, row.sumsq, row.mean, row.m2]
-                continue
-            n_a, s_a, q_a, mu_a, m2_a = acc[key]
-            n = n_a + row.n
-            d = row.mean - mu_a
-            acc[key] = [
-                n,
-                s_a + row.sum,
-                q_a + row.sumsq,
-                mu_a + d * row.n / n,
-                m2_a + row.m2 + d * d * n_a * row.n / n,
-            ]
+    acc = merge_moment_rows(
+        ((str(row.score), row.leaf), (row.n, row.sum, row.sumsq, row.mean, row.m2))
+        for p in parts
+        for row in p[list(SCORE_AGG_COLUMNS)].itertuples(index=False)
+    )
     rows = [(k[0], k[1], *v) for k, v in sorted(acc.items(), key=lambda kv: (kv[0][0], kv[0][1]))]
     out = pd.DataFrame(rows, columns=list(SCORE_AGG_COLUMNS))
     out["n"] = out["n"].astype(np.int64)
