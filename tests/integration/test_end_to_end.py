@@ -7,6 +7,7 @@ Real local Spark, a real local Dask cluster and a real MLflow SQLite store; sett
 from __future__ import annotations
 
 import json
+import re
 import shutil
 import subprocess
 import sys
@@ -101,7 +102,7 @@ def test_jobs_ii_result_contract(jobs_run):
     assert result["mlflow_run_id"]
     assert "heterogeneity" in done.stdout and "result.json" in done.stdout
     # progress a person can read, without the libraries' INFO chatter (--verbose brings it back)
-    assert "null replicates on 2 Dask workers: 3/3" in done.stderr, done.stderr[-3000:]
+    assert re.search(r"null replicates[^:\n]*: 3/3", done.stderr), done.stderr[-3000:]
     chatter = [line for line in done.stderr.splitlines() if " INFO distributed." in line]
     assert not chatter, chatter[:5]
 
