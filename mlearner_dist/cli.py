@@ -158,6 +158,7 @@ def _setup_logging(level: str, *, quiet: bool = False, verbose: bool = False) ->
         # distributed configures its own loggers from the Dask config when it is imported (later,
         # lazily, in backends/); the variable reaches that config and the worker processes
         os.environ.setdefault("DASK_LOGGING__DISTRIBUTED", "warning")
+        os.environ.setdefault("MLFLOW_LOGGING_LEVEL", "WARNING")  # mlflow sets up its own handler
         for noisy in NOISY_LOGGERS:
             logging.getLogger(noisy).setLevel(logging.WARNING)
 
