@@ -197,6 +197,8 @@ def main(argv: list[str] | None = None) -> int:
         "noise_sd": args.noise_sd,
         "calibration": args.calibration,
         "cpus": os.cpu_count(),
+        # the machine is shared: the 1/5/15-minute load before the run, and after it below
+        "load_average_before": [round(x, 2) for x in os.getloadavg()],
     }
     try:
         if args.n > 0:
@@ -273,6 +275,7 @@ def main(argv: list[str] | None = None) -> int:
             )
     finally:
         mem.stop()
+    report["load_average_after"] = [round(x, 2) for x in os.getloadavg()]
     if args.json:
         Path(args.json).write_text(json.dumps(report, indent=2))
     return 0
