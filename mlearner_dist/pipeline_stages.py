@@ -20,7 +20,7 @@ from typing import Any
 import pandas as pd
 
 from mlearner_dist import __version__
-from mlearner_dist.config import Config, estimator_params
+from mlearner_dist.config import estimator_params
 from mlearner_dist.core.estimator import (
     MLearner,
     ScoreReplicateBasis,
@@ -345,12 +345,11 @@ def run_report(ctx: RunContext) -> Manifest:
         subgroups = list(calib["subgroups"])
         p_leaf = float(calib["p_decision"])
         leaf = tree.leaf_of(frame[list(roles.covariates)])
-    sensitivity = _sensitivity(cfg, frame, leaf, tree.rules)
+    model = MLearner(**estimator_params(cfg))
+    sensitivity = model.sensitivity_curves(frame, roles, tree)
     stability = None
     if calib["mode"] != "split":
-        stability = MLearner(**estimator_params(cfg)).seed_stability(
-            frame, roles, effects, tree, float(calib["threshold"])
-        )
+        stability = model.seed_stability(frame, roles, effects, tree, float(calib["threshold"]))
     decision_p = p_leaf
     manifests = {s: read_manifest(ctx.output, s) for s in STAGES}
     result: dict[str, Any] = {
@@ -433,31 +432,6 @@ def run_report(ctx: RunContext) -> Manifest:
         result.update(model_fields(uri, run_id))
         write_json_atomic(ctx.output / "result.json", result)
     return _manifest({"subgroups": len(subgroups)}, figures=figures)
-
-
-def _sensitivity(
-    cfg: Config, frame: pd.DataFrame, leaf: Any, rules: dict[int, str]
-) -> dict[str, Any] | None:
-    """The M-Y confounding sensitivity curves (one mediator; None otherwise or when disabled)."""
-    from mlearner_dist.core.sensitivity import sensitivity_analysis
-
-    roles = cfg.roles
-    if not cfg.sensitivity.enabled or len(roles.mediators) != 1:
-        return None
-    return sensitivity_analysis(
-        frame,
-        leaf,
-        rules,
-        treatment=roles.treatment,
-        mediator=roles.mediators[0],
-        outcome=roles.outcome,
-        covariates=roles.covariates,
-        min_size=max(30, cfg.validation.min_subgroup),
-        n_bootstrap=cfg.sensitivity.n_bootstrap,
-        max_rows=cfg.sensitivity.max_rows,
-        level=cfg.subgroups.level,
-        random_state=cfg.random_state,
-    )
 
 
 def _write_figures(ctx: RunContext, result: dict[str, Any], tree: Any) -> list[str]:

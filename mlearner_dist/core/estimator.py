@@ -472,23 +472,7 @@ class MLearner(BaseEstimator):
             )
         self.declared_ = bool(self.p_leaf_ < self.threshold_)
         self.average_effects_ = average_effects(sel.effects, level=self.level)
-        self.sensitivity_ = None
-        if self.sensitivity and len(roles.mediators) == 1:
-            tree = self.reported_tree_
-            self.sensitivity_ = sensitivity_analysis(
-                frame,
-                tree.leaf_of(frame[list(roles.covariates)]),
-                tree.rules,
-                treatment=roles.treatment,
-                mediator=roles.mediators[0],
-                outcome=roles.outcome,
-                covariates=roles.covariates,
-                min_size=max(30, self.min_subgroup),
-                n_bootstrap=self.sensitivity_bootstrap,
-                max_rows=self.sensitivity_max_rows,
-                level=self.level,
-                random_state=self.random_state,
-            )
+        self.sensitivity_ = self.sensitivity_curves(frame, roles, self.reported_tree_)
         self.stability_ = None
         if self.calibration_.get("mode") != "split":
             self.stability_ = self.seed_stability(
@@ -496,6 +480,31 @@ class MLearner(BaseEstimator):
             )
         self.targets_ = self._targets(frame, roles, sel, map_fn=map_fn)
         return self
+
+    def sensitivity_curves(
+        self, frame: pd.DataFrame, roles: Roles, reported: Any
+    ) -> dict[str, Any] | None:
+        """ACME(rho) for the whole sample and every leaf of the reported partition.
+
+        :func:`mlearner_dist.core.sensitivity.sensitivity_analysis` with this estimator's
+        settings; None when ``sensitivity`` is off or there is not exactly one mediator.
+        """
+        if not self.sensitivity or len(roles.mediators) != 1:
+            return None
+        return sensitivity_analysis(
+            frame,
+            reported.leaf_of(frame[list(roles.covariates)]),
+            reported.rules,
+            treatment=roles.treatment,
+            mediator=roles.mediators[0],
+            outcome=roles.outcome,
+            covariates=roles.covariates,
+            min_size=max(30, self.min_subgroup),
+            n_bootstrap=self.sensitivity_bootstrap,
+            max_rows=self.sensitivity_max_rows,
+            level=self.level,
+            random_state=self.random_state,
+        )
 
     def seed_stability(
         self,
