@@ -29,7 +29,7 @@ import numpy as np
 import pandas as pd
 from scipy import stats
 
-from mlearner_dist.core.moments import merge_moment_rows
+from mlearner_dist.core.moments import cell_mean_m2, merge_moment_rows
 from mlearner_dist.exceptions import InputValidationError, MLearnerError, SmallSubgroupWarning
 
 logger = logging.getLogger(__name__)
@@ -283,14 +283,7 @@ def _clean_aggregates(agg: pd.DataFrame) -> pd.DataFrame:
                 "(combine_cell_aggregates)"
             ]
         )
-    n = cells["n"].to_numpy(dtype=float)
-    if have_moments:
-        cells["_mean"] = cells["mean"].to_numpy(dtype=float)
-        cells["_m2"] = np.maximum(cells["m2"].to_numpy(dtype=float), 0.0)
-    else:
-        s = cells["sum"].to_numpy(dtype=float)
-        cells["_mean"] = s / n
-        cells["_m2"] = np.maximum(cells["sumsq"].to_numpy(dtype=float) - s * s / n, 0.0)
+    cells["_mean"], cells["_m2"] = cell_mean_m2(cells, have_moments)
     if not np.isfinite(cells[["_mean", "_m2"]].to_numpy()).all():
         raise InputValidationError(["aggregate table has non-finite means or sums of squares"])
     cells["treatment"] = cells["treatment"].astype(int)

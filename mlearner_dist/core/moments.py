@@ -14,7 +14,10 @@ from __future__ import annotations
 
 from collections.abc import Hashable, Iterable, Sequence
 
-__all__ = ["merge_moment_rows", "merge_moments"]
+import numpy as np
+import pandas as pd
+
+__all__ = ["cell_mean_m2", "merge_moment_rows", "merge_moments"]
 
 
 def merge_moments(a: Sequence[float], b: Sequence[float]) -> list[float]:
@@ -34,3 +37,20 @@ def merge_moment_rows(
     for key, moments in rows:
         acc[key] = list(moments) if key not in acc else merge_moments(acc[key], moments)
     return acc
+
+
+def cell_mean_m2(cells: pd.DataFrame, have_moments: bool) -> tuple[np.ndarray, np.ndarray]:
+    """Each cell's mean and ``m2`` from its moments: the columns themselves, or from sums.
+
+    With ``have_moments`` the ``mean`` and ``m2`` columns are used (two-pass accurate); otherwise
+    ``mean = sum / n`` and ``m2 = sumsq - sum^2 / n``. ``m2`` is clipped at 0 (rounding).
+    """
+    if have_moments:
+        mean = cells["mean"].to_numpy(dtype=float)
+        m2 = cells["m2"].to_numpy(dtype=float)
+    else:
+        n = cells["n"].to_numpy(dtype=float)
+        s = cells["sum"].to_numpy(dtype=float)
+        mean = s / n
+        m2 = cells["sumsq"].to_numpy(dtype=float) - s * s / n
+    return mean, np.maximum(m2, 0.0)

@@ -45,7 +45,7 @@ import numpy as np
 import pandas as pd
 from scipy import stats
 
-from mlearner_dist.core.moments import merge_moment_rows
+from mlearner_dist.core.moments import cell_mean_m2, merge_moment_rows
 from mlearner_dist.exceptions import InputValidationError, MLearnerError, SmallSubgroupWarning
 
 SCORE_NAMES = ("indirect", "direct", "total")
@@ -438,14 +438,7 @@ def _select_score(agg: pd.DataFrame, score: str | None) -> tuple[pd.DataFrame, s
         raise InputValidationError(
             [f"score {name!r}: repeated leaves; merge the parts first (combine_score_aggregates)"]
         )
-    n = cells["n"].to_numpy(dtype=float)
-    if have_moments:
-        cells["_mean"] = cells["mean"].to_numpy(dtype=float)
-        cells["_m2"] = np.maximum(cells["m2"].to_numpy(dtype=float), 0.0)
-    else:
-        s = cells["sum"].to_numpy(dtype=float)
-        cells["_mean"] = s / n
-        cells["_m2"] = np.maximum(cells["sumsq"].to_numpy(dtype=float) - s * s / n, 0.0)
+    cells["_mean"], cells["_m2"] = cell_mean_m2(cells, have_moments)
     if not np.isfinite(cells[["_mean", "_m2"]].to_numpy()).all():
         raise InputValidationError([f"score {name!r}: non-finite means or sums of squares"])
     return cells.sort_values("leaf", kind="stable").reset_index(drop=True), name
