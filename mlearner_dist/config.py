@@ -26,6 +26,7 @@ from typing import Any, Literal, get_args, get_origin, get_type_hints
 
 import yaml
 
+from mlearner_dist.core.cross_split import check_resolution
 from mlearner_dist.core.learners import LearnerKind
 from mlearner_dist.core.roles import Roles
 from mlearner_dist.exceptions import ConfigError
@@ -152,6 +153,7 @@ class CalibrationConfig:
     replicates: Literal["scores", "permutation"] = "scores"
     multiplier: Literal["rademacher", "normal", "mammen"] = "rademacher"
     familywise: bool = False
+    honest: bool = True
 
 
 @dataclass(frozen=True)
@@ -377,6 +379,11 @@ def _secret_problems(cfg: Config) -> list[str]:
 
 def _cross_checks(cfg: Config) -> list[str]:
     problems = _secret_problems(cfg)
+    c = cfg.calibration
+    if c.mode == "null" and c.replicates == "scores" and c.honest:
+        short = check_resolution(c.n_replicates, c.alpha, 4 if c.familywise else 2)
+        if short is not None:
+            problems.append(short)
     if cfg.cluster.k_min > cfg.cluster.k_max:
         problems.append(
             f"cluster.k_min={cfg.cluster.k_min} > cluster.k_max={cfg.cluster.k_max}: the K range "
@@ -700,6 +707,7 @@ def estimator_params(cfg: Config) -> dict[str, Any]:
         "null_replicates": cfg.calibration.replicates,
         "multiplier": cfg.calibration.multiplier,
         "familywise": cfg.calibration.familywise,
+        "honest": cfg.calibration.honest,
         "n_bootstrap": cfg.subgroups.n_bootstrap,
         "level": cfg.subgroups.level,
         "min_subgroup": cfg.validation.min_subgroup,

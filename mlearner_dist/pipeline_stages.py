@@ -271,6 +271,28 @@ def _read_json(path: Path) -> dict[str, Any]:
     return json.loads(path.read_text())
 
 
+def _calibration_units(ctx: RunContext) -> tuple[pd.DataFrame, Roles]:
+    """The units the in-memory calibrations refit effects on, with the effects stage's outcome.
+
+    With ``columns.effect_outcome_baseline`` the effects stage estimates effects on
+    ``outcome - baseline`` (a change score); the split, cross-split and permutation calibrations
+    refit effects on halves or replicates, so they get the same change score under the same
+    name, and the statistic they calibrate is the observed one.
+    """
+    cfg, roles = ctx.cfg, ctx.roles
+    frame = _read_pandas(ctx.output / "units").sort_values(roles.unit_id, kind="stable")
+    frame = frame.reset_index(drop=True)
+    base = cfg.columns.effect_outcome_baseline
+    if not base:
+        return frame, roles
+    frame[EFFECT_OUTCOME] = frame[roles.outcome].to_numpy(dtype=float) - frame[base].to_numpy(
+        dtype=float
+    )
+    return frame, Roles(
+        roles.unit_id, roles.treatment, EFFECT_OUTCOME, roles.mediators, roles.covariates
+    )
+
+
 def run_calibrate(ctx: RunContext) -> Manifest:
     """The threshold for p_leaf: fixed, null replicates (in parallel on Dask) or split sample.
 
@@ -282,6 +304,13 @@ def run_calibrate(ctx: RunContext) -> Manifest:
     model = MLearner(**estimator_params(cfg))
     if cfg.calibration.mode == "fixed":
         doc = model.calibrate(pd.DataFrame(), roles, float(prof["p_leaf"]))
+    elif model.uses_cross_split() or cfg.calibration.mode == "split":
+        # the honest cross-split (and the split) calibration refit both halves in memory
+        frame, effect_roles = _calibration_units(ctx)
+        doc = model.calibrate(frame, effect_roles, float(prof["p_leaf"]))
+        if doc.get("honest") and roles.has_mediator and model.test_statistic == "dr_score":
+            # the total target, calibrated the same way on the same halves
+            doc["targets"] = model.cross_split_targets(frame, effect_roles, doc)
     elif cfg.calibration.mode == "null" and model.null_replicates == "scores":
         # score replicates re-run only the score-dependent steps on the observed raw trees:
         # cheap, so they run in this process (no Dask round trip per replicate)
@@ -304,9 +333,10 @@ def run_calibrate(ctx: RunContext) -> Manifest:
     else:
         from mlearner_dist.backends.dask_map import dask_map
 
-        frame = _read_pandas(ctx.output / "units").sort_values(roles.unit_id, kind="stable")
-        frame = frame.reset_index(drop=True)
-        doc = model.calibrate(frame, roles, float(prof["p_leaf"]), map_fn=dask_map(ctx.dask))
+        frame, effect_roles = _calibration_units(ctx)
+        doc = model.calibrate(
+            frame, effect_roles, float(prof["p_leaf"]), map_fn=dask_map(ctx.dask)
+        )
     write_json_atomic(ctx.output / "calibration.json", doc)
     return _manifest({}, threshold=doc["threshold"], mode=doc["mode"])
 
@@ -336,8 +366,9 @@ def run_report(ctx: RunContext) -> Manifest:
     )
     p_leaf = float(prof["p_leaf"])
     configurations = prof["configurations"]
-    if calib["mode"] == "split":
-        # report what was tested: the discovery tree, its held-out p-value, held-out effects
+    if calib.get("discovery_tree") is not None:
+        # split and cross-split: report what was tested (discovery tree, its held-out p-value,
+        # held-out effects)
         from mlearner_dist.core.profiles import ProfileTree
 
         chosen = dict(calib["chosen_on_discovery"])
@@ -348,7 +379,7 @@ def run_report(ctx: RunContext) -> Manifest:
     model = MLearner(**estimator_params(cfg))
     sensitivity = model.sensitivity_curves(frame, roles, tree)
     stability = None
-    if calib["mode"] != "split":
+    if calib.get("discovery_tree") is None:
         stability = model.seed_stability(frame, roles, effects, tree, float(calib["threshold"]))
     decision_p = p_leaf
     manifests = {s: read_manifest(ctx.output, s) for s in STAGES}
@@ -394,11 +425,14 @@ def run_report(ctx: RunContext) -> Manifest:
             "chosen": chosen,
         }
     }
-    if roles.has_mediator:
+    if calib.get("targets"):
+        result["targets"] = dict(calib["targets"])
+    elif roles.has_mediator:
         result["targets"]["total"] = {
             "target": "total",
-            "note": "the distributed pipeline analyses the indirect target only; the total "
-            "target (its own embedding, profile and calibration) runs in the in-memory MLearner",
+            "note": "the distributed pipeline analyses the total target with the cross-split "
+            "calibration (calibration.mode null, the default); with this calibration it "
+            "analyses the indirect target only",
         }
     validate_result(to_jsonable(result))
     figures = _write_figures(ctx, result, tree) if cfg.report.figures else []

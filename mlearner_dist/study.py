@@ -71,6 +71,16 @@ def run_replicate(cfg: Config, scenario: str, n: int, noise_sd: float, seed: int
         "variables": list(chosen.get("variables") or []),
         "seconds": round(time.perf_counter() - started, 1),
     }
+    if calib.get("directions"):
+        out["directions"] = [
+            {
+                "direction": d["direction"],
+                "mc_pvalue": float(d["mc_pvalue"]),
+                "p_observed": float(d["p_observed"]),
+                "variables": list(d["chosen"].get("variables") or []),
+            }
+            for d in calib["directions"]
+        ]
     total = getattr(model, "targets_", {}).get("total")
     if roles.has_mediator and total and "p_leaf" in total:
         out["total"] = {

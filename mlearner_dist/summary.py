@@ -68,10 +68,14 @@ def format_summary(result: dict[str, Any], output: Path) -> str:
     lines += [
         f"  chosen: K={chosen['k']}, tree {chosen['tree_id']} with {chosen['n_leaves']} leaves "
         f"on {', '.join(chosen.get('variables') or []) or 'no covariate'}"
-        + (" (on the discovery half)" if calib["mode"] == "split" else ""),
+        + (" (on the discovery half)" if calib.get("discovery_tree") is not None else ""),
         f"  heterogeneity {verdict} at alpha={calib.get('alpha')}: p_leaf={result['p_leaf']:.3g} "
         f"vs threshold={result['threshold']:.3g} ({calib['mode']} calibration, {test}"
-        + (", held-out p-value" if calib["mode"] == "split" else "")
+        + (
+            ", held-out p-value"
+            if calib["mode"] == "split"
+            else (", cross-split: Bonferroni over two directions" if calib.get("honest") else "")
+        )
         + f"){mc_text}",
     ]
     if calib.get("fallback"):

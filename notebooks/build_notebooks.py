@@ -93,7 +93,7 @@ OUT.mkdir(parents=True, exist_ok=True)
 JOBS_II_FULL = """
 # parameters: the full-size values (t-SNE iterations and bootstrap draws as in the reference)
 N_ITER = 4000          # t-SNE iterations
-N_REPLICATES = 19      # null replicates for the threshold (19: the fewest that give alpha 0.05)
+N_REPLICATES = 99      # score replicates per half of the cross-split calibration (>= 40 at alpha 0.05)
 N_BOOTSTRAP = 1000     # bootstrap draws of the unadjusted (reference) subgroup effects
 """
 
@@ -305,8 +305,8 @@ SCENARIOS = ["simple-all", "simple-part", "complex-all", "complex-part",
              "simple-null1", "simple-null2", "simple-global"]
 NOISE = [0.01, 1.0]          # the paper's noise and a realistic one
 N_ITER = 2000                # t-SNE iterations (ours and the reference's)
-OURS_CALIBRATION = "null"    # null (19 null replicates per data set) | split (discover/test halves)
-N_REPLICATES = 19            # null replicates per data set (calibration mode null)
+OURS_CALIBRATION = "null"    # null (cross-split score replicates) | split (discover/test halves)
+N_REPLICATES = 49            # score replicates per half and data set (calibration mode null; >= 40)
 WORKERS = 2                  # data sets fitted in parallel (local Dask processes)
 """
 
@@ -579,13 +579,13 @@ NOTEBOOKS: dict[str, NotebookSpec] = {
         stored="""
 # parameters (the stored run; the full-size values are in the note below)
 N_ITER = 500
-N_REPLICATES = 19
+N_REPLICATES = 99
 N_BOOTSTRAP = 1000
 """,
         small="""
 # parameters (small: the test suite)
 N_ITER = 250
-N_REPLICATES = 1
+N_REPLICATES = 40
 N_BOOTSTRAP = 100
 """,
     ),

@@ -22,6 +22,12 @@ from sklearn.base import BaseEstimator
 
 from mlearner_dist.core import calibration as cal
 from mlearner_dist.core.clustering import kmeans_for_k
+from mlearner_dist.core.cross_split import (
+    DirectionTest,
+    bonferroni_pvalue,
+    check_resolution,
+    direction_test,
+)
 from mlearner_dist.core.effects import cross_fit_effects
 from mlearner_dist.core.embedding import effect_matrix, embed, unit_keys
 from mlearner_dist.core.nuisance import NuisanceSpec
@@ -37,6 +43,7 @@ from mlearner_dist.core.selection import (
     Selection,
     choose_profile,
     decision_pvalue,
+    leaf_pvalues,
     rerun_score_choice,
     resolve_effect_names,
     tree_pvalues,
@@ -92,11 +99,14 @@ class MLearner(BaseEstimator):
         (indirect with a mediator, else total) on leaf-merged trees; ``"interaction"`` on the
         reference's M (or Y) interaction test.
     calibration, alpha, n_replicates, threshold, null_max_n, null_replicates, multiplier,
-    familywise
+    familywise, honest
         The ``calibration:`` section. ``null_replicates="scores"``: wild-bootstrap replicates of
         the DR scores (:mod:`mlearner_dist.core.score_replicates`; keeps confounding, needs
-        ``test_statistic="dr_score"``); ``"permutation"``: the treatment re-randomised and the
-        whole selection re-run.
+        ``test_statistic="dr_score"``); with ``honest=True`` (the default) they run in the
+        cross-split design of :mod:`mlearner_dist.core.cross_split` (partitions learned on one
+        half, tested on the other half's scores, both ways, Bonferroni); ``honest=False``
+        calibrates the full-sample selection, which the study showed is anti-conservative.
+        ``"permutation"``: the treatment re-randomised and the whole selection re-run.
     n_bootstrap, level, min_subgroup
         Subgroup effects (``subgroups:``, ``validation.min_subgroup``).
     sensitivity, sensitivity_bootstrap, sensitivity_max_rows
@@ -196,6 +206,7 @@ class MLearner(BaseEstimator):
         null_replicates: str = "scores",
         multiplier: str = "rademacher",
         familywise: bool = False,
+        honest: bool = True,
         n_bootstrap: int = 1000,
         level: float = 0.95,
         min_subgroup: int = 10,
@@ -251,6 +262,7 @@ class MLearner(BaseEstimator):
         self.null_replicates = null_replicates
         self.multiplier = multiplier
         self.familywise = familywise
+        self.honest = honest
         self.n_bootstrap = n_bootstrap
         self.level = level
         self.min_subgroup = min_subgroup
@@ -295,6 +307,18 @@ class MLearner(BaseEstimator):
         choice("multiplier", ("rademacher", "normal", "mammen"))
         if not isinstance(self.familywise, (bool, np.bool_)):
             problems.append(f"familywise={self.familywise!r}: give true or false")
+        if not isinstance(self.honest, (bool, np.bool_)):
+            problems.append(f"honest={self.honest!r}: give true or false")
+        if self.uses_cross_split():
+            short = check_resolution(
+                self.n_replicates, float(self.alpha), 4 if self.familywise is True else 2
+            )
+            if (
+                short is not None
+                and isinstance(self.alpha, float)
+                and isinstance(self.n_replicates, (int, np.integer))
+            ):
+                problems.append(short)
         if not isinstance(self.merge_leaves, (bool, np.bool_)):
             problems.append(f"merge_leaves={self.merge_leaves!r}: give true or false")
         if self.null_replicates == "scores" and self.test_statistic != "dr_score":
@@ -334,6 +358,12 @@ class MLearner(BaseEstimator):
             problems.append(f"k_values={self.k_values!r}: give integers >= 2")
         if problems:
             raise ConfigError("invalid MLearner parameters: " + "; ".join(problems))
+
+    def uses_cross_split(self) -> bool:
+        """Whether ``calibration="null"`` runs the honest cross-split score calibration."""
+        return bool(
+            self.calibration == "null" and self.null_replicates == "scores" and self.honest is True
+        )
 
     def nuisance_spec(self, random_state: int | None = None) -> NuisanceSpec:
         """The nuisance-model settings as the effects step takes them."""
@@ -432,6 +462,7 @@ class MLearner(BaseEstimator):
         frame = frame.sort_values(roles.unit_id, kind="stable").reset_index(drop=True)
         self.row_account_ = account.to_dict()
         self.roles_ = roles
+        self._cross_split_halves = None
         started = time.perf_counter()
         sel = self.select(frame, roles)
         self.selection_seconds_ = time.perf_counter() - started
@@ -448,9 +479,9 @@ class MLearner(BaseEstimator):
             parallel=int(getattr(map_fn, "n_workers", 1)),
         )
         self.threshold_ = float(self.calibration_["threshold"])
-        if self.calibration_["mode"] == "split":
-            # report exactly what was tested: the discovery tree, its held-out p-value, and
-            # subgroup effects estimated on the held-out half (units that chose nothing)
+        if self.calibration_.get("discovery_tree") is not None:
+            # split and cross-split: report exactly what was tested: the discovery tree, its
+            # held-out p-value, and subgroup effects estimated on the held-out half
             self.p_leaf_ = float(self.calibration_["p_decision"])
             self.chosen_ = dict(self.calibration_["chosen_on_discovery"])
             self.reported_tree_ = ProfileTree.from_dict(self.calibration_["discovery_tree"])
@@ -474,7 +505,7 @@ class MLearner(BaseEstimator):
         self.average_effects_ = average_effects(sel.effects, level=self.level)
         self.sensitivity_ = self.sensitivity_curves(frame, roles, self.reported_tree_)
         self.stability_ = None
-        if self.calibration_.get("mode") != "split":
+        if self.calibration_.get("discovery_tree") is None:
             self.stability_ = self.seed_stability(
                 frame, roles, sel.effects, self.reported_tree_, self.threshold_
             )
@@ -597,6 +628,8 @@ class MLearner(BaseEstimator):
         scores_null = mode == "null" and self.calibration_.get("replicates") == "scores"
         if not (roles.has_mediator and self.test_statistic == "dr_score"):
             return out
+        if scores_null and self.calibration_.get("honest"):
+            return self.cross_split_targets(frame, roles, self.calibration_, map_fn=map_fn)
         if not (scores_null or mode == "fixed"):
             out["total"] = {
                 "target": "total",
@@ -640,6 +673,66 @@ class MLearner(BaseEstimator):
                 rec["threshold"] = float(thr)
                 rec["declared"] = bool(rec["p_leaf"] < thr)
                 rec["familywise"] = True
+        return out
+
+    def cross_split_targets(
+        self,
+        frame: pd.DataFrame,
+        roles: Roles,
+        calibration: dict[str, Any],
+        *,
+        map_fn: cal.MapFn | None = None,
+    ) -> dict[str, Any]:
+        """Both targets in the cross-split calibration (the total one on the same halves).
+
+        Parameters
+        ----------
+        frame : DataFrame
+            The validated units, ordered by unit id.
+        roles : Roles
+        calibration : dict
+            The decision target's cross-split record (:func:`cross_split_calibration`).
+        map_fn : callable, optional
+
+        Returns
+        -------
+        dict
+            ``{"indirect": ..., "total": ...}`` records (p_leaf, threshold, declared, mc_pvalue,
+            mc_se, null_p_leaf, chosen, subgroups, directions). ``familywise=True``: Bonferroni
+            over the two targets' decision p-values (each already Bonferroni over two
+            directions), so P(any target declared | neither heterogeneous) <= alpha.
+        """
+        main = decision_target(roles.has_mediator)
+        out = {
+            main: self._target_record(
+                main,
+                float(calibration["p_decision"]),
+                calibration,
+                calibration["chosen_on_discovery"],
+                calibration["subgroups"],
+            )
+        }
+        out[main]["directions"] = calibration["directions"]
+        calib_t = cross_split_calibration(self, frame, roles, target="total", map_fn=map_fn)
+        rec = self._target_record(
+            "total",
+            float(calib_t["p_decision"]),
+            calib_t,
+            calib_t["chosen_on_discovery"],
+            calib_t["subgroups"],
+        )
+        rec["directions"] = calib_t["directions"]
+        rec["how"] = calib_t["how"]
+        out["total"] = rec
+        if self.familywise:
+            p_fw = {t: min(1.0, 2.0 * float(r["p_leaf"])) for t, r in out.items()}
+            for t, r in out.items():
+                r["p_familywise"] = p_fw[t]
+                r["declared"] = bool(p_fw[t] < float(r["threshold"]))
+                r["familywise"] = True
+            out[main]["familywise_how"] = (
+                "Bonferroni over the indirect and total targets: each target's p_decision times 2"
+            )
         return out
 
     def select(self, frame: pd.DataFrame, roles: Roles, *, seed: int | None = None) -> Selection:
@@ -809,7 +902,7 @@ class MLearner(BaseEstimator):
         fallback = None
         if (
             mode == "null"
-            and self.null_replicates == "permutation"
+            and (self.null_replicates == "permutation" or self.uses_cross_split())
             and len(frame) > self.null_max_n
         ):
             fallback = (
@@ -819,6 +912,10 @@ class MLearner(BaseEstimator):
             )
             logger.warning("calibration: %s", fallback)
             mode = "split"
+        if mode == "null" and self.uses_cross_split():
+            return cross_split_calibration(
+                self, frame, roles, target=decision_target(roles.has_mediator), map_fn=map_fn
+            )
         if mode == "null" and self.null_replicates == "scores":
             if selection is None:
                 raise ConfigError(
@@ -996,6 +1093,151 @@ def split_calibration(model: MLearner, frame: pd.DataFrame, roles: Roles) -> dic
             f"on the other {int((~mask).sum())} (effects cross-fitted on that half alone); "
             f"declared when that p-value < alpha={model.alpha}; subgroup effects are estimated "
             "on the held-out half"
+        ),
+    }
+
+
+@dataclass
+class CrossSplitHalves:
+    """The two halves of the cross-split calibration with effects cross-fitted within each."""
+
+    frames: dict[str, pd.DataFrame]
+    effects: dict[str, pd.DataFrame]
+    key: tuple[int, int]
+
+
+def cross_split_halves(model: MLearner, frame: pd.DataFrame, roles: Roles) -> CrossSplitHalves:
+    """Halves ``A``/``B`` (:func:`~mlearner_dist.core.calibration.split_sample`) and their effects.
+
+    Each half's nuisance models are cross-fitted on that half alone, so no model of one half has
+    seen an outcome of the other. Cached on ``model`` for the frame, so both targets share them.
+    """
+    ids = frame[roles.unit_id].to_numpy()
+    key = (len(frame), int(model.random_state))
+    cached = getattr(model, "_cross_split_halves", None)
+    if cached is not None and cached.key == key and cached.frames["A"].shape[1] == frame.shape[1]:
+        return cached
+    mask = cal.split_sample(ids, model.random_state)
+    frames = {"A": frame[mask].reset_index(drop=True), "B": frame[~mask].reset_index(drop=True)}
+    effects = {}
+    for h, part in frames.items():
+        eff, _ = cross_fit_effects(
+            part, roles, model.nuisance_spec(), n_folds=model.n_folds, seed=model.random_state
+        )
+        effects[h] = eff.set_index("unit_id").loc[part[roles.unit_id].to_numpy()].reset_index()
+    halves = CrossSplitHalves(frames=frames, effects=effects, key=key)
+    model._cross_split_halves = halves
+    return halves
+
+
+def cross_split_calibration(
+    model: MLearner,
+    frame: pd.DataFrame,
+    roles: Roles,
+    *,
+    target: str,
+    map_fn: cal.MapFn | None = None,
+) -> dict[str, Any]:
+    """Honest null calibration of one target (:mod:`mlearner_dist.core.cross_split`).
+
+    Direction ``A -> B``: the selection's score-independent steps (embedding, K-means, one tree
+    per K) on half ``A``; merging, tests and the choice over K on half ``B``'s scores, calibrated
+    by ``n_replicates`` score replicates of ``B``. Likewise ``B -> A``. ``p_decision`` is
+    Bonferroni's ``min(1, 2 min(q_AB, q_BA))`` of the two Monte Carlo p-values; declared when it
+    is below ``alpha``. The record names the winning direction's tree (merged on its test half)
+    and the subgroup effects estimated on that test half, which is what was tested.
+    """
+    halves = cross_split_halves(model, frame, roles)
+    covs = list(roles.covariates)
+    names = (
+        resolve_effect_names(model.embed_effects, roles.has_mediator)
+        if target == decision_target(roles.has_mediator)
+        else (target,)
+    )
+    settings = model.profile_settings()
+    tests: list[DirectionTest] = []
+    discovery: dict[str, Any] = {}
+    for disc, test in (("A", "B"), ("B", "A")):
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            sel = model.select_target(
+                halves.frames[disc], roles, halves.effects[disc], target, names=names
+            )
+        direction = f"{disc}->{test}"
+        discovery[direction] = {"chosen_on_discovery": dict(sel.chosen), "p_leaf": sel.p_leaf}
+        tests.append(
+            direction_test(
+                sel.profile.raw_trees,
+                halves.frames[test][covs],
+                halves.effects[test],
+                target,
+                direction=direction,
+                n_replicates=model.n_replicates,
+                random_state=model.random_state,
+                merge_level=settings.score_merge_level,
+                covariance=settings.covariance,
+                multiplier=model.multiplier,
+                map_fn=map_fn,
+            )
+        )
+    p_decision = bonferroni_pvalue([t.mc_pvalue for t in tests])
+    best = min(tests, key=lambda t: (t.mc_pvalue, t.p_observed))
+    test_half = best.direction[-1]
+    hold = halves.frames[test_half]
+    subgroups = subgroup_table(
+        hold,
+        roles,
+        halves.effects[test_half],
+        best.tree.leaf_of(hold[covs]),
+        best.tree.rules,
+        n_bootstrap=model.n_bootstrap,
+        level=model.level,
+        min_size=model.min_subgroup,
+        random_state=model.random_state,
+    )
+    for sg in subgroups:
+        sg["estimated_on"] = "holdout"
+    p_y, p_m = leaf_pvalues(hold, roles, best.tree.leaf_of(hold[covs]), model.test_method)
+    chosen = dict(best.chosen)
+    # the reference's Y and M interaction tests, reported beside, on the same half and partition
+    chosen.update(
+        selected_for_test=True,
+        p_y=float(p_y),
+        p_m=None if p_m is None else float(p_m),
+        response=f"score_{target}",
+        direction=best.direction,
+    )
+    n_a, n_b = len(halves.frames["A"]), len(halves.frames["B"])
+    return {
+        "mode": "null",
+        "replicates": "scores",
+        "honest": True,
+        "multiplier": model.multiplier,
+        "statistic": f"score_{target}",
+        "alpha": model.alpha,
+        "threshold": float(model.alpha),
+        "n_replicates": int(model.n_replicates),
+        "null_p_leaf": list(best.null_p),
+        "mc_pvalue": float(p_decision),
+        "mc_se": float(min(1.0, 2.0 * best.mc_se)),
+        "p_decision": float(p_decision),
+        "n_discovery": len(halves.frames[best.direction[0]]),
+        "n_holdout": len(hold),
+        "halves": {"A": n_a, "B": n_b},
+        "directions": [{**t.to_dict(), **discovery[t.direction]} for t in tests],
+        "chosen_on_discovery": chosen,
+        "discovery_p_leaf": float(discovery[best.direction]["p_leaf"]),
+        "discovery_tree": best.tree.to_dict(),
+        "subgroups": subgroups,
+        "how": (
+            f"cross-split score calibration: units split by a hash of their id into halves of "
+            f"{n_a} and {n_b}; each half's effects cross-fitted on that half alone; candidate "
+            f"trees learned on one half and merged, tested and chosen on the other half's doubly "
+            f"robust {target} scores, calibrated by {model.n_replicates} {model.multiplier} score "
+            f"replicates of that half; both directions, Bonferroni p_decision = min(1, 2 min(q)) "
+            f"= {p_decision:.3g}; declared when p_decision < alpha={model.alpha}; the reported "
+            f"partition is the {best.direction} direction's, its subgroup effects estimated on "
+            "its test half"
         ),
     }
 

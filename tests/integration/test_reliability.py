@@ -154,7 +154,7 @@ def test_mlflow_lost_mid_run_keeps_outputs_and_logs_later(data, tmp_path):
     server = _start_server(tmp_path, port)
     out = tmp_path / "run"
     args = run_args(data, out, "--set", f"tracking.uri={uri}",
-                    "--set", "calibration.mode=null", "--set", "calibration.n_replicates=3")
+                    "--set", "calibration.mode=null", "--set", "calibration.n_replicates=40")
     try:
         proc = subprocess.Popen([_exe(), *args], cwd=ROOT, stdout=subprocess.PIPE,
                                 stderr=subprocess.PIPE, text=True)
