@@ -231,9 +231,7 @@ def combine_partial_sums(parts: Iterable[dict[int, int]]) -> float:
     return float(Fraction(acc) * Fraction(2) ** (emin - 53))
 
 
-def scale_from_partials(
-    n: int, sum_of_squared_deviations: float, name: str = "effect"
-) -> float:
+def scale_from_partials(n: int, sum_of_squared_deviations: float, name: str = "effect") -> float:
     """Sample standard deviation ``sqrt(SS / (n - 1))``, refusing a constant column.
 
     Parameters
@@ -452,8 +450,9 @@ def plan_landmarks(
     d = V_ref.shape[1]
     direction = _principal_direction(V_ref)
     if n_units <= n_landmarks:
-        return LandmarkPlan(n_units, True, direction, np.empty(0), 0, tuple(np.empty(0)
-                                                                              for _ in range(d)))
+        return LandmarkPlan(
+            n_units, True, direction, np.empty(0), 0, tuple(np.empty(0) for _ in range(d))
+        )
     n_value = round(tail_fraction * n_landmarks)
     per_col = max(2, n_value // d) if n_value > 0 else 0
     value_edges = tuple(
@@ -466,8 +465,7 @@ def plan_landmarks(
     # empty value bins cost nothing: budget only the bins the reference sample occupies, so a
     # heavy tail (many empty equal-width bins) does not shrink the number of landmarks
     occupied = sum(
-        int(np.unique(np.searchsorted(edges, V_ref[:, c], side="right")).size) if edges.size
-        else 0
+        int(np.unique(np.searchsorted(edges, V_ref[:, c], side="right")).size) if edges.size else 0
         for c, edges in enumerate(value_edges)
     )
     rest = max(n_bins, n_landmarks - occupied - 2 * d)
@@ -509,8 +507,13 @@ def landmark_candidates(V: np.ndarray, keys: np.ndarray, plan: LandmarkPlan) -> 
         return np.empty(0, dtype=np.int64)
     if plan.take_all:
         return np.arange(V.shape[0])
-    picks = [_head_by_key(np.searchsorted(plan.quantile_edges, _project(V, plan.direction),
-                                          side="right"), keys, plan.quantile_quota)]
+    picks = [
+        _head_by_key(
+            np.searchsorted(plan.quantile_edges, _project(V, plan.direction), side="right"),
+            keys,
+            plan.quantile_quota,
+        )
+    ]
     for c, edges in enumerate(plan.value_edges):
         if edges.size:
             picks.append(_head_by_key(np.searchsorted(edges, V[:, c], side="right"), keys, 1))
@@ -560,8 +563,13 @@ def select_landmarks(
     ref_idx = np.flatnonzero(ref)
     ref_idx = ref_idx[np.argsort(keys[ref_idx], kind="stable")]
     plan = plan_landmarks(
-        V.shape[0], V.min(axis=0), V.max(axis=0), V[ref_idx],
-        n_landmarks=n_landmarks, n_bins=n_bins, tail_fraction=tail_fraction,
+        V.shape[0],
+        V.min(axis=0),
+        V.max(axis=0),
+        V[ref_idx],
+        n_landmarks=n_landmarks,
+        n_bins=n_bins,
+        tail_fraction=tail_fraction,
     )
     idx = landmark_candidates(V, keys, plan)
     return idx[np.argsort(keys[idx], kind="stable")]
@@ -586,7 +594,10 @@ def _effective_perplexity(perplexity: float, n: int) -> tuple[float, int]:
     if eff < perplexity:
         logger.warning(
             "perplexity %.2f is too large for %d points; using %.2f (recorded in the embedding "
-            "info)", perplexity, n, eff,
+            "info)",
+            perplexity,
+            n,
+            eff,
         )
     k = max(1, min(n - 1, int(3 * eff)))
     return eff, k
@@ -609,8 +620,13 @@ def _tsne_on_distances(
     n = D.shape[0]
     eff, k = _effective_perplexity(perplexity, n)
     affinities = PerplexityBasedNN(
-        D, perplexity=eff, method="exact", metric="precomputed", k_neighbors=k,
-        n_jobs=n_jobs, random_state=random_state,
+        D,
+        perplexity=eff,
+        method="exact",
+        metric="precomputed",
+        k_neighbors=k,
+        n_jobs=n_jobs,
+        random_state=random_state,
     )
     gradient = "bh" if n < FFT_MIN_POINTS else "fft"
     early = min(EARLY_EXAGGERATION_ITER, n_iter // 3)
@@ -622,10 +638,18 @@ def _tsne_on_distances(
     # the gradient steps are scaled to the size of the data and a few hundred iterations converge
     # (Belkina et al. 2019; Linderman and Steinerberger 2019); Rtsne's fixed 200 needs thousands
     tsne = TSNE(
-        n_components=2, perplexity=eff, early_exaggeration_iter=early, n_iter=n_iter - early,
-        early_exaggeration=EARLY_EXAGGERATION, learning_rate="auto",
-        theta=theta, metric="precomputed", n_jobs=n_jobs, negative_gradient_method=gradient,
-        random_state=random_state, verbose=False,
+        n_components=2,
+        perplexity=eff,
+        early_exaggeration_iter=early,
+        n_iter=n_iter - early,
+        early_exaggeration=EARLY_EXAGGERATION,
+        learning_rate="auto",
+        theta=theta,
+        metric="precomputed",
+        n_jobs=n_jobs,
+        negative_gradient_method=gradient,
+        random_state=random_state,
+        verbose=False,
     )
     emb = tsne.fit(affinities=affinities, initialization=init)
     info = {
@@ -707,8 +731,13 @@ def embed_exact(
         raise MLearnerError(f"the embedding needs at least 4 units, got {n}")
     D = effect_distances(V, kernel_power=kernel_power)
     emb, info = _tsne_on_distances(
-        D, perplexity=perplexity, n_iter=n_iter, theta=theta, random_state=random_state,
-        n_jobs=n_jobs, initialization=initialization,
+        D,
+        perplexity=perplexity,
+        n_iter=n_iter,
+        theta=theta,
+        random_state=random_state,
+        n_jobs=n_jobs,
+        initialization=initialization,
     )
     Y = np.array(emb, dtype=np.float64)
     return Y, {"path": "exact", "n_units": n, **_kernel_info(kernel_power), **info}
@@ -748,10 +777,12 @@ def build_codebook(
     m, d = landmark_vectors.shape
     if d == 1:
         half = max(2, grid_size // 2)
-        extra = np.concatenate([
-            np.quantile(V_ref[:, 0], np.linspace(0.0, 1.0, half)),
-            np.linspace(float(v_min[0]), float(v_max[0]), half),
-        ])[:, None]
+        extra = np.concatenate(
+            [
+                np.quantile(V_ref[:, 0], np.linspace(0.0, 1.0, half)),
+                np.linspace(float(v_min[0]), float(v_max[0]), half),
+            ]
+        )[:, None]
     else:
         extra = V_ref[:grid_size]
     rows = np.vstack([landmark_vectors, extra])
@@ -841,8 +872,14 @@ class LandmarkEmbedding:
         self.block_size = block_size
 
     def _validate(self) -> None:
-        _check_common(self.perplexity, self.n_iter, self.kernel_power, self.n_jobs, self.theta,
-                      self.initialization)
+        _check_common(
+            self.perplexity,
+            self.n_iter,
+            self.kernel_power,
+            self.n_jobs,
+            self.theta,
+            self.initialization,
+        )
         _check_int("n_landmarks", self.n_landmarks, 5)
         _check_int("grid_size", self.grid_size, 10)
         _check_int("random_state", self.random_state, 0)
@@ -851,13 +888,19 @@ class LandmarkEmbedding:
         _check_int("reference_size", self.reference_size, 10)
         _check_int("block_size", self.block_size, 1)
 
-    def plan(self, n_units: int, v_min: np.ndarray, v_max: np.ndarray,
-             V_ref: np.ndarray) -> LandmarkPlan:
+    def plan(
+        self, n_units: int, v_min: np.ndarray, v_max: np.ndarray, V_ref: np.ndarray
+    ) -> LandmarkPlan:
         """The landmark stratification for these summaries (see :func:`plan_landmarks`)."""
         self._validate()
         return plan_landmarks(
-            n_units, np.asarray(v_min, dtype=float), np.asarray(v_max, dtype=float), V_ref,
-            n_landmarks=self.n_landmarks, n_bins=self.n_bins, tail_fraction=self.tail_fraction,
+            n_units,
+            np.asarray(v_min, dtype=float),
+            np.asarray(v_max, dtype=float),
+            V_ref,
+            n_landmarks=self.n_landmarks,
+            n_bins=self.n_bins,
+            tail_fraction=self.tail_fraction,
         )
 
     def fit(self, V: np.ndarray, *, keys: np.ndarray | None = None) -> LandmarkEmbedding:
@@ -927,14 +970,19 @@ class LandmarkEmbedding:
             raise MLearnerError(f"the landmark embedding needs at least 4 landmarks, got {m}")
         kp = int(self.kernel_power)
         if distance_fn is None:
+
             def distance_fn(A: np.ndarray, B: np.ndarray) -> np.ndarray:
-                return effect_distances_blockwise(A, B, kernel_power=kp,
-                                                  block_size=self.block_size)
+                return effect_distances_blockwise(A, B, kernel_power=kp, block_size=self.block_size)
+
         D = distance_fn(VL, VL)
         emb, tsne_info = _tsne_on_distances(
-            D, perplexity=float(self.perplexity), n_iter=int(self.n_iter),
-            theta=float(self.theta), random_state=int(self.random_state),
-            n_jobs=int(self.n_jobs), initialization=self.initialization,
+            D,
+            perplexity=float(self.perplexity),
+            n_iter=int(self.n_iter),
+            theta=float(self.theta),
+            random_state=int(self.random_state),
+            n_jobs=int(self.n_jobs),
+            initialization=self.initialization,
         )
         del D
         # transform() re-centres the reference embedding in place: centre it once ourselves so
@@ -952,15 +1000,18 @@ class LandmarkEmbedding:
             # transform() moves its reference in place: work on a full copy (pickle keeps the
             # affinities and optimizer settings; copy.deepcopy drops them)
             ref = pickle.loads(pickle.dumps(emb))
-            Yc[rows] = np.asarray(ref.transform(
-                block,
-                perplexity=TRANSFORM_SETTINGS["perplexity"],
-                k=TRANSFORM_SETTINGS["k"],
-                n_iter=TRANSFORM_SETTINGS["n_iter"],
-                learning_rate=TRANSFORM_SETTINGS["learning_rate"],
-                exaggeration=TRANSFORM_SETTINGS["exaggeration"],
-                initialization=TRANSFORM_SETTINGS["initialization"],
-            ), dtype=np.float64)
+            Yc[rows] = np.asarray(
+                ref.transform(
+                    block,
+                    perplexity=TRANSFORM_SETTINGS["perplexity"],
+                    k=TRANSFORM_SETTINGS["k"],
+                    n_iter=TRANSFORM_SETTINGS["n_iter"],
+                    learning_rate=TRANSFORM_SETTINGS["learning_rate"],
+                    exaggeration=TRANSFORM_SETTINGS["exaggeration"],
+                    initialization=TRANSFORM_SETTINGS["initialization"],
+                ),
+                dtype=np.float64,
+            )
         self.landmark_index_ = None
         self.landmark_vectors_ = VL
         self.landmark_embedding_ = YL
@@ -993,7 +1044,10 @@ class LandmarkEmbedding:
         }
         logger.info(
             "landmark t-SNE: %d landmarks, codebook %d, perplexity %.1f, %s gradients",
-            m, codebook.shape[0], tsne_info["perplexity_effective"], tsne_info["gradient_method"],
+            m,
+            codebook.shape[0],
+            tsne_info["perplexity_effective"],
+            tsne_info["gradient_method"],
         )
         return self
 
@@ -1069,8 +1123,14 @@ def fit_landmark_embedding(
         ``info_``.
     """
     model = LandmarkEmbedding(
-        n_landmarks=n_landmarks, perplexity=perplexity, n_iter=n_iter, kernel_power=kernel_power,
-        grid_size=grid_size, random_state=random_state, n_jobs=n_jobs, **options,
+        n_landmarks=n_landmarks,
+        perplexity=perplexity,
+        n_iter=n_iter,
+        kernel_power=kernel_power,
+        grid_size=grid_size,
+        random_state=random_state,
+        n_jobs=n_jobs,
+        **options,
     )
     return model.fit(V, keys=keys)
 
@@ -1114,13 +1174,27 @@ def embed(
     exact_max_n = _check_int("exact_max_n", exact_max_n, 4)
     if V.shape[0] <= exact_max_n:
         return embed_exact(
-            V, perplexity=perplexity, n_iter=n_iter, kernel_power=kernel_power,
-            random_state=random_state, n_jobs=n_jobs, theta=theta, initialization=initialization,
+            V,
+            perplexity=perplexity,
+            n_iter=n_iter,
+            kernel_power=kernel_power,
+            random_state=random_state,
+            n_jobs=n_jobs,
+            theta=theta,
+            initialization=initialization,
         )
     model = fit_landmark_embedding(
-        V, n_landmarks=n_landmarks, perplexity=perplexity, n_iter=n_iter,
-        kernel_power=kernel_power, grid_size=grid_size, random_state=random_state, n_jobs=n_jobs,
-        keys=keys, theta=theta, initialization=initialization,
+        V,
+        n_landmarks=n_landmarks,
+        perplexity=perplexity,
+        n_iter=n_iter,
+        kernel_power=kernel_power,
+        grid_size=grid_size,
+        random_state=random_state,
+        n_jobs=n_jobs,
+        keys=keys,
+        theta=theta,
+        initialization=initialization,
     )
     Y = model.transform(V)
     Y[model.landmark_index_] = model.landmark_embedding_
