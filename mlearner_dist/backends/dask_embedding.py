@@ -162,14 +162,14 @@ def dask_embed(
     effects: Sequence[str],
     scaling: str = "standardize",
     exact_max_n: int = 5000,
-    n_landmarks: int = 5000,
+    n_landmarks: int = 2000,
     perplexity: float = 30.0,
-    n_iter: int = 2000,
+    n_iter: int = 750,
     kernel_power: int = 2,
-    grid_size: int = 20_000,
+    grid_size: int = 2000,
     block_size: int = 200_000,
     random_state: int = 0,
-    n_jobs: int = 2,
+    n_jobs: int = 1,
     reference_size: int = 100_000,
 ) -> dict[str, Any]:
     """Embed every unit of ``effects_dir`` and write ``out_dir`` (unit_id, is_landmark, tsne_1/2).
