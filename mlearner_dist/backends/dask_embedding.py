@@ -95,8 +95,11 @@ def _candidates(
     V = _vectors(part, effects, scale)
     idx = landmark_candidates(V, keys, plan)
     return pd.DataFrame(
-        {UNIT: part[UNIT].to_numpy()[idx], "key": keys[idx],
-         **{f"v{j}": V[idx, j] for j in range(V.shape[1])}}
+        {
+            UNIT: part[UNIT].to_numpy()[idx],
+            "key": keys[idx],
+            **{f"v{j}": V[idx, j] for j in range(V.shape[1])},
+        }
     )
 
 
@@ -138,7 +141,13 @@ def dask_distances(client: Any, kernel_power: int, block_size: int):
         Bd = da.from_array(np.ascontiguousarray(B), chunks=(rows, B.shape[1]))
         D = da.blockwise(
             lambda a, b: effect_distances(a, b, kernel_power=kernel_power),
-            "ij", Ad, "ik", Bd, "jk", dtype=np.float64, concatenate=True,
+            "ij",
+            Ad,
+            "ik",
+            Bd,
+            "jk",
+            dtype=np.float64,
+            concatenate=True,
         )
         return np.asarray(client.compute(D).result())
 
@@ -153,14 +162,14 @@ def dask_embed(
     effects: Sequence[str],
     scaling: str = "standardize",
     exact_max_n: int = 5000,
-    n_landmarks: int = 5000,
+    n_landmarks: int = 2000,
     perplexity: float = 30.0,
-    n_iter: int = 2000,
+    n_iter: int = 750,
     kernel_power: int = 2,
-    grid_size: int = 20_000,
+    grid_size: int = 2000,
     block_size: int = 200_000,
     random_state: int = 0,
-    n_jobs: int = 2,
+    n_jobs: int = 1,
     reference_size: int = 100_000,
 ) -> dict[str, Any]:
     """Embed every unit of ``effects_dir`` and write ``out_dir`` (unit_id, is_landmark, tsne_1/2).
@@ -203,10 +212,22 @@ def dask_embed(
     if n <= exact_max_n:
         frame = ddf.compute().sort_values(UNIT, kind="stable").reset_index(drop=True)
         V = effect_matrix(frame, effects, scaling)
-        Y, info = embed_exact(V, perplexity=perplexity, n_iter=n_iter, kernel_power=kernel_power,
-                              random_state=random_state, n_jobs=n_jobs)
-        out = pd.DataFrame({UNIT: frame[UNIT].to_numpy(), "is_landmark": np.ones(n, bool),
-                            "tsne_1": Y[:, 0], "tsne_2": Y[:, 1]})
+        Y, info = embed_exact(
+            V,
+            perplexity=perplexity,
+            n_iter=n_iter,
+            kernel_power=kernel_power,
+            random_state=random_state,
+            n_jobs=n_jobs,
+        )
+        out = pd.DataFrame(
+            {
+                UNIT: frame[UNIT].to_numpy(),
+                "is_landmark": np.ones(n, bool),
+                "tsne_1": Y[:, 0],
+                "tsne_2": Y[:, 1],
+            }
+        )
         with atomic_output(Path(out_dir)) as tmp:
             tmp.mkdir(parents=True)
             out.to_parquet(tmp / "part-0.parquet", index=False)
@@ -215,46 +236,79 @@ def dask_embed(
     v_min_raw = np.array([min(s["min"][j] for s in summ if s["n"]) for j in range(len(effects))])
     v_max_raw = np.array([max(s["max"][j] for s in summ if s["n"]) for j in range(len(effects))])
     if scaling == "standardize":
-        means = np.array([combine_partial_sums(s["sums"][j] for s in summ) / n
-                          for j in range(len(effects))])
-        ss = client.compute([dask.delayed(_squared_deviations)(p, effects, means) for p in parts],
-                            sync=True)
-        scale = np.array([
-            scale_from_partials(n, combine_partial_sums(part[j] for part in ss), name)
-            for j, name in enumerate(effects)
-        ])
+        means = np.array(
+            [combine_partial_sums(s["sums"][j] for s in summ) / n for j in range(len(effects))]
+        )
+        ss = client.compute(
+            [dask.delayed(_squared_deviations)(p, effects, means) for p in parts], sync=True
+        )
+        scale = np.array(
+            [
+                scale_from_partials(n, combine_partial_sums(part[j] for part in ss), name)
+                for j, name in enumerate(effects)
+            ]
+        )
     else:
         scale = np.ones(len(effects))
     v_min, v_max = v_min_raw / scale, v_max_raw / scale
-    ref = pd.concat(client.compute(
-        [dask.delayed(_reference_rows)(p, effects, scale, n, reference_size, random_state)
-         for p in parts], sync=True), ignore_index=True).sort_values("key", kind="stable")
+    ref = pd.concat(
+        client.compute(
+            [
+                dask.delayed(_reference_rows)(p, effects, scale, n, reference_size, random_state)
+                for p in parts
+            ],
+            sync=True,
+        ),
+        ignore_index=True,
+    ).sort_values("key", kind="stable")
     V_ref = ref[[f"v{j}" for j in range(len(effects))]].to_numpy()
     model = LandmarkEmbedding(
-        n_landmarks=n_landmarks, perplexity=perplexity, n_iter=n_iter, kernel_power=kernel_power,
-        grid_size=grid_size, random_state=random_state, n_jobs=n_jobs,
-        reference_size=reference_size, block_size=min(block_size, 4096),
+        n_landmarks=n_landmarks,
+        perplexity=perplexity,
+        n_iter=n_iter,
+        kernel_power=kernel_power,
+        grid_size=grid_size,
+        random_state=random_state,
+        n_jobs=n_jobs,
+        reference_size=reference_size,
+        block_size=min(block_size, 4096),
     )
     plan = model.plan(n, v_min, v_max, V_ref)
-    cand = pd.concat(client.compute(
-        [dask.delayed(_candidates)(p, effects, scale, plan, random_state) for p in parts],
-        sync=True), ignore_index=True)
+    cand = pd.concat(
+        client.compute(
+            [dask.delayed(_candidates)(p, effects, scale, plan, random_state) for p in parts],
+            sync=True,
+        ),
+        ignore_index=True,
+    )
     vcols = [f"v{j}" for j in range(len(effects))]
     keep = landmark_candidates(cand[vcols].to_numpy(), cand["key"].to_numpy(), plan)
     lm = cand.iloc[keep].sort_values("key", kind="stable").reset_index(drop=True)
     logger.info("embed: %d units, %d landmarks from %d candidates", n, len(lm), len(cand))
     model.fit_parts(
-        lm[vcols].to_numpy(), V_ref, v_min, v_max, n_units=n,
+        lm[vcols].to_numpy(),
+        V_ref,
+        v_min,
+        v_max,
+        n_units=n,
         distance_fn=dask_distances(client, kernel_power, block_size),
     )
-    landmarks = pd.DataFrame({UNIT: lm[UNIT].to_numpy(),
-                              "tsne_1": model.landmark_embedding_[:, 0],
-                              "tsne_2": model.landmark_embedding_[:, 1]})
+    landmarks = pd.DataFrame(
+        {
+            UNIT: lm[UNIT].to_numpy(),
+            "tsne_1": model.landmark_embedding_[:, 0],
+            "tsne_2": model.landmark_embedding_[:, 1],
+        }
+    )
     fitted = time.perf_counter()
-    meta = pd.DataFrame({
-        UNIT: ddf[UNIT]._meta, "is_landmark": pd.Series([], dtype=bool),
-        "tsne_1": pd.Series([], dtype=float), "tsne_2": pd.Series([], dtype=float),
-    })
+    meta = pd.DataFrame(
+        {
+            UNIT: ddf[UNIT]._meta,
+            "is_landmark": pd.Series([], dtype=bool),
+            "tsne_1": pd.Series([], dtype=float),
+            "tsne_2": pd.Series([], dtype=float),
+        }
+    )
     placed = ddf.map_partitions(_place, effects, scale, model, landmarks, meta=meta)
     with atomic_output(Path(out_dir)) as tmp:
         written = placed.to_parquet(str(tmp), write_index=False, compute=False)

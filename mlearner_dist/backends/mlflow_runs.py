@@ -22,6 +22,7 @@ from mlflow.exceptions import MlflowException
 
 from mlearner_dist.backends.mlflow_store import _FIX
 from mlearner_dist.backends.mlflow_tracker import _PARENT_TAG, MlflowTracker
+from mlearner_dist.core.jsonable import to_jsonable
 from mlearner_dist.exceptions import MLearnerError, TrackingError
 from mlearner_dist.stages import manifest_path
 from mlearner_dist.tracking import (
@@ -179,7 +180,7 @@ def log_analysis(
         account = result.get("row_account") or {}
         data = config.get("data") or {}
         source = data.get("source") or "unknown"
-        columns = json.dumps(config.get("columns") or {}, sort_keys=True, default=str)
+        columns = json.dumps(to_jsonable(config.get("columns") or {}), sort_keys=True)
         tracker.log_input(
             source,
             int(account.get("n_input") or 0),
@@ -275,4 +276,3 @@ def list_runs(tracking_uri: str, experiment: str) -> pd.DataFrame:
         if not token:
             break
     return pd.DataFrame(rows, columns=_RUN_COLUMNS)
-

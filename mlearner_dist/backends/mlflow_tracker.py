@@ -22,7 +22,6 @@ from urllib.parse import urlparse
 
 import mlflow
 import mlflow.pyfunc
-import numpy as np
 import pandas as pd
 import yaml
 from mlflow.data.dataset_source import DatasetSource
@@ -33,6 +32,7 @@ from mlflow.utils.mlflow_tags import MLFLOW_DATASET_CONTEXT
 from mlearner_dist.backends.mlflow_model import log_pyfunc_model
 from mlearner_dist.backends.mlflow_store import _FIX, _sqlite_path, default_artifact_location
 from mlearner_dist.backends.storage_paths import is_spark_only_input
+from mlearner_dist.core.jsonable import to_jsonable
 from mlearner_dist.exceptions import MLearnerError, TrackingError
 from mlearner_dist.scoring import SubgroupModel, tree_covariates
 from mlearner_dist.tracking import (
@@ -51,21 +51,6 @@ logger = logging.getLogger(__name__)
 _PARENT_TAG = "mlflow.parentRunId"
 _MAX_TAG_VALUE_LENGTH = 8000
 _STATUSES = ("FINISHED", "FAILED", "KILLED")
-
-
-def _json_default(obj: Any) -> Any:
-    if isinstance(obj, np.generic):
-        return obj.item()
-    if isinstance(obj, np.ndarray):
-        return obj.tolist()
-    if isinstance(obj, Path):
-        return str(obj)
-    return str(obj)
-
-
-def _plain(obj: Any) -> Any:
-    """``obj`` as JSON-safe builtins (numpy scalars and arrays converted)."""
-    return json.loads(json.dumps(obj, default=_json_default))
 
 
 def _now_ms() -> int:
@@ -265,13 +250,17 @@ class MlflowTracker:
             self._client.log_artifact(run_id, str(p), artifact_path)
 
     def log_dict(self, obj: Any, file_name: str) -> None:
-        """Store ``obj`` as ``file_name``: YAML for ``.yaml``/``.yml``, JSON otherwise."""
+        """Store ``obj`` as ``file_name``: YAML for ``.yaml``/``.yml``, JSON otherwise.
+
+        ``obj`` is converted by :func:`mlearner_dist.core.jsonable.to_jsonable` (NaN -> null), as
+        for every JSON file the package writes.
+        """
         run_id = self._require_run()
-        plain = _plain(obj)
+        plain = to_jsonable(obj)
         if file_name.endswith((".yaml", ".yml")):
             text = yaml.safe_dump(plain, sort_keys=False)
         else:
-            text = json.dumps(plain, indent=2)
+            text = json.dumps(plain, indent=2, allow_nan=False)
         self._client.log_text(run_id, text, file_name)
 
     def log_table(self, df: pd.DataFrame, file_name: str) -> None:
@@ -318,9 +307,7 @@ class MlflowTracker:
         """
         run_id = self._require_run()
         src = str(source)
-        digest = hashlib.sha256(
-            f"{src}|{version}|{n_rows}|{schema_hash}".encode()
-        ).hexdigest()[:16]
+        digest = hashlib.sha256(f"{src}|{version}|{n_rows}|{schema_hash}".encode()).hexdigest()[:16]
         ds_source = dataset_source(src, fmt, version)
         dataset = Dataset(
             name=src if fmt == "table" else (Path(urlparse(src).path).name or src),
@@ -370,7 +357,6 @@ class MlflowTracker:
         self.set_tags({"mlearner.model_uri": uri, "mlearner.model_id": model_id or ""})
         logger.info("logged subgroup model %s", uri)
         return uri
-
 
 
 def dataset_source(source: str, fmt: str = "", version: int | None = None) -> DatasetSource:

@@ -16,8 +16,9 @@ def to_jsonable(obj: Any) -> Any:
     """``obj`` as builtins that ``json.dumps(allow_nan=False)`` accepts.
 
     Mappings become dicts with string keys; tuples, lists and arrays become lists; numpy scalars
-    become Python scalars; NaN and infinities become None; paths become strings. Anything else
-    that is not a JSON scalar is written as its ``str``.
+    become Python scalars; NaN and infinities become None; subclasses of ``str`` (``numpy.str_``,
+    string enums) become plain ``str`` of the same value, so YAML's safe dumper accepts them too;
+    paths become strings. Anything else that is not a JSON scalar is written as its ``str``.
     """
     if isinstance(obj, Mapping):
         return {str(k): to_jsonable(v) for k, v in obj.items()}
@@ -32,8 +33,10 @@ def to_jsonable(obj: Any) -> Any:
     if isinstance(obj, (float, np.floating)):
         f = float(obj)
         return None if math.isnan(f) or math.isinf(f) else f
-    if obj is None or isinstance(obj, str):
+    if obj is None:
         return obj
+    if isinstance(obj, str):
+        return str.__str__(obj)  # the value as an exact str (json.dumps writes the same)
     if isinstance(obj, PurePath):
         return str(obj)
     return str(obj)

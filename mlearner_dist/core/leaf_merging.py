@@ -33,7 +33,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from mlearner_dist.core.profiles import ProfileTree, _Node, _rule_text
+from mlearner_dist.core.profiles import ProfileTree, TreeNode, rule_text
 from mlearner_dist.core.score_test import COVARIANCES, pvalue_from_moments
 from mlearner_dist.exceptions import InputValidationError, MLearnerError
 
@@ -248,10 +248,10 @@ def _combine(
 
 def _rebuild(
     tree: ProfileTree, is_leaf_now: dict[int, bool]
-) -> tuple[tuple[_Node, ...], dict[int, str], dict[int, int]]:
+) -> tuple[tuple[TreeNode, ...], dict[int, str], dict[int, int]]:
     """The pruned node list (pre-order), rules of the new leaves, raw leaf -> new leaf."""
     nodes = tree.nodes
-    out: list[_Node | None] = []
+    out: list[TreeNode | None] = []
     rules: dict[int, str] = {}
     raw_to_new: dict[int, int] = {}
     counter = 0
@@ -266,8 +266,8 @@ def _rebuild(
         pos = len(out)
         out.append(None)
         if is_leaf_now[i]:
-            out[pos] = _Node(leaf=counter, n_fit=nd.n_fit)
-            rules[counter] = _rule_text(conds, tree.levels)
+            out[pos] = TreeNode(leaf=counter, n_fit=nd.n_fit)
+            rules[counter] = rule_text(conds, tree.levels)
             for lf in raw_leaves(i):
                 raw_to_new[lf] = counter
             counter += 1

@@ -71,12 +71,34 @@ _ALL_UNITS = "all units"
 # The fitted tree
 # ---------------------------------------------------------------------------------------------
 @dataclass(frozen=True)
-class _Node:
+class TreeNode:
     """One node of a pruned profile tree (plain data, picklable).
 
     Internal nodes split on ``var``: numeric ``x <= threshold`` goes left; categorical: levels in
     ``left_levels`` go left, other known levels right, unknown levels left iff ``unknown_left``.
-    Terminal nodes have ``left == right == -1`` and a ``leaf`` id.
+    Terminal nodes have ``left == right == -1`` and a ``leaf`` id. :attr:`ProfileTree.nodes` holds
+    them in pre-order; :mod:`mlearner_dist.core.leaf_merging` rebuilds pruned trees from them.
+
+    Attributes
+    ----------
+    left, right : int
+        Positions of the children in the tree's node tuple; ``-1`` for a leaf.
+    var : str or None
+        The split covariate (``None`` for a leaf).
+    kind : {"numeric", "categorical"} or None
+        How ``var`` is split (``None`` for a leaf).
+    threshold : float
+        Numeric split point (``x <= threshold`` goes left); NaN otherwise.
+    threshold_text : str
+        ``threshold`` as written in the rules (shortest separating decimal).
+    left_levels : frozenset
+        Categorical levels that go left.
+    unknown_left : bool
+        Whether levels not seen when fitting go left (the larger child).
+    leaf : int
+        Leaf id (0..n_leaves-1, left-to-right) of a terminal node; ``-1`` otherwise.
+    n_fit : int
+        Fitted units that reach the node.
     """
 
     left: int = -1
@@ -92,7 +114,12 @@ class _Node:
 
     @property
     def is_leaf(self) -> bool:
+        """Whether the node is terminal (a subgroup)."""
         return self.left < 0
+
+
+#: Former private name, kept so that trees pickled before the rename (``trees.pkl``) still load.
+_Node = TreeNode
 
 
 @dataclass(frozen=True, eq=False)
@@ -138,7 +165,7 @@ class ProfileTree:
     n_fit: int
     n_total: int
     sampled: bool
-    nodes: tuple[_Node, ...] = field(repr=False)
+    nodes: tuple[TreeNode, ...] = field(repr=False)
     levels: dict[str, tuple[Any, ...]] = field(repr=False, default_factory=dict)
 
     def leaf_of(self, X: pd.DataFrame) -> np.ndarray:
@@ -271,11 +298,11 @@ class ProfileTree:
             nodes = []
             for nd in d["nodes"]:
                 if nd["left"] < 0:
-                    nodes.append(_Node(leaf=int(nd["leaf"]), n_fit=int(nd.get("n_fit", 0))))
+                    nodes.append(TreeNode(leaf=int(nd["leaf"]), n_fit=int(nd.get("n_fit", 0))))
                 elif nd["kind"] == "numeric":
                     thr = float(nd["threshold"])
                     nodes.append(
-                        _Node(
+                        TreeNode(
                             left=int(nd["left"]),
                             right=int(nd["right"]),
                             var=str(nd["var"]),
@@ -287,7 +314,7 @@ class ProfileTree:
                     )
                 else:
                     nodes.append(
-                        _Node(
+                        TreeNode(
                             left=int(nd["left"]),
                             right=int(nd["right"]),
                             var=str(nd["var"]),
@@ -483,11 +510,11 @@ def _build_nodes(
     design: np.ndarray,
     spec: list[_Column],
     levels: Mapping[str, tuple[Any, ...]],
-) -> tuple[tuple[_Node, ...], dict[int, str]]:
+) -> tuple[tuple[TreeNode, ...], dict[int, str]]:
     left, right = tree.children_left, tree.children_right
     feature, threshold = tree.feature, tree.threshold
     w = tree.n_node_samples
-    nodes: list[_Node | None] = []
+    nodes: list[TreeNode | None] = []
     rules: dict[int, str] = {}
     n_leaf = 0
 
@@ -496,8 +523,8 @@ def _build_nodes(
         pos = len(nodes)
         nodes.append(None)
         if left[i] < 0 or collapse[i] <= alpha:
-            nodes[pos] = _Node(leaf=n_leaf, n_fit=int(w[i]))
-            rules[n_leaf] = _rule_text(conds, levels)
+            nodes[pos] = TreeNode(leaf=n_leaf, n_fit=int(w[i]))
+            rules[n_leaf] = rule_text(conds, levels)
             n_leaf += 1
             return pos
         col = spec[int(feature[i])]
@@ -519,15 +546,34 @@ def _build_nodes(
             cond_r = (col.var, "in", right_set)
         li = visit(int(left[i]), [*conds, cond_l])
         ri = visit(int(right[i]), [*conds, cond_r])
-        nodes[pos] = _Node(left=li, right=ri, var=col.var, n_fit=int(w[i]), **node_kw)
+        nodes[pos] = TreeNode(left=li, right=ri, var=col.var, n_fit=int(w[i]), **node_kw)
         return pos
 
     visit(0, [])
     return tuple(n for n in nodes if n is not None), rules
 
 
-def _rule_text(conds: list[tuple[str, str, Any]], levels: Mapping[str, tuple[Any, ...]]) -> str:
-    """Merge the conditions of a path per variable (tightest bounds, intersected level sets)."""
+def rule_text(conds: list[tuple[str, str, Any]], levels: Mapping[str, tuple[Any, ...]]) -> str:
+    """The rule in words of a root-to-node path, merged per variable.
+
+    Numeric conditions on one variable keep the tightest bounds (``lo < x <= hi``); categorical
+    conditions intersect their level sets, written as ``x in {...}`` or, when the allowed levels
+    outnumber both 3 and the excluded ones, ``x not in {...}``. Variables appear in the order of
+    their first split on the path.
+
+    Parameters
+    ----------
+    conds : list of (str, str, Any)
+        The path's conditions from the root, each ``(var, op, value)`` with ``op`` one of
+        ``"le"``/``"gt"`` (numeric threshold) or ``"in"`` (frozenset of levels).
+    levels : mapping of str to tuple
+        Known levels of every categorical covariate, in display order (:attr:`ProfileTree.levels`).
+
+    Returns
+    -------
+    str
+        E.g. ``"X1 > 0.013 and occp in {sales, clerical}"``; ``"all units"`` for the root.
+    """
     if not conds:
         return _ALL_UNITS
     order: list[str] = []
@@ -827,7 +873,7 @@ def fit_profile_trees(
                 )
 
     # distinct partitions of the fitted units, first in grid order
-    built: list[tuple[_Candidate, tuple[_Node, ...], dict[int, str]]] = []
+    built: list[tuple[_Candidate, tuple[TreeNode, ...], dict[int, str]]] = []
     seen_keys: set[tuple[str, float, int]] = set()
     seen_parts: set[bytes] = set()
     for cand in candidates:
@@ -883,7 +929,7 @@ def _canonical_partition(leaf: np.ndarray) -> bytes:
 def _make_tree(
     tree_id: int,
     cand: _Candidate,
-    nodes: tuple[_Node, ...],
+    nodes: tuple[TreeNode, ...],
     rules: dict[int, str],
     covariates: tuple[str, ...],
     levels: dict[str, tuple[Any, ...]],
@@ -969,7 +1015,9 @@ __all__ = [
     "DEFAULT_COMPLEXITY",
     "TREE_CHOICES",
     "ProfileTree",
+    "TreeNode",
     "choose_tree",
     "fit_profile_trees",
+    "rule_text",
     "stratified_sample",
 ]

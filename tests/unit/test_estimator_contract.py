@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import inspect
 from pathlib import Path
 
 import numpy as np
@@ -43,6 +44,46 @@ def test_defaults_equal_base_yaml():
 def test_nuisance_spec_row_budget_default_is_base_yaml():
     base = load_config([ROOT / "conf" / "base.yaml"])
     assert NuisanceSpec().row_budget == base.effects.row_budget
+
+
+def _embedding_functions():
+    from mlearner_dist.core import embedding
+
+    yield "embed", embedding.embed
+    yield "embed_exact", embedding.embed_exact
+    yield "fit_landmark_embedding", embedding.fit_landmark_embedding
+    yield "LandmarkEmbedding", embedding.LandmarkEmbedding.__init__
+    yield "dask_embed", None  # imported in the test (needs dask)
+
+
+#: The conf/base.yaml ``embed:`` keys each signature must take, with the same default.
+_EMBED_KEYS = ("exact_max_n", "n_landmarks", "perplexity", "n_iter", "kernel_power", "grid_size")
+_PINNED = {
+    "embed": {*_EMBED_KEYS, "n_jobs"},
+    "embed_exact": {"perplexity", "n_iter", "kernel_power", "n_jobs"},
+    "fit_landmark_embedding": {*_EMBED_KEYS[1:], "n_jobs"},
+    # block_size here is the rows of one distance block, not embed.block_size (units per block)
+    "LandmarkEmbedding": {*_EMBED_KEYS[1:], "n_jobs"},
+    "dask_embed": {"scaling", *_EMBED_KEYS, "block_size", "n_jobs"},
+}
+
+
+@pytest.mark.parametrize(("name", "fn"), list(_embedding_functions()))
+def test_embedding_defaults_equal_base_yaml(name, fn):
+    if fn is None:
+        pytest.importorskip("dask")
+        from mlearner_dist.backends.dask_embedding import dask_embed as fn
+    base = load_config([ROOT / "conf" / "base.yaml"]).embed
+    defaults = {
+        k: p.default
+        for k, p in inspect.signature(fn).parameters.items()
+        if k in _PINNED[name] and p.default is not inspect.Parameter.empty
+    }
+    assert set(defaults) == _PINNED[name], _PINNED[name] - set(defaults)
+    wrong = {
+        k: (v, getattr(base, k)) for k, v in defaults.items() if not _same(v, getattr(base, k))
+    }
+    assert not wrong, f"{name} defaults differ from conf/base.yaml's embed section: {wrong}"
 
 
 def test_get_set_params_and_clone():
