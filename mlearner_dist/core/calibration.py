@@ -209,9 +209,15 @@ def sequential_map(
     return out
 
 
-def progress_map(func: Callable[[Any], Any], items: Sequence[Any], *, desc: str) -> list[Any]:
-    """:func:`sequential_map` with a :class:`~mlearner_dist.core.progress.Progress` line."""
-    with Progress(len(items), desc) as bar:
+def progress_map(
+    func: Callable[[Any], Any], items: Sequence[Any], *, desc: str, every: float = 0.1
+) -> list[Any]:
+    """:func:`sequential_map` with a :class:`~mlearner_dist.core.progress.Progress` line.
+
+    ``every``: the fraction of the items between two log lines when stderr is not a terminal
+    (1.0: only the end, for loops that take a fraction of a second).
+    """
+    with Progress(len(items), desc, every=every) as bar:
         return sequential_map(func, items, progress=lambda done, total, s: bar.update())
 
 
@@ -290,7 +296,11 @@ def null_calibration(
         logger.info(
             "calibration: %d null replicates at about %.1f s each on %d parallel worker(s): "
             "projected %.0f s (%.1f min)",
-            len(reps), seconds_per_replicate, max(1, int(parallel)), projected, projected / 60,
+            len(reps),
+            seconds_per_replicate,
+            max(1, int(parallel)),
+            projected,
+            projected / 60,
         )
     started = time.perf_counter()
     if map_fn is None:

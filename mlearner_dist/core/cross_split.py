@@ -195,7 +195,8 @@ def direction_test(
 
     reps = list(range(int(n_replicates)))
     if map_fn is None:
-        null = progress_map(one, reps, desc=f"null replicates ({target}, {direction})")
+        # one line per direction: these replicates re-run only the score-dependent steps
+        null = progress_map(one, reps, desc=f"null replicates ({target}, {direction})", every=1.0)
     else:
         null = [float(p) for p in map_fn(one, reps)]
     mc = (1.0 + sum(p <= p_obs for p in null)) / (len(null) + 1.0)
