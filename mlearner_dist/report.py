@@ -180,6 +180,44 @@ def _section_decision(result: Mapping[str, Any]) -> str:
     return "\n".join(parts)
 
 
+def _section_targets(result: Mapping[str, Any]) -> str:
+    """Both targets side by side (indirect and total with a mediator)."""
+    targets = result.get("targets") or {}
+    if len(targets) < 2:
+        return ""
+    rows = []
+    for name, rec in targets.items():
+        if not isinstance(rec, Mapping):
+            continue
+        if "p_leaf" not in rec:
+            rows.append((_e(name), "not analysed", "", "", _e(rec.get("note", ""))))
+            continue
+        ch = rec.get("chosen") or {}
+        on = ", ".join(map(str, ch.get("variables") or [])) or "no covariate"
+        declared = bool(rec.get("declared"))
+        rows.append(
+            (
+                _e(name),
+                "declared" if declared else "not declared",
+                _num(rec.get("p_leaf")),
+                _num(rec.get("threshold")),
+                _e(f"{ch.get('n_leaves')} leaves on {on}")
+                + ("" if declared else " (descriptive only)"),
+            )
+        )
+    fw = any(isinstance(r, Mapping) and r.get("familywise") for r in targets.values())
+    note = (
+        "Both targets are tested family-wise (Bonferroni over the targets)."
+        if fw
+        else "Each target is tested at alpha; calibration.familywise: true tests both at once."
+    )
+    return (
+        "<h2>Targets</h2>\n"
+        + _table(("target", "decision", "p", "threshold", "profile"), rows, {2, 3})
+        + f"\n<p>{_e(note)}</p>"
+    )
+
+
 def _section_chosen(result: Mapping[str, Any]) -> str:
     chosen = result.get("chosen") or {}
     shown = {
@@ -304,6 +342,7 @@ def render_report(result: Mapping[str, Any], figure_dir: str | Path | None = Non
         f"<h1>{title}</h1>",
         f'<p class="muted">{meta}</p>' if meta else "",
         _section_decision(result),
+        _section_targets(result),
         _section_data(result),
         _section_average(result),
         _section_chosen(result),

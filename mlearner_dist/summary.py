@@ -12,6 +12,16 @@ def _fmt(e: dict[str, float] | None) -> str:
     return f"{e['estimate']:+.3f} [{e['ci_low']:+.3f}, {e['ci_high']:+.3f}]"
 
 
+def _replicate_kind(calib: dict[str, Any]) -> str:
+    kind = str(calib.get("replicates", "permutation"))
+    kind = {"scores": "score", "permutation": "permutation"}.get(kind, kind)
+    return (
+        f"{kind} replicates per half, both directions"
+        if calib.get("honest")
+        else f"{kind} replicates"
+    )
+
+
 def format_summary(result: dict[str, Any], output: Path) -> str:
     """Summarise ``result.json`` in a few lines: data, average effects, decision, subgroups.
 
@@ -47,8 +57,11 @@ def format_summary(result: dict[str, Any], output: Path) -> str:
         cover = sens.get("rho_ci_covers_zero")
         lines.append(
             f"  M-Y confounding: the indirect effect is zero at rho={sens['rho_zero']:+.2f}; its "
-            + (f"interval covers 0 from rho={cover:+.2f}" if cover is not None else
-               "interval excludes 0 for every rho in the grid")
+            + (
+                f"interval covers 0 from rho={cover:+.2f}"
+                if cover is not None
+                else "interval excludes 0 for every rho in the grid"
+            )
         )
     calib = result["calibration"]
     verdict = "DECLARED" if result["declared"] else "not declared"
@@ -61,14 +74,18 @@ def format_summary(result: dict[str, Any], output: Path) -> str:
     mc = calib.get("mc_pvalue")
     mc_text = (
         f"; Monte Carlo p={mc:.3g} (MC se {calib.get('mc_se') or 0:.2g}, "
-        f"B={calib.get('n_replicates')} {calib.get('replicates', 'permutation')} replicates)"
+        f"B={calib.get('n_replicates')} {_replicate_kind(calib)})"
         if mc is not None
         else ""
     )
     lines += [
         f"  chosen: K={chosen['k']}, tree {chosen['tree_id']} with {chosen['n_leaves']} leaves "
         f"on {', '.join(chosen.get('variables') or []) or 'no covariate'}"
-        + (" (on the discovery half)" if calib.get("discovery_tree") is not None else ""),
+        + (
+            f" (tree from one half, merged and tested on the other: {calib.get('n_holdout')} units)"
+            if calib.get("honest")
+            else (" (on the discovery half)" if calib.get("discovery_tree") is not None else "")
+        ),
         f"  heterogeneity {verdict} at alpha={calib.get('alpha')}: p_leaf={result['p_leaf']:.3g} "
         f"vs threshold={result['threshold']:.3g} ({calib['mode']} calibration, {test}"
         + (
@@ -91,6 +108,35 @@ def format_summary(result: dict[str, Any], output: Path) -> str:
     for s in result["subgroups"]:
         where = " (held-out estimate)" if s.get("estimated_on") == "holdout" else ""
         lines.append(f"    [{s['n']:>6}] {s['rule']}: {name} {_fmt(s.get(name))}{where}")
+    main = "indirect" if result.get("has_mediator") else "total"
+    for tname, rec in (result.get("targets") or {}).items():
+        if tname == main or not isinstance(rec, dict):
+            continue
+        if "p_leaf" not in rec:
+            lines.append(f"  {tname} effect target: {rec.get('note', 'not analysed')}")
+            continue
+        ch = rec.get("chosen") or {}
+        on = ", ".join(ch.get("variables") or []) or "no covariate"
+        if rec.get("declared"):
+            lines.append(
+                f"  {tname} effect target: heterogeneity declared at alpha: "
+                f"p={rec['p_leaf']:.3g} vs {rec['threshold']:.3g}; subgroups on {on}:"
+            )
+            for sg in rec.get("subgroups") or []:
+                lines.append(f"    [{sg['n']:>6}] {sg['rule']}: {tname} {_fmt(sg.get(tname))}")
+        else:
+            lines.append(
+                f"  {tname} effect target: heterogeneity not declared: p={rec['p_leaf']:.3g} vs "
+                f"{rec['threshold']:.3g} (its profile is not presented as subgroups)"
+            )
+    if any(
+        isinstance(r, dict) and r.get("familywise") for r in (result.get("targets") or {}).values()
+    ):
+        lines.append("  targets tested family-wise (Bonferroni over the targets)")
+    elif len(result.get("targets") or {}) > 1:
+        lines.append(
+            "  each target is tested at alpha (calibration.familywise: true for both at once)"
+        )
     lines += [
         f"results: {output / 'result.json'}",
         f"report:  {output / 'report.html'}",

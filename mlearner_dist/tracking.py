@@ -294,7 +294,9 @@ def result_metrics(result: Mapping[str, Any]) -> dict[str, float]:
         ``p_leaf_m``, ``threshold``, ``mc_pvalue``, ``declared`` (1.0 or 0.0), ``n_input``,
         ``n_used``, ``n_removed``, ``n_subgroups``; ``p_y.k<K>.tree<T>`` and
         ``p_m.k<K>.tree<T>`` for every tested configuration; ``wcss.k<K>`` per K;
-        ``seconds.<stage>`` per stage. Missing, null and non-finite values are left out.
+        ``seconds.<stage>`` per stage; ``targets.<target>.p_leaf|threshold|declared`` for each
+        analysed target (``indirect``, ``total``). Missing, null and non-finite values are left
+        out.
 
     Raises
     ------
@@ -336,6 +338,11 @@ def result_metrics(result: Mapping[str, Any]) -> dict[str, float]:
         put(f"wcss.k{k}", wcss)
     for stage, seconds in (result.get("timings") or {}).items():
         put(f"seconds.{stage}", seconds)
+    for name, rec in (result.get("targets") or {}).items():
+        if isinstance(rec, Mapping) and "p_leaf" in rec:
+            put(f"targets.{name}.p_leaf", rec.get("p_leaf"))
+            put(f"targets.{name}.threshold", rec.get("threshold"))
+            out[metric_key(f"targets.{name}.declared")] = 1.0 if rec.get("declared") else 0.0
     return out
 
 
@@ -347,8 +354,8 @@ def result_tags(result: Mapping[str, Any], output_dir: str | Path | None = None)
     dict of str to str
         ``mlearner.chosen_k``, ``mlearner.declared`` (``"true"``/``"false"``), ``mlearner.p_leaf``,
         ``mlearner.threshold``, ``mlearner.calibration_mode``, ``mlearner.run_id``,
-        ``mlearner.data_source``, ``mlearner.data_hash``, ``mlearner.code_commit`` and
-        ``mlearner.output_dir`` when known.
+        ``mlearner.data_source``, ``mlearner.data_hash``, ``mlearner.code_commit``,
+        ``mlearner.output_dir`` and ``mlearner.targets.<target>.declared`` when known.
     """
     if not isinstance(result, Mapping):
         raise MLearnerError(f"result must be the result.json mapping, got {type(result).__name__}")
@@ -365,6 +372,9 @@ def result_tags(result: Mapping[str, Any], output_dir: str | Path | None = None)
     mode = (result.get("calibration") or {}).get("mode")
     if mode:
         tags[TAG_CALIBRATION_MODE] = str(mode)
+    for name, rec in (result.get("targets") or {}).items():
+        if isinstance(rec, Mapping) and "declared" in rec:
+            tags[f"mlearner.targets.{name}.declared"] = "true" if rec["declared"] else "false"
     if result.get("run_id"):
         tags[TAG_RESULT_RUN_ID] = str(result["run_id"])
     source = ((result.get("config") or {}).get("data") or {}).get("source")

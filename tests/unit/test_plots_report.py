@@ -209,8 +209,13 @@ def test_every_figure_is_a_nonblank_png(tmp_path):
                     "rho_zero": 0.33,
                 },
                 "subgroups": [
-                    {"leaf": 1, "rule": "x1 <= 0", "n": 400, "rho": [-0.5, 0.0, 0.5],
-                     "estimate": [0.3, 0.1, -0.2]},
+                    {
+                        "leaf": 1,
+                        "rule": "x1 <= 0",
+                        "n": 400,
+                        "rho": [-0.5, 0.0, 0.5],
+                        "estimate": [0.3, 0.1, -0.2],
+                    },
                     {"leaf": 2, "rule": "x1 > 0", "n": 20, "note": "too small"},
                 ],
             }
@@ -546,3 +551,53 @@ def test_null_tracker_is_a_tracker_that_records_nothing(tmp_path):
     tracker.end_run("FAILED")
     assert tracker.run_id is None
     assert list(tmp_path.iterdir()) == []
+
+
+def _with_targets(declared_total: bool) -> dict:
+    result = toy_result()
+    total = {
+        "target": "total",
+        "p_leaf": 0.02 if declared_total else 0.6,
+        "threshold": 0.05,
+        "declared": declared_total,
+        "chosen": {"k": 2, "n_leaves": 2, "variables": ["X9"]},
+        "subgroups": [{"n": 10, "rule": "X9 <= 0", "total": _ci(0.4)}],
+    }
+    result["targets"] = {
+        "indirect": {
+            "target": "indirect",
+            "p_leaf": result["p_leaf"],
+            "threshold": result["threshold"],
+            "declared": result["declared"],
+            "chosen": result["chosen"],
+        },
+        "total": total,
+    }
+    return result
+
+
+def test_both_targets_reach_mlflow_the_summary_and_the_report(tmp_path):
+    from mlearner_dist.summary import format_summary
+
+    for declared in (True, False):
+        result = _with_targets(declared)
+        metrics, tags = result_metrics(result), result_tags(result, tmp_path)
+        assert metrics["targets.total.declared"] == float(declared)
+        assert metrics["targets.total.p_leaf"] == pytest.approx(
+            result["targets"]["total"]["p_leaf"]
+        )
+        assert tags["mlearner.targets.total.declared"] == ("true" if declared else "false")
+        assert tags["mlearner.targets.indirect.declared"] == tags["mlearner.declared"]
+        text = format_summary(result, tmp_path)
+        html_text = render_report(result)
+        assert "<h2>Targets</h2>" in html_text
+        if declared:
+            assert "total effect target: heterogeneity declared" in text
+            assert "<td>total</td><td>declared</td>" in html_text
+            assert "X9 <= 0" in text
+        else:
+            # a target that is not declared is not presented as subgroups
+            assert "total effect target: heterogeneity not declared" in text
+            assert "X9 <= 0" not in text
+            assert "(descriptive only)" in html_text
+        assert "each target is tested at alpha" in text
