@@ -126,3 +126,20 @@ def test_split_mode_reports_what_it_tested():
     assert [s["rule"] for s in m.subgroups_] == [tree.rules[k] for k in sorted(tree.rules)]
     assert all(s["estimated_on"] == "holdout" for s in m.subgroups_)
     assert sum(s["n"] for s in m.subgroups_) == cal["n_holdout"]
+
+
+def test_confounded_null_is_not_declared_by_the_default_decision():
+    """Observational null (assignment and outcome level both depend on X1): not declared.
+
+    The reference's unadjusted interaction test sees the confounding as heterogeneity on
+    {X1 > 0} (p < 1e-6); the cross-split DR-score decision, whose scores carry the fitted
+    propensity, does not declare it, for either target.
+    """
+    from mlearner_dist.core.interaction_test import interaction_pvalue
+
+    df, m = _fit("confounded-null", 1000, 10001, 1.0)
+    side = (df.X1 > 0).to_numpy().astype(int)
+    assert interaction_pvalue(df.Y.to_numpy(), df["T"].to_numpy(), side) < 1e-6
+    assert m.design == "observational" and m.calibration_["honest"] is True
+    assert not m.declared_
+    assert not m.targets_["total"]["declared"]
