@@ -139,7 +139,7 @@ def format_table(doc: dict[str, Any]) -> str:
     """One line per setting: what it is, R, B, the declared rate and the checks."""
     head = (
         f"{'setting':<34}{'R':>4}{'B':>4}{'declared':>9}{'target':>16}{'drivers':>8}"
-        f"{'noise':>6}{'leaves':>7}{'total':>7}  overrides"
+        f"{'noise':>6}{'leaves':>7}{'total':>7}{'sec':>6}  overrides"
     )
     lines = [head]
     for _key, setting in sorted(doc["settings"].items()):
@@ -156,13 +156,22 @@ def format_table(doc: dict[str, Any]) -> str:
         lines.append(
             f"{name:<34}{s['replicates']:>4}{','.join(map(str, s['B'])):>4}"
             f"{s['declared_rate']:>9.3f}{target:>16}{dr:>8}{nr:>6}{s['median_leaves']:>7.1f}"
-            f"{tr:>7}  {','.join(setting['overrides'])}"
+            f"{tr:>7}{s['mean_seconds'] or 0:>6.0f}  {','.join(setting['overrides'])}"
         )
     return "\n".join(lines)
 
 
 DOC = ROOT / "docs" / "simulation_study.md"
 BEGIN, END = "<!-- begin benchmarks/study.py -->", "<!-- end benchmarks/study.py -->"
+
+
+def _compute_hours(doc: dict[str, Any]) -> float:
+    """Sum of the stored replicates' wall seconds, in hours."""
+    return sum(
+        float(r.get("seconds", 0.0))
+        for setting in doc["settings"].values()
+        for r in setting["replicates"].values()
+    ) / 3600.0
 
 
 def write_doc(doc: dict[str, Any], path: Path = DOC) -> None:
@@ -179,7 +188,9 @@ def write_doc(doc: dict[str, Any], path: Path = DOC) -> None:
             "(indirect, or total) target was declared at alpha = 0.05; the bound of a null "
             "setting is alpha + 3 sqrt(alpha (1 - alpha) / R); drivers = share of declared "
             "replicates whose profile uses every covariate the effect depends on; noise = share "
-            "using one of X5..X10; B = null replicates per analysis.",
+            "using one of X5..X10; B = null replicates per analysis; total = declared rate of "
+            "the total-effect target; sec = mean wall seconds per analysis (one process, two "
+            f"running at once); compute stored: {_compute_hours(doc):.1f} process-hours.",
             "",
             "```",
             format_table(doc),
