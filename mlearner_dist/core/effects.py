@@ -51,6 +51,7 @@ from mlearner_dist.core.nuisance import (
     predict_nuisances,
 )
 from mlearner_dist.core.roles import Roles
+from mlearner_dist.core.validation import strata_problems
 from mlearner_dist.exceptions import ConfigError, InputValidationError, StageError
 
 __all__ = [
@@ -306,7 +307,7 @@ def check_effects_frame(frame: pd.DataFrame, roles: Roles) -> list[str]:
     """Every problem that stops step 1 on this frame (empty list: fine).
 
     Checks: columns present, no missing values, unique unit ids, treatment coded 0/1 with both
-    arms present, numeric outcome and mediators.
+    arms present, numeric outcome and mediators, both arms in every stratum.
 
     Parameters
     ----------
@@ -325,6 +326,7 @@ def check_effects_frame(frame: pd.DataFrame, roles: Roles) -> list[str]:
         return [f"frame: expected a pandas DataFrame, got {type(frame).__name__}"]
     role_of = {roles.unit_id: "unit_id", roles.treatment: "treatment", roles.outcome: "outcome"}
     role_of.update({m: "mediator" for m in roles.mediators})
+    role_of.update({c: "stratum" for c in roles.strata})
     role_of.update({c: "covariate" for c in roles.covariates})
     absent = [c for c in roles.used_columns if c not in frame.columns]
     for c in absent:
@@ -359,6 +361,8 @@ def check_effects_frame(frame: pd.DataFrame, roles: Roles) -> list[str]:
             problems.append(
                 f"column {roles.treatment!r} (treatment) holds one arm only; both 0 and 1 needed"
             )
+    if not problems:
+        problems.extend(strata_problems(frame, roles))
     return problems
 
 
