@@ -51,6 +51,7 @@ from mlearner_dist.core.nuisance import (
     predict_nuisances,
 )
 from mlearner_dist.core.roles import Roles
+from mlearner_dist.core.strata import stratum_shares
 from mlearner_dist.core.validation import strata_problems
 from mlearner_dist.exceptions import ConfigError, InputValidationError, StageError
 
@@ -614,9 +615,16 @@ def cross_fit_effects(
     parts: list[pd.DataFrame] = []
     training_rows: list[dict[str, Any]] = []
     share = float(T.mean())
+    # the known design: P(T=1) is the whole data's treated share (per stratum with strata)
+    by_stratum = stratum_shares(frame, roles.treatment, roles.strata) if roles.strata else None
     if spec.estimator == "reference":
         models = fit_fold_models(
-            frame, roles, spec, mediator_kind=kind, assignment_probability=share
+            frame,
+            roles,
+            spec,
+            mediator_kind=kind,
+            assignment_probability=share,
+            stratum_probabilities=by_stratum,
         )
         chosen = models
         part = predict_nuisances(models, frame, roles)
@@ -641,6 +649,7 @@ def cross_fit_effects(
                 spec,
                 mediator_kind=kind,
                 assignment_probability=share,
+                stratum_probabilities=by_stratum,
                 choices=choices,
             )
             # ``auto`` decides once, on the first fold's training set
