@@ -51,7 +51,7 @@ from mlearner_dist.core.nuisance import (
     predict_nuisances,
 )
 from mlearner_dist.core.roles import Roles
-from mlearner_dist.core.strata import stratum_shares
+from mlearner_dist.core.strata import stratum_codes, stratum_shares
 from mlearner_dist.core.validation import strata_problems
 from mlearner_dist.exceptions import ConfigError, InputValidationError, StageError
 
@@ -568,7 +568,8 @@ def cross_fit_effects(
 ) -> tuple[pd.DataFrame, dict[str, Any]]:
     """Individual effects with cross-fitted nuisances, in memory.
 
-    Folds are ``assign_folds(unit_id, n_folds, seed)``. ``nested``: for each fold k the models are
+    Folds are ``assign_folds(unit_id, n_folds, seed)`` (balanced within strata with
+    ``roles.strata``). ``nested``: for each fold k the models are
     fitted on the other folds (:func:`~mlearner_dist.core.nuisance.fit_fold_models`) and predict
     fold k. ``reference``: the models are fitted once on all units and predict in-sample (the
     ``fold`` column is still filled). Then :func:`compute_effects`.
@@ -609,7 +610,8 @@ def cross_fit_effects(
     if problems:
         raise InputValidationError(problems)
     frame = frame.sort_values(roles.unit_id, kind="mergesort").reset_index(drop=True)
-    folds = assign_folds(frame[roles.unit_id], n_folds, seed)
+    codes = stratum_codes(frame, roles.strata) if roles.strata else None
+    folds = assign_folds(frame[roles.unit_id], n_folds, seed, strata=codes)
     T = frame[roles.treatment].to_numpy(dtype=np.float64)
     kind = infer_mediator_kind(frame, roles)
     parts: list[pd.DataFrame] = []

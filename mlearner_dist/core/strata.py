@@ -85,6 +85,23 @@ def assignment_probabilities(
     return np.array([shares[k] for k in keys], dtype=np.float64)
 
 
+def stratum_codes(frame: pd.DataFrame, strata: Sequence[str]) -> np.ndarray:
+    """Integer code of every row's stratum (0 .. n_strata - 1, strata in sorted order).
+
+    Parameters
+    ----------
+    frame : DataFrame of shape (n, ...)
+    strata : sequence of str
+        Non-empty; the columns must hold no missing values.
+
+    Returns
+    -------
+    ndarray of shape (n,), int64
+    """
+    _keys(frame, strata)
+    return frame.groupby(list(strata), sort=True).ngroup().to_numpy(dtype=np.int64)
+
+
 def permute_within_strata(
     t: np.ndarray,
     frame: pd.DataFrame,
@@ -111,7 +128,7 @@ def permute_within_strata(
     t = np.asarray(t)
     if not strata:
         return rng.permutation(t)
-    group = frame.groupby(list(strata), sort=True).ngroup().to_numpy()
+    group = stratum_codes(frame, strata)
     out = t.copy()
     for g in np.unique(group):
         idx = np.flatnonzero(group == g)
@@ -119,4 +136,9 @@ def permute_within_strata(
     return out
 
 
-__all__ = ["assignment_probabilities", "permute_within_strata", "stratum_shares"]
+__all__ = [
+    "assignment_probabilities",
+    "permute_within_strata",
+    "stratum_codes",
+    "stratum_shares",
+]

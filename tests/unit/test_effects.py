@@ -350,6 +350,8 @@ def test_randomised_propensity_is_the_stratum_share_and_unbiases_the_total_score
     assert np.allclose(site.loc[site["site"] == "a", "propensity"], 0.2)
     assert np.allclose(site.loc[site["site"] == "b", "propensity"], 0.8)
     assert np.allclose(naive["propensity"], 0.5)
+    sizes = pd.crosstab(site["site"], site["fold"]).to_numpy()
+    assert (sizes.max(axis=1) - sizes.min(axis=1)).max() <= 1  # folds balanced within strata
     se = eff["score_total"].std() / np.sqrt(len(eff))
     assert abs(eff["score_total"].mean() - 1.0) < 4 * se
     assert abs(naive["score_total"].mean() - 2.2) < 0.15  # the bias of ignoring the strata
