@@ -48,7 +48,11 @@ class DataConfig:
 
 @dataclass(frozen=True)
 class ColumnsConfig:
-    """Column roles. ``mediator`` may be empty (total effect only) or list several (joint)."""
+    """Column roles. ``mediator`` may be empty (total effect only) or list several (joint).
+
+    ``strata``: columns whose value combination is the randomisation stratum (block); empty for
+    complete randomisation.
+    """
 
     unit_id: str = "unit_id"
     treatment: str = "T"
@@ -56,6 +60,7 @@ class ColumnsConfig:
     outcome: str = "Y"
     covariates: tuple[str, ...] = ()
     effect_outcome_baseline: str = ""
+    strata: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -266,6 +271,7 @@ class Config:
             outcome=c.outcome,
             mediators=tuple(c.mediator),
             covariates=tuple(c.covariates),
+            strata=tuple(c.strata),
         )
 
     def to_dict(self) -> dict[str, Any]:

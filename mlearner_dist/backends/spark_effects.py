@@ -309,12 +309,18 @@ def spark_cross_fit_effects(
     Raises
     ------
     ConfigError
-        Bad ``n_folds`` or ``spec``.
+        Bad ``n_folds`` or ``spec``, or ``roles.strata`` set (not supported on Spark yet).
     InputValidationError
         Missing columns, missing values, duplicate ids, a treatment not coded 0/1, or a training
         fold without one arm.
     """
     n_folds, spec = _validate(sdf, roles, n_folds, spec)
+    if roles.strata:
+        raise ConfigError(
+            f"columns.strata={list(roles.strata)}: the Spark effects stage does not yet use "
+            "per-stratum assignment probabilities; run the in-memory MLearner (fit_frame) or "
+            "leave columns.strata empty"
+        )
     t0 = time.perf_counter()
     uid, T = roles.unit_id, roles.treatment
     fold_seed, u_seed = int(seed), int(spec.random_state)

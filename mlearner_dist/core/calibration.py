@@ -27,6 +27,7 @@ import pandas as pd
 from mlearner_dist.core.folds import unit_hash
 from mlearner_dist.core.progress import Progress
 from mlearner_dist.core.roles import Roles
+from mlearner_dist.core.strata import permute_within_strata
 from mlearner_dist.exceptions import InputValidationError, MLearnerError
 
 logger = logging.getLogger(__name__)
@@ -54,7 +55,10 @@ def make_null_replicate(
     in means between arms):
 
     1. ``T*`` is a uniformly random permutation of ``T`` (the same number treated), so ``T*`` is
-       independent of ``(X, M, Y, T)``.
+       independent of ``(X, M, Y, T)``. With strata (``roles.strata``) ``T`` is permuted within
+       each stratum (:func:`~mlearner_dist.core.strata.permute_within_strata`): each stratum
+       keeps its number treated, as a re-run of a design randomised within strata would, and
+       ``T*`` is independent of ``(X, M, Y, T)`` given the stratum.
     2. A continuous column ``V`` (outcome or mediator) with shift ``d`` becomes
        ``V* = V + (T*_i - T_i) d = (V - T d) + T* d``: the observed average effect is removed
        with the real assignment and added back with the new one. ``V - T d`` is the unit's value
@@ -111,7 +115,7 @@ def make_null_replicate(
         )
     shifts_m = _check_replicate_inputs(frame, roles, shift_mediator, shift_outcome)
     t = frame[roles.treatment].to_numpy()
-    t_star = rng.permutation(t)
+    t_star = permute_within_strata(t, frame, roles.strata, rng)
     delta = t_star.astype(float) - t.astype(float)
     out = frame.copy()
     out[roles.treatment] = pd.Series(t_star, index=frame.index).astype(frame[roles.treatment].dtype)
@@ -332,7 +336,10 @@ def null_calibration(
 def average_shifts(frame: pd.DataFrame, roles: Roles) -> tuple[np.ndarray | None, float]:
     """Difference in means (treated - control) of each mediator and of the outcome.
 
-    These are the constant effects the null replicates keep (:func:`make_null_replicate`).
+    These are the constant effects the null replicates keep (:func:`make_null_replicate`). With
+    strata the difference is taken within each stratum and averaged with the strata's sizes as
+    weights, sum_s (n_s / n) (mean_s(V | T=1) - mean_s(V | T=0)), the unbiased estimate when the
+    assignment probability differs between strata (every stratum holds both arms).
 
     Returns
     -------
@@ -340,12 +347,21 @@ def average_shifts(frame: pd.DataFrame, roles: Roles) -> tuple[np.ndarray | None
     shift_outcome : float
     """
     t = frame[roles.treatment].to_numpy() == 1
-    shift_y = float(frame.loc[t, roles.outcome].mean() - frame.loc[~t, roles.outcome].mean())
+
+    def shift(col: str) -> float:
+        if not roles.strata:
+            return float(frame.loc[t, col].mean() - frame.loc[~t, col].mean())
+        v = pd.Series(frame[col].to_numpy(dtype=float))
+        by = [frame[c].reset_index(drop=True) for c in roles.strata]
+        means = v.groupby([*by, pd.Series(t)]).mean().unstack()
+        sizes = v.groupby(by).size()
+        diff = (means[True] - means[False]).reindex(sizes.index)
+        return float(np.sum(diff.to_numpy() * sizes.to_numpy()) / sizes.sum())
+
+    shift_y = shift(roles.outcome)
     if not roles.has_mediator:
         return None, shift_y
-    shift_m = np.array(
-        [frame.loc[t, m].mean() - frame.loc[~t, m].mean() for m in roles.mediators], dtype=float
-    )
+    shift_m = np.array([shift(m) for m in roles.mediators], dtype=float)
     return shift_m, shift_y
 
 

@@ -129,8 +129,9 @@ def role_assignments(roles: Roles) -> list[tuple[str, str]]:
     Returns
     -------
     list of (str, str)
-        Role is one of ``unit_id``, ``treatment``, ``mediator``, ``outcome``, ``covariate``; a
-        column named in two roles appears twice.
+        Role is one of ``unit_id``, ``treatment``, ``mediator``, ``outcome``, ``covariate``,
+        ``stratum``; a column named in two roles appears twice (a stratum column that is also a
+        covariate is listed once, as a covariate).
     """
     _check_roles(roles)
     return [
@@ -139,6 +140,7 @@ def role_assignments(roles: Roles) -> list[tuple[str, str]]:
         *((m, "mediator") for m in roles.mediators),
         (roles.outcome, "outcome"),
         *((c, "covariate") for c in roles.covariates),
+        *((s, "stratum") for s in roles.strata if s not in roles.covariates),
     ]
 
 

@@ -51,6 +51,8 @@ from mlearner_dist.core.nuisance import (
     predict_nuisances,
 )
 from mlearner_dist.core.roles import Roles
+from mlearner_dist.core.strata import stratum_codes, stratum_shares
+from mlearner_dist.core.validation import strata_problems
 from mlearner_dist.exceptions import ConfigError, InputValidationError, StageError
 
 __all__ = [
@@ -306,7 +308,7 @@ def check_effects_frame(frame: pd.DataFrame, roles: Roles) -> list[str]:
     """Every problem that stops step 1 on this frame (empty list: fine).
 
     Checks: columns present, no missing values, unique unit ids, treatment coded 0/1 with both
-    arms present, numeric outcome and mediators.
+    arms present, numeric outcome and mediators, both arms in every stratum.
 
     Parameters
     ----------
@@ -325,6 +327,7 @@ def check_effects_frame(frame: pd.DataFrame, roles: Roles) -> list[str]:
         return [f"frame: expected a pandas DataFrame, got {type(frame).__name__}"]
     role_of = {roles.unit_id: "unit_id", roles.treatment: "treatment", roles.outcome: "outcome"}
     role_of.update({m: "mediator" for m in roles.mediators})
+    role_of.update({c: "stratum" for c in roles.strata})
     role_of.update({c: "covariate" for c in roles.covariates})
     absent = [c for c in roles.used_columns if c not in frame.columns]
     for c in absent:
@@ -359,6 +362,8 @@ def check_effects_frame(frame: pd.DataFrame, roles: Roles) -> list[str]:
             problems.append(
                 f"column {roles.treatment!r} (treatment) holds one arm only; both 0 and 1 needed"
             )
+    if not problems:
+        problems.extend(strata_problems(frame, roles))
     return problems
 
 
@@ -563,7 +568,8 @@ def cross_fit_effects(
 ) -> tuple[pd.DataFrame, dict[str, Any]]:
     """Individual effects with cross-fitted nuisances, in memory.
 
-    Folds are ``assign_folds(unit_id, n_folds, seed)``. ``nested``: for each fold k the models are
+    Folds are ``assign_folds(unit_id, n_folds, seed)`` (balanced within strata with
+    ``roles.strata``). ``nested``: for each fold k the models are
     fitted on the other folds (:func:`~mlearner_dist.core.nuisance.fit_fold_models`) and predict
     fold k. ``reference``: the models are fitted once on all units and predict in-sample (the
     ``fold`` column is still filled). Then :func:`compute_effects`.
@@ -604,15 +610,23 @@ def cross_fit_effects(
     if problems:
         raise InputValidationError(problems)
     frame = frame.sort_values(roles.unit_id, kind="mergesort").reset_index(drop=True)
-    folds = assign_folds(frame[roles.unit_id], n_folds, seed)
+    codes = stratum_codes(frame, roles.strata) if roles.strata else None
+    folds = assign_folds(frame[roles.unit_id], n_folds, seed, strata=codes)
     T = frame[roles.treatment].to_numpy(dtype=np.float64)
     kind = infer_mediator_kind(frame, roles)
     parts: list[pd.DataFrame] = []
     training_rows: list[dict[str, Any]] = []
     share = float(T.mean())
+    # the known design: P(T=1) is the whole data's treated share (per stratum with strata)
+    by_stratum = stratum_shares(frame, roles.treatment, roles.strata) if roles.strata else None
     if spec.estimator == "reference":
         models = fit_fold_models(
-            frame, roles, spec, mediator_kind=kind, assignment_probability=share
+            frame,
+            roles,
+            spec,
+            mediator_kind=kind,
+            assignment_probability=share,
+            stratum_probabilities=by_stratum,
         )
         chosen = models
         part = predict_nuisances(models, frame, roles)
@@ -637,6 +651,7 @@ def cross_fit_effects(
                 spec,
                 mediator_kind=kind,
                 assignment_probability=share,
+                stratum_probabilities=by_stratum,
                 choices=choices,
             )
             # ``auto`` decides once, on the first fold's training set

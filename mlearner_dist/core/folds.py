@@ -123,13 +123,23 @@ def check_n_folds(n_folds: object) -> int:
 
 
 def assign_folds(
-    unit_ids: Iterable[object], n_folds: int, seed: int, *, purpose: str = "fold"
+    unit_ids: Iterable[object],
+    n_folds: int,
+    seed: int,
+    *,
+    purpose: str = "fold",
+    strata: Iterable[int] | None = None,
 ) -> np.ndarray:
     """Cross-fitting fold of every unit from a stable hash of its id.
 
     ``fold_i = unit_hash(id_i, purpose, seed) mod n_folds`` (:func:`unit_hash`). The same id
     always gets the same fold, whatever the row order, the partitioning or the engine; folds are
     balanced in expectation (each has probability ``1 / n_folds``).
+
+    With ``strata`` the folds are balanced within each stratum: the units are ordered by
+    (stratum, hash) and the unit at position ``p`` of that order gets fold ``p mod n_folds``, so
+    every stratum's units are spread over the folds with sizes differing by at most one. The fold
+    of a unit then depends on the other units of its stratum (not on the row order).
 
     Parameters
     ----------
@@ -142,6 +152,9 @@ def assign_folds(
     purpose : str
         Second salt: ``"fold"`` (default) for the outer cross-fitting folds; another word (the
         nuisance models use ``"inner"``) gives a split independent of the outer folds.
+    strata : array-like of shape (n,) of int, optional
+        Stratum code of every unit (:func:`~mlearner_dist.core.strata.stratum_codes`). None
+        (default): the plain hash folds.
 
     Returns
     -------
@@ -162,7 +175,17 @@ def assign_folds(
             f"purpose={purpose!r}: give a non-empty word other than 'uniform' (default 'fold')"
         )
     h = _hash64(_as_array(unit_ids), purpose, seed)
-    return (h % np.uint64(n_folds)).astype(np.int64)
+    if strata is None:
+        return (h % np.uint64(n_folds)).astype(np.int64)
+    codes = np.asarray(list(strata) if not isinstance(strata, np.ndarray) else strata)
+    if codes.shape != h.shape:
+        raise InputValidationError(
+            [f"strata: {codes.shape[0]} stratum codes for {h.shape[0]} unit ids; give one each"]
+        )
+    order = np.lexsort((h, codes))
+    folds = np.empty(len(h), dtype=np.int64)
+    folds[order] = np.arange(len(h), dtype=np.int64) % n_folds
+    return folds
 
 
 def stable_uniform(unit_ids: Iterable[object], seed: int) -> np.ndarray:

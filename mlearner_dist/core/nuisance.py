@@ -55,6 +55,7 @@ from mlearner_dist.core.learners import (
     predict_response,
 )
 from mlearner_dist.core.roles import Roles
+from mlearner_dist.core.strata import assignment_probabilities, stratum_shares
 from mlearner_dist.exceptions import ConfigError, InputValidationError
 
 __all__ = [
@@ -232,6 +233,11 @@ class FoldModels:
     propensity_mx : fitted estimator or None
         P(T=1 | M, X) (continuous mediator; None for a binary one, whose P(T=1 | M, X) follows
         from the mediator models).
+    stratum_probabilities : dict of tuple to float
+        Randomised design with strata: the known P(T=1) of each stratum (of the columns
+        ``strata``); ``propensity`` is then not used for prediction. Empty otherwise.
+    strata : tuple of str
+        The stratum columns ``stratum_probabilities`` is keyed by.
     mix_share : float
         Treated share of the rows ``baseline`` was fitted on (randomised composition weight).
     observational : bool
@@ -258,6 +264,8 @@ class FoldModels:
     direct: Any = None
     mu_y0m: Any = None
     propensity: Any = None
+    stratum_probabilities: dict[tuple[object, ...], float] = field(default_factory=dict)
+    strata: tuple[str, ...] = ()
     propensity_mx: Any = None
     mix_share: float = 0.5
     observational: bool = False
@@ -513,6 +521,7 @@ def fit_fold_models(
     mediator_kind: str,
     arm_counts: tuple[int, int] | None = None,
     assignment_probability: float | None = None,
+    stratum_probabilities: Mapping[tuple[object, ...], float] | None = None,
     choices: Mapping[str, LearnerChoice] | None = None,
 ) -> FoldModels:
     """Fit every nuisance model on one training set.
@@ -561,6 +570,12 @@ def fit_fold_models(
         The known probability of treatment of a randomised design (the treated share of the
         whole data for complete randomisation); the ``propensity`` predicted for every unit.
         Default: the treated share of the training rows. Ignored when observational.
+    stratum_probabilities : mapping of tuple to float, optional
+        With ``roles.strata`` (randomised design): the known probability of treatment of each
+        stratum (its treated share in the whole data, from
+        :func:`~mlearner_dist.core.strata.stratum_shares`); the ``propensity`` predicted for a
+        unit is its stratum's. Default: the stratum shares of the training rows. Ignored
+        without strata or when observational.
     choices : mapping of str to LearnerChoice, optional
         Choices of the ``auto`` learner made on another training set (reused, not re-made).
 
@@ -670,6 +685,16 @@ def fit_fold_models(
     else:
         share = counts[1] / (counts[0] + counts[1]) if known is None else known
         fm.propensity = ConstantModel(share)
+        if roles.strata:
+            fm.strata = tuple(roles.strata)
+            fm.stratum_probabilities = {
+                k: float(_check_probability(f"stratum {k!r} probability", v))
+                for k, v in (
+                    stratum_probabilities
+                    if stratum_probabilities is not None
+                    else stratum_shares(train, T, roles.strata)
+                ).items()
+            }
     if mediator_kind != "binary":
         _fit_contrast(fm, spec, pooled, roles, observational, fit)
     return fm
@@ -833,7 +858,12 @@ def predict_nuisances(models: FoldModels, frame: pd.DataFrame, roles: Roles) -> 
     m_task = "classification" if models.mediator_kind == "binary" else "regression"
     m1 = {m: pred(models.mu_m1[m], X, m_task) for m in meds}
     m0 = {m: pred(models.mu_m0[m], X, m_task) for m in meds}
-    propensity = pred(models.propensity, X, "classification")
+    if models.stratum_probabilities and not models.observational:
+        propensity = assignment_probabilities(
+            frame, models.strata, models.stratum_probabilities
+        )
+    else:
+        propensity = pred(models.propensity, X, "classification")
     if models.mediator_kind == "binary":
         m = meds[0]
         at1 = _features(frame.assign(**{m: 1.0}), num + meds, cat)

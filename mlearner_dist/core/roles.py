@@ -22,6 +22,9 @@ class Roles:
         mediators are treated as one joint mediator.
     covariates : tuple of str
         Pre-treatment covariates X, numeric or categorical.
+    strata : tuple of str
+        Columns whose value combination is the unit's randomisation stratum (block). Empty:
+        complete randomisation. A stratum column may also be a covariate.
     """
 
     unit_id: str
@@ -29,6 +32,7 @@ class Roles:
     outcome: str
     mediators: tuple[str, ...] = ()
     covariates: tuple[str, ...] = ()
+    strata: tuple[str, ...] = ()
 
     @property
     def has_mediator(self) -> bool:
@@ -38,4 +42,12 @@ class Roles:
     @property
     def used_columns(self) -> tuple[str, ...]:
         """Every column the analysis reads, in a stable order."""
-        return (self.unit_id, self.treatment, *self.mediators, self.outcome, *self.covariates)
+        extra = tuple(s for s in self.strata if s not in self.covariates)
+        return (
+            self.unit_id,
+            self.treatment,
+            *self.mediators,
+            self.outcome,
+            *self.covariates,
+            *extra,
+        )

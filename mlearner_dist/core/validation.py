@@ -64,6 +64,7 @@ ROLE_LABELS = {
     "mediator": "mediator",
     "outcome": "outcome",
     "covariate": "covariate",
+    "stratum": "stratum",
 }
 NUMERIC_ROLES = ("treatment", "mediator", "outcome")
 MissingPolicy = Literal["error", "drop"]
@@ -139,7 +140,8 @@ def check_table(
     column is entirely missing); text in the treatment, mediator or outcome; unsupported column
     types; a treatment not coded 0/1 or with one value only; fewer treated or control units than
     the minimum; constant covariates; a mediator or outcome with no variance; duplicated unit
-    ids.
+    ids. Strata (``roles.strata``) are checked for both arms by :func:`strata_problems`, which
+    needs the rows.
 
     Parameters
     ----------
@@ -355,6 +357,51 @@ def _mixed_id_problems(df: pd.DataFrame, roles: Roles) -> list[str]:
     ]
 
 
+def strata_problems(df: pd.DataFrame, roles: Roles) -> list[str]:
+    """Problems of the randomisation strata: each stratum must hold treated and control units.
+
+    A stratum is one combination of the values of ``roles.strata``. Within a stratum the
+    assignment probability is the stratum's treated share and null replicates permute the
+    treatment inside it, so a stratum with a single arm has no usable contrast.
+
+    Parameters
+    ----------
+    df : DataFrame of shape (n, p)
+        Rows with the treatment (0/1) and the stratum columns present and without missing
+        values (absent or missing columns are reported by :func:`check_table`).
+    roles : Roles
+
+    Returns
+    -------
+    list of str
+        One line per stratum with a single arm (empty without strata).
+    """
+    strata = list(roles.strata)
+    if not strata or any(c not in df.columns for c in (*strata, roles.treatment)):
+        return []
+    t = pd.to_numeric(df[roles.treatment], errors="coerce")
+    counts = (
+        pd.DataFrame({"__t": t})
+        .join(df[strata])
+        .groupby(strata, dropna=True, observed=True)["__t"]
+        .agg(["size", "sum"])
+    )
+    problems: list[str] = []
+    for key, row in counts.iterrows():
+        n, n1 = int(row["size"]), int(row["sum"])
+        if 0 < n1 < n:
+            continue
+        values = key if isinstance(key, tuple) else (key,)
+        where = ", ".join(f"{c}={v!r}" for c, v in zip(strata, values, strict=True))
+        arm = "treated" if n1 == n else "control"
+        problems.append(
+            f"stratum column(s) {strata} (stratum): stratum {where} has {n} units, all {arm}; "
+            "every stratum needs treated and control units: merge it with a neighbouring "
+            "stratum, drop its rows, or remove the column from columns.strata"
+        )
+    return problems
+
+
 def apply_checks(
     table: T,
     roles: Roles,
@@ -503,6 +550,9 @@ def validate_frame(
     t = stats.stats[roles.treatment]
     if t.kind == "boolean" or pd.api.types.is_object_dtype(clean[roles.treatment].dtype):
         clean[roles.treatment] = _as_float(clean[roles.treatment], t.kind).astype(np.int64)
+    problems = strata_problems(clean, roles)
+    if problems:
+        raise InputValidationError(problems)
     return clean, account
 
 
@@ -512,6 +562,7 @@ __all__ = [
     "apply_checks",
     "check_table",
     "removal_reasons",
+    "strata_problems",
     "table_warnings",
     "validate_frame",
 ]

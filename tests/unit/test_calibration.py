@@ -9,6 +9,7 @@ import pandas as pd
 import pytest
 
 from mlearner_dist.core.calibration import (
+    average_shifts,
     make_null_replicate,
     monte_carlo_pvalue,
     null_threshold,
@@ -185,3 +186,51 @@ def test_split_sample_is_a_deterministic_hash_of_ids():
         split_sample([1], seed=0)
     with pytest.raises(MLearnerError, match="seed"):
         split_sample(ids, seed="a")
+
+
+def _stratified(n: int = 600, seed: int = 4):
+    """Three strata of unequal sizes and treated shares; the outcome depends on the stratum."""
+    rng = np.random.default_rng(seed)
+    site = rng.choice(["a", "b", "c"], size=n, p=[0.5, 0.3, 0.2])
+    share = pd.Series(site).map({"a": 0.2, "b": 0.5, "c": 0.8}).to_numpy()
+    T = (rng.uniform(size=n) < share).astype(np.int64)
+    X1, X2 = rng.normal(size=n), rng.normal(size=n)
+    M = X1 + T + rng.normal(size=n)
+    Y = 3.0 * (site == "c") + M + 0.5 * T + rng.normal(size=n)
+    df = pd.DataFrame({"id": np.arange(n), "X1": X1, "X2": X2, "T": T, "M": M, "Y": Y})
+    return df.assign(site=site)
+
+
+def test_null_replicates_keep_each_strata_number_treated():
+    df = _stratified()
+    roles = Roles("id", "T", "Y", ("M",), ("X1", "X2"), strata=("site",))
+    dm, dy = average_shifts(df, roles)
+    treated = df.groupby("site")["T"].sum()
+    rng = np.random.default_rng(5)
+    moved = 0
+    for _ in range(50):
+        rep = make_null_replicate(df, roles, rng=rng, shift_mediator=dm, shift_outcome=dy)
+        pd.testing.assert_series_equal(rep.groupby("site")["T"].sum(), treated)
+        moved += int((rep["T"] != df["T"]).sum())
+    assert moved > 0
+    # without strata the draw is the plain permutation (results unchanged)
+    plain = Roles("id", "T", "Y", ("M",), ("X1", "X2"))
+    a = make_null_replicate(
+        df, plain, rng=np.random.default_rng(1), shift_mediator=dm, shift_outcome=dy
+    )
+    assert np.array_equal(a["T"], np.random.default_rng(1).permutation(df["T"].to_numpy()))
+
+
+def test_average_shifts_within_strata_hand_computed():
+    df = pd.DataFrame(
+        {
+            "id": range(6),
+            "T": [1, 0, 0, 1, 1, 0],
+            "Y": [3.0, 1.0, 1.0, 10.0, 12.0, 8.0],
+            "s": ["a", "a", "a", "b", "b", "b"],
+        }
+    )
+    roles = Roles("id", "T", "Y", (), (), strata=("s",))
+    # stratum a: 3 - 1 = 2; stratum b: 11 - 8 = 3; equal sizes: 2.5
+    assert average_shifts(df, roles) == (None, pytest.approx(2.5))
+    assert average_shifts(df, Roles("id", "T", "Y"))[1] == pytest.approx(25 / 3 - 10 / 3)

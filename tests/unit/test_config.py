@@ -47,6 +47,13 @@ def test_jobs_ii_roles():
     assert roles.treatment == "treat"
     assert roles.mediators == ("job_seek",)
     assert "education" in roles.covariates
+    assert roles.strata == ()
+
+
+def test_strata_reach_the_roles():
+    roles = load_config([], ["columns.strata=[site, sex]", "columns.covariates=[sex, X1]"]).roles
+    assert roles.strata == ("site", "sex")
+    assert roles.used_columns[-1] == "site" and roles.used_columns.count("sex") == 1
 
 
 def test_unknown_key_names_it_and_lists_allowed():

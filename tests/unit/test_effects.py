@@ -315,3 +315,51 @@ def test_bad_inputs_raise_clear_errors():
         )
     with pytest.raises(ConfigError, match="estimator='plugin' is unknown"):
         compute_effects(eff, df, ROLES, estimator="plugin", propensity_clip=0.01)
+
+
+def stratified_trial(n: int = 4000, tau: float = 1.0, seed: int = 3) -> pd.DataFrame:
+    """Two equal strata randomised with treated shares 0.2 and 0.8; Y = 2 s + tau T + noise.
+
+    Pooled over strata the treated are mostly in stratum 1, so a constant propensity (the
+    overall share) gives E[score_total] = tau + 2 (0.8 - 0.2) = tau + 1.2 when the outcome models
+    do not see the stratum; the stratum shares give tau.
+    """
+    rng = np.random.default_rng(seed)
+    s = np.repeat([0, 1], n // 2)
+    t = np.concatenate(
+        [rng.permutation(n // 2) < share * (n // 2) for share in (0.2, 0.8)]
+    ).astype(np.int64)
+    return pd.DataFrame(
+        {
+            "unit_id": np.arange(n),
+            "site": np.where(s == 1, "b", "a"),
+            "X1": rng.normal(size=n),
+            "T": t,
+            "Y": 2.0 * s + tau * t + rng.normal(size=n),
+        }
+    )
+
+
+def test_randomised_propensity_is_the_stratum_share_and_unbiases_the_total_score():
+    df = stratified_trial()
+    plain = Roles("unit_id", "T", "Y", (), ("X1",))
+    strata = Roles("unit_id", "T", "Y", (), ("X1",), strata=("site",))
+    eff, _ = _fit(df, strata, learner="constant")
+    naive, _ = _fit(df, plain, learner="constant")
+    site = _aligned(eff, df).assign(site=df["site"].to_numpy())
+    assert np.allclose(site.loc[site["site"] == "a", "propensity"], 0.2)
+    assert np.allclose(site.loc[site["site"] == "b", "propensity"], 0.8)
+    assert np.allclose(naive["propensity"], 0.5)
+    sizes = pd.crosstab(site["site"], site["fold"]).to_numpy()
+    assert (sizes.max(axis=1) - sizes.min(axis=1)).max() <= 1  # folds balanced within strata
+    se = eff["score_total"].std() / np.sqrt(len(eff))
+    assert abs(eff["score_total"].mean() - 1.0) < 4 * se
+    assert abs(naive["score_total"].mean() - 2.2) < 0.15  # the bias of ignoring the strata
+
+
+def test_a_stratum_with_one_arm_stops_the_effects():
+    df = stratified_trial(n=400)
+    df.loc[df["site"] == "a", "T"] = 0
+    roles = Roles("unit_id", "T", "Y", (), ("X1",), strata=("site",))
+    with pytest.raises(InputValidationError, match="site='a' has 200 units, all control"):
+        _fit(df, roles, learner="constant")

@@ -114,3 +114,18 @@ def test_bad_ids_raise():
         stable_uniform("abc", 0)
     with pytest.raises(ConfigError, match=r"seed=1\.5"):
         stable_uniform([1, 2], 1.5)
+
+
+def test_stratified_folds_balance_every_stratum_and_leave_plain_folds_alone():
+    ids = np.arange(1000) * 7 + 3
+    codes = np.repeat([0, 1, 2], [500, 333, 167])
+    folds = assign_folds(ids, 5, 11, strata=codes)
+    for s in range(3):
+        sizes = np.bincount(folds[codes == s], minlength=5)
+        assert sizes.max() - sizes.min() <= 1
+    # the same ids in another row order get the same folds
+    perm = np.random.default_rng(0).permutation(1000)
+    assert np.array_equal(assign_folds(ids[perm], 5, 11, strata=codes[perm]), folds[perm])
+    assert np.array_equal(assign_folds(ids, 5, 11), assign_folds(ids, 5, 11, strata=None))
+    with pytest.raises(InputValidationError, match="stratum codes for 1000 unit ids"):
+        assign_folds(ids, 5, 11, strata=codes[:10])

@@ -290,3 +290,43 @@ def test_row_account():
         RowAccount.from_dict({"n_input": 10, "n_used": 9, "removed": {"a": 2}})
     with pytest.raises(RowAccountError, match="without 'n_input'"):
         RowAccount.from_dict({"removed": {}})
+
+
+# --- strata -----------------------------------------------------------------------------------
+
+STRATA = Roles("id", "T", "Y", ("M",), ("X1", "X2", "city"), strata=("site", "city"))
+
+
+def strata_frame() -> pd.DataFrame:
+    df = make_frame(24)
+    df["site"] = np.repeat(["north", "south"], 12)
+    return df
+
+
+def test_strata_with_both_arms_pass_and_a_covariate_may_be_a_stratum():
+    clean, account = validate_frame(strata_frame(), STRATA, **KW)
+    assert account.n_used == 24 and "site" in clean.columns
+    assert STRATA.used_columns.count("city") == 1 and STRATA.used_columns[-1] == "site"
+
+
+def test_stratum_with_one_arm_is_named_with_the_fix():
+    df = strata_frame()
+    df.loc[(df["site"] == "south") & (df["city"] == "b"), "T"] = 1
+    (line,) = problems_of(df, STRATA)
+    assert "site='south', city='b'" in line and "all treated" in line
+    assert "columns.strata" in line
+
+
+def test_missing_or_absent_stratum_column():
+    df = strata_frame()
+    df.loc[3, "site"] = None
+    assert any("site (stratum)" in p and "1 missing" in p for p in problems_of(df, STRATA))
+    assert any(
+        "site (stratum): no such column" in p
+        for p in problems_of(strata_frame().drop(columns="site"), STRATA)
+    )
+
+
+def test_stratum_cannot_be_the_treatment():
+    roles = Roles("id", "T", "Y", ("M",), ("X1",), strata=("T",))
+    assert any("can play one role only" in p for p in problems_of(make_frame(), roles))
