@@ -365,19 +365,29 @@ def average_shifts(frame: pd.DataFrame, roles: Roles) -> tuple[np.ndarray | None
     return shift_m, shift_y
 
 
-def split_sample(unit_ids: Sequence[Any] | np.ndarray | pd.Series, seed: int) -> np.ndarray:
+def split_sample(
+    unit_ids: Sequence[Any] | np.ndarray | pd.Series,
+    seed: int,
+    *,
+    strata: np.ndarray | None = None,
+) -> np.ndarray:
     """Discovery / test halves for the ``split`` calibration, from the hash of the unit ids.
 
     A unit is in the discovery half when ``unit_hash(id, "split", seed) < 2^63``
     (:func:`mlearner_dist.core.folds.unit_hash`, the package's one hash of unit ids). The
     assignment depends only on the id and the seed: not on row order, partitioning or the number
-    of workers. The halves are about equal (binomial).
+    of workers. The halves are about equal (binomial). With ``strata`` the units of each stratum
+    are ordered by the same hash and alternate between the halves, so every stratum is split in
+    two halves that differ by at most one unit (a unit's half then also depends on the other
+    units of its stratum).
 
     Parameters
     ----------
     unit_ids : array-like, shape (n,)
         Unique unit identifiers, ``n >= 2``.
     seed : int
+    strata : ndarray of int, shape (n,), optional
+        Stratum code of every unit (:func:`~mlearner_dist.core.strata.stratum_codes`).
 
     Returns
     -------
@@ -399,7 +409,17 @@ def split_sample(unit_ids: Sequence[Any] | np.ndarray | pd.Series, seed: int) ->
     if not pd.Index(ids).is_unique:
         raise InputValidationError(["unit_ids has repeated ids: ids must be unique per unit"])
     h = unit_hash(ids, "split", int(seed))
-    mask = h < np.uint64(2**63)
+    if strata is None:
+        mask = h < np.uint64(2**63)
+    else:
+        codes = np.asarray(strata)
+        if codes.shape != h.shape:
+            raise InputValidationError(
+                [f"strata: {codes.shape[0]} stratum codes for {h.shape[0]} unit ids; give one each"]
+            )
+        order = np.lexsort((h, codes))
+        mask = np.empty(h.size, dtype=bool)
+        mask[order] = np.arange(h.size) % 2 == 0
     if mask.all() or not mask.any():
         raise InputValidationError(
             [f"the hash put all {ids.size} units in one half: use more units or another seed"]

@@ -50,6 +50,7 @@ from mlearner_dist.core.selection import (
 )
 from mlearner_dist.core.sensitivity import sensitivity_analysis
 from mlearner_dist.core.stability import SeedRun, summarise_stability
+from mlearner_dist.core.strata import stratum_codes
 from mlearner_dist.core.subgroup_effects import (
     adjusted_subgroup_effects,
     proportion_mediated,
@@ -1044,7 +1045,9 @@ def split_calibration(model: MLearner, frame: pd.DataFrame, roles: Roles) -> dic
     test. The record carries what is reported: the discovery tree and configuration, and the
     subgroup effects estimated on the held-out half (honest: those units chose nothing).
     """
-    mask = cal.split_sample(frame[roles.unit_id].to_numpy(), model.random_state)
+    mask = cal.split_sample(
+        frame[roles.unit_id].to_numpy(), model.random_state, strata=_strata_codes(frame, roles)
+    )
     discover, holdout = frame[mask].reset_index(drop=True), frame[~mask].reset_index(drop=True)
     sel = model.select(discover, roles)
     tree = sel.chosen_tree
@@ -1097,6 +1100,11 @@ def split_calibration(model: MLearner, frame: pd.DataFrame, roles: Roles) -> dic
     }
 
 
+def _strata_codes(frame: pd.DataFrame, roles: Roles) -> np.ndarray | None:
+    """Stratum code of every unit (None without ``roles.strata``): halves split every stratum."""
+    return stratum_codes(frame, roles.strata) if roles.strata else None
+
+
 @dataclass
 class CrossSplitHalves:
     """The two halves of the cross-split calibration with effects cross-fitted within each."""
@@ -1117,7 +1125,7 @@ def cross_split_halves(model: MLearner, frame: pd.DataFrame, roles: Roles) -> Cr
     cached = getattr(model, "_cross_split_halves", None)
     if cached is not None and cached.key == key and cached.frames["A"].shape[1] == frame.shape[1]:
         return cached
-    mask = cal.split_sample(ids, model.random_state)
+    mask = cal.split_sample(ids, model.random_state, strata=_strata_codes(frame, roles))
     frames = {"A": frame[mask].reset_index(drop=True), "B": frame[~mask].reset_index(drop=True)}
     effects = {}
     for h, part in frames.items():

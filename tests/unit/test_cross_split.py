@@ -84,3 +84,21 @@ def test_direction_test_finds_a_real_difference_and_is_reproducible():
         direction_test(trees, Xb.iloc[:10], eff, "total", **kw)
     with pytest.raises(MLearnerError, match="dr_score"):
         direction_test({}, Xb, eff, "total", **kw)
+
+
+def test_halves_split_every_stratum_and_are_unchanged_without_strata():
+    from mlearner_dist.core.calibration import split_sample
+
+    ids = np.arange(1000)
+    codes = np.repeat([0, 1, 2], [700, 293, 7])
+    plain = split_sample(ids, 5)
+    assert np.array_equal(plain, split_sample(ids, 5, strata=None))
+    mask = split_sample(ids, 5, strata=codes)
+    for c in (0, 1, 2):
+        inside = mask[codes == c]
+        assert abs(int(inside.sum()) - int((~inside).sum())) <= 1
+    # row order does not matter
+    perm = np.random.default_rng(0).permutation(1000)
+    assert np.array_equal(split_sample(ids[perm], 5, strata=codes[perm]), mask[perm])
+    with pytest.raises(Exception, match="stratum codes"):
+        split_sample(ids, 5, strata=codes[:10])
