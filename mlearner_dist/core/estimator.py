@@ -1035,6 +1035,35 @@ def covariate_matrix(X: pd.DataFrame) -> np.ndarray:
     return (values - values.mean(axis=0)) / sd
 
 
+def holdout_subgroups(
+    model: MLearner,
+    holdout: pd.DataFrame,
+    roles: Roles,
+    effects: pd.DataFrame,
+    leaf: np.ndarray,
+    rules: dict[int, str],
+) -> list[dict[str, Any]]:
+    """Subgroup effects estimated on a held-out half, marked ``estimated_on: holdout``.
+
+    The split and cross-split calibrations report the partition they tested with effects from
+    the half that tested it (those units chose nothing).
+    """
+    subgroups = subgroup_table(
+        holdout,
+        roles,
+        effects,
+        leaf,
+        rules,
+        n_bootstrap=model.n_bootstrap,
+        level=model.level,
+        min_size=model.min_subgroup,
+        random_state=model.random_state,
+    )
+    for sg in subgroups:
+        sg["estimated_on"] = "holdout"
+    return subgroups
+
+
 def split_calibration(model: MLearner, frame: pd.DataFrame, roles: Roles) -> dict[str, Any]:
     """Discover on one half, test the chosen configuration once on the other half.
 
@@ -1064,19 +1093,7 @@ def split_calibration(model: MLearner, frame: pd.DataFrame, roles: Roles) -> dic
     else:
         p = decision_pvalue(holdout, roles, leaf, model.test_method)
         test = "the interaction test"
-    subgroups = subgroup_table(
-        holdout,
-        roles,
-        effects_h,
-        leaf,
-        tree.rules,
-        n_bootstrap=model.n_bootstrap,
-        level=model.level,
-        min_size=model.min_subgroup,
-        random_state=model.random_state,
-    )
-    for sg in subgroups:
-        sg["estimated_on"] = "holdout"
+    subgroups = holdout_subgroups(model, holdout, roles, effects_h, leaf, tree.rules)
     return {
         "mode": "split",
         "alpha": model.alpha,
@@ -1192,20 +1209,11 @@ def cross_split_calibration(
     best = min(tests, key=lambda t: (t.mc_pvalue, t.p_observed))
     test_half = best.direction[-1]
     hold = halves.frames[test_half]
-    subgroups = subgroup_table(
-        hold,
-        roles,
-        halves.effects[test_half],
-        best.tree.leaf_of(hold[covs]),
-        best.tree.rules,
-        n_bootstrap=model.n_bootstrap,
-        level=model.level,
-        min_size=model.min_subgroup,
-        random_state=model.random_state,
+    leaf = best.tree.leaf_of(hold[covs])
+    subgroups = holdout_subgroups(
+        model, hold, roles, halves.effects[test_half], leaf, best.tree.rules
     )
-    for sg in subgroups:
-        sg["estimated_on"] = "holdout"
-    p_y, p_m = leaf_pvalues(hold, roles, best.tree.leaf_of(hold[covs]), model.test_method)
+    p_y, p_m = leaf_pvalues(hold, roles, leaf, model.test_method)
     chosen = dict(best.chosen)
     # the reference's Y and M interaction tests, reported beside, on the same half and partition
     chosen.update(
