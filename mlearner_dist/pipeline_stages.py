@@ -25,9 +25,11 @@ from mlearner_dist.core.estimator import (
     MLearner,
     ScoreReplicateBasis,
     average_effects,
+    cross_split_stability,
     decision_target,
     subgroup_table,
 )
+from mlearner_dist.core.profiles import ProfileTree
 from mlearner_dist.core.roles import Roles
 from mlearner_dist.core.score_selection import target_score
 from mlearner_dist.core.selection import (
@@ -311,6 +313,11 @@ def run_calibrate(ctx: RunContext) -> Manifest:
         if doc.get("honest") and roles.has_mediator and model.test_statistic == "dr_score":
             # the total target, calibrated the same way on the same halves
             doc["targets"] = model.cross_split_targets(frame, effect_roles, doc)
+        if doc.get("honest"):
+            # seed stability of the cross-split decision, on the halves fitted above
+            doc["stability"] = cross_split_stability(
+                model, frame, effect_roles, ProfileTree.from_dict(doc["discovery_tree"])
+            )
     elif cfg.calibration.mode == "null" and model.null_replicates == "scores":
         # score replicates re-run only the score-dependent steps on the observed raw trees:
         # cheap, so they run in this process (no Dask round trip per replicate)
@@ -369,8 +376,6 @@ def run_report(ctx: RunContext) -> Manifest:
     if calib.get("discovery_tree") is not None:
         # split and cross-split: report what was tested (discovery tree, its held-out p-value,
         # held-out effects)
-        from mlearner_dist.core.profiles import ProfileTree
-
         chosen = dict(calib["chosen_on_discovery"])
         tree = ProfileTree.from_dict(calib["discovery_tree"])
         subgroups = list(calib["subgroups"])
@@ -378,9 +383,10 @@ def run_report(ctx: RunContext) -> Manifest:
         leaf = tree.leaf_of(frame[list(roles.covariates)])
     model = MLearner(**estimator_params(cfg))
     sensitivity = model.sensitivity_curves(frame, roles, tree)
-    stability = None
     if calib.get("discovery_tree") is None:
         stability = model.seed_stability(frame, roles, effects, tree, float(calib["threshold"]))
+    else:
+        stability = calib.get("stability")  # cross-split: computed by the calibrate stage
     decision_p = p_leaf
     manifests = {s: read_manifest(ctx.output, s) for s in STAGES}
     result: dict[str, Any] = {

@@ -218,6 +218,33 @@ def _section_targets(result: Mapping[str, Any]) -> str:
     )
 
 
+def _section_stability(result: Mapping[str, Any]) -> str:
+    """Seed stability: the decision re-run with other t-SNE/K-means seeds."""
+    stab = result.get("stability")
+    if not isinstance(stab, Mapping) or not stab.get("n_seeds"):
+        return ""
+    head = (
+        f"{float(stab['share_declared']):.0%} of {int(stab['n_seeds'])} other seeds declare; "
+        f"median adjusted Rand index with the reported subgroups "
+        f"{float(stab['median_ari']):.2f} (1: the same subgroups, about 0: unrelated)."
+    )
+    rows = [
+        (_e(seed), _num(p), _num(ari, 3))
+        for seed, p, ari in zip(
+            stab.get("seeds") or [], stab.get("p_leaf") or [], stab.get("ari") or [], strict=False
+        )
+    ]
+    recur = stab.get("rule_recurrence") or {}
+    rule_rows = [(_e(rule), f"{float(share):.0%}") for rule, share in recur.items()]
+    out = f"<h2>Seed stability</h2>\n<p>{_e(head)}</p>\n"
+    out += _table(("seed", "decision p", "ARI"), rows, {1, 2})
+    if rule_rows:
+        out += "\n" + _table(("reported rule", "seeds with it exactly"), rule_rows, {1})
+    if stab.get("how"):
+        out += f"\n<p>{_e(stab['how'])}</p>"
+    return out
+
+
 def _section_chosen(result: Mapping[str, Any]) -> str:
     chosen = result.get("chosen") or {}
     shown = {
@@ -346,6 +373,7 @@ def render_report(result: Mapping[str, Any], figure_dir: str | Path | None = Non
         _section_data(result),
         _section_average(result),
         _section_chosen(result),
+        _section_stability(result),
         _section_subgroups(result),
         _section_configurations(result),
         _section_embedding(result),

@@ -207,6 +207,7 @@ RESULT_SCHEMA: dict[str, Any] = {
                 "median_ari": {"type": "number"},
                 "rule_recurrence": {"type": "object"},
                 "variables": {"type": "object"},
+                "how": {"type": "string"},
             },
         },
         "record": {

@@ -510,6 +510,8 @@ class MLearner(BaseEstimator):
             self.stability_ = self.seed_stability(
                 frame, roles, sel.effects, self.reported_tree_, self.threshold_
             )
+        elif self.calibration_.get("honest"):
+            self.stability_ = cross_split_stability(self, frame, roles, self.reported_tree_)
         self.targets_ = self._targets(frame, roles, sel, map_fn=map_fn)
         return self
 
@@ -1155,6 +1157,124 @@ def cross_split_halves(model: MLearner, frame: pd.DataFrame, roles: Roles) -> Cr
     return halves
 
 
+def cross_split_directions(
+    model: MLearner,
+    halves: CrossSplitHalves,
+    roles: Roles,
+    target: str,
+    *,
+    seed: int | None = None,
+    map_fn: cal.MapFn | None = None,
+) -> tuple[list[DirectionTest], dict[str, dict[str, Any]]]:
+    """Both directions of the cross-split test of one target.
+
+    Parameters
+    ----------
+    model : MLearner
+    halves : CrossSplitHalves
+    roles : Roles
+    target : {"indirect", "total"}
+    seed : int, optional
+        Seed of the discovery half's embedding and K-means (default ``model.random_state``). The
+        score replicates always use ``model.random_state``, so two seeds are tested against the
+        same replicates.
+    map_fn : callable, optional
+
+    Returns
+    -------
+    tests : list of DirectionTest
+        ``A->B`` then ``B->A``.
+    discovery : dict
+        Per direction, the discovery half's chosen configuration and p_leaf.
+    """
+    covs = list(roles.covariates)
+    names = (
+        resolve_effect_names(model.embed_effects, roles.has_mediator)
+        if target == decision_target(roles.has_mediator)
+        else (target,)
+    )
+    settings = model.profile_settings()
+    tests: list[DirectionTest] = []
+    discovery: dict[str, dict[str, Any]] = {}
+    for disc, test in (("A", "B"), ("B", "A")):
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            sel = model.select_target(
+                halves.frames[disc], roles, halves.effects[disc], target, names=names, seed=seed
+            )
+        direction = f"{disc}->{test}"
+        discovery[direction] = {"chosen_on_discovery": dict(sel.chosen), "p_leaf": sel.p_leaf}
+        tests.append(
+            direction_test(
+                sel.profile.raw_trees,
+                halves.frames[test][covs],
+                halves.effects[test],
+                target,
+                direction=direction,
+                n_replicates=model.n_replicates,
+                random_state=model.random_state,
+                merge_level=settings.score_merge_level,
+                covariance=settings.covariance,
+                multiplier=model.multiplier,
+                map_fn=map_fn,
+            )
+        )
+    return tests, discovery
+
+
+def winning_direction(tests: Sequence[DirectionTest]) -> DirectionTest:
+    """The direction whose partition is reported: smallest Monte Carlo p-value, then p_observed."""
+    return min(tests, key=lambda t: (t.mc_pvalue, t.p_observed))
+
+
+def cross_split_stability(
+    model: MLearner, frame: pd.DataFrame, roles: Roles, reported: ProfileTree
+) -> dict[str, Any] | None:
+    """Seed stability of the cross-split decision: the decision re-run with other seeds.
+
+    The halves and their cross-fitted effects are held fixed (they do not depend on the seeds of
+    t-SNE and K-means); for each of ``model.stability_seeds`` seeds both directions' discovery
+    selections (embedding, K-means, trees) are re-run with that seed and tested on the other half
+    against the same score replicates. A seed declares when its Bonferroni ``p_decision`` is below
+    ``alpha`` (the threshold of the cross-split decision); its partition is the winning
+    direction's tree, compared with ``reported`` on all units of ``frame``.
+
+    Returns
+    -------
+    dict or None
+        :func:`mlearner_dist.core.stability.summarise_stability` (``p_leaf`` holds each seed's
+        ``p_decision``), or None when off or when ``len(frame) > stability_max_n``.
+    """
+    if model.stability_seeds < 1 or len(frame) > model.stability_max_n:
+        return None
+    target = decision_target(roles.has_mediator)
+    halves = cross_split_halves(model, frame, roles)
+    X = frame[list(roles.covariates)]
+    runs = []
+    for i in range(model.stability_seeds):
+        seed = model.random_state + 7919 * (i + 1)
+        tests, _ = cross_split_directions(model, halves, roles, target, seed=seed)
+        best = winning_direction(tests)
+        runs.append(
+            SeedRun(
+                seed=seed,
+                p_leaf=bonferroni_pvalue([t.mc_pvalue for t in tests]),
+                leaf=best.tree.leaf_of(X),
+                rules=tuple(best.tree.rules.values()),
+                variables=tuple(best.tree.variables),
+            )
+        )
+    out = summarise_stability(
+        reported.leaf_of(X), list(reported.rules.values()), float(model.alpha), runs
+    )
+    out["how"] = (
+        f"the cross-split decision re-run with {model.stability_seeds} other seeds for t-SNE and "
+        "K-means on the same halves, effects and score replicates; a seed declares when its "
+        f"p_decision < alpha = {model.alpha}; agreement on all {len(frame)} units"
+    )
+    return out
+
+
 def cross_split_calibration(
     model: MLearner,
     frame: pd.DataFrame,
@@ -1174,39 +1294,9 @@ def cross_split_calibration(
     """
     halves = cross_split_halves(model, frame, roles)
     covs = list(roles.covariates)
-    names = (
-        resolve_effect_names(model.embed_effects, roles.has_mediator)
-        if target == decision_target(roles.has_mediator)
-        else (target,)
-    )
-    settings = model.profile_settings()
-    tests: list[DirectionTest] = []
-    discovery: dict[str, Any] = {}
-    for disc, test in (("A", "B"), ("B", "A")):
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore")
-            sel = model.select_target(
-                halves.frames[disc], roles, halves.effects[disc], target, names=names
-            )
-        direction = f"{disc}->{test}"
-        discovery[direction] = {"chosen_on_discovery": dict(sel.chosen), "p_leaf": sel.p_leaf}
-        tests.append(
-            direction_test(
-                sel.profile.raw_trees,
-                halves.frames[test][covs],
-                halves.effects[test],
-                target,
-                direction=direction,
-                n_replicates=model.n_replicates,
-                random_state=model.random_state,
-                merge_level=settings.score_merge_level,
-                covariance=settings.covariance,
-                multiplier=model.multiplier,
-                map_fn=map_fn,
-            )
-        )
+    tests, discovery = cross_split_directions(model, halves, roles, target, map_fn=map_fn)
     p_decision = bonferroni_pvalue([t.mc_pvalue for t in tests])
-    best = min(tests, key=lambda t: (t.mc_pvalue, t.p_observed))
+    best = winning_direction(tests)
     test_half = best.direction[-1]
     hold = halves.frames[test_half]
     leaf = best.tree.leaf_of(hold[covs])

@@ -101,6 +101,10 @@ def test_jobs_ii_result_contract(jobs_run):
             _assert_ci(s[name])
     for name in ("indirect", "direct", "total"):
         _assert_ci(result["average_effects"][name])
+    # seed stability of the default (cross-split) decision, computed by the calibrate stage
+    stab = result["stability"]
+    assert stab is not None and stab["n_seeds"] == 5 and "cross-split" in stab["how"]
+    assert len(stab["ari"]) == 5 and 0 <= stab["share_declared"] <= 1
     assert result["mlflow_run_id"]
     assert "heterogeneity" in done.stdout and "result.json" in done.stdout
     # progress a person can read, without the libraries' INFO chatter (--verbose brings it back)

@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 from mlearner_dist.config import estimator_params, load_config
-from mlearner_dist.core.estimator import MLearner
+from mlearner_dist.core.estimator import MLearner, cross_split_directions, cross_split_halves
 from mlearner_dist.core.roles import Roles
 from mlearner_dist.datasets import SCENARIOS, simulate
 from mlearner_dist.exceptions import ConfigError
@@ -62,6 +62,15 @@ def test_cross_split_record_is_what_was_tested_and_agrees_with_declared():
     assert tot["chosen"]["response"] == "score_total"
     assert tot["declared"] == (tot["p_leaf"] < tot["threshold"])
     assert {d["direction"] for d in tot["directions"]} == {"A->B", "B->A"}
+    # seed stability re-runs the cross-split decision (the default calibration) with other seeds
+    st = m.stability_
+    assert st is not None and st["n_seeds"] == m.stability_seeds == 5
+    assert len(st["p_leaf"]) == len(st["ari"]) == 5
+    assert st["share_declared"] == pytest.approx(np.mean(np.asarray(st["p_leaf"]) < 0.05))
+    tests, _ = cross_split_directions(
+        m, cross_split_halves(m, df, ROLES), ROLES, "indirect", seed=st["seeds"][0]
+    )
+    assert st["p_leaf"][0] == pytest.approx(min(1.0, 2 * min(t.mc_pvalue for t in tests)))
     # family-wise: Bonferroni over the two targets
     m.familywise = True
     fw = m._targets(df, ROLES, m.selection_, map_fn=None)
@@ -143,3 +152,16 @@ def test_confounded_null_is_not_declared_by_the_default_decision():
     assert m.design == "observational" and m.calibration_["honest"] is True
     assert not m.declared_
     assert not m.targets_["total"]["declared"]
+
+
+def test_cross_split_seed_stability_agrees_on_a_strong_partition():
+    """simple-all, noise sd 0.01: every seed declares and finds the reported partition again."""
+    _, m = _fit("simple-all", 800, 3, 0.01, stability_seeds=3)
+    st = m.stability_
+    assert m.declared_ and st["n_seeds"] == 3
+    assert st["share_declared"] == 1.0
+    assert st["median_ari"] > 0.8
+    assert "cross-split" in st["how"]
+    # off when asked
+    _, m0 = _fit("simple-all", 400, 3, 0.01, stability_seeds=0)
+    assert m0.stability_ is None

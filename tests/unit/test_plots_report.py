@@ -601,3 +601,28 @@ def test_both_targets_reach_mlflow_the_summary_and_the_report(tmp_path):
             assert "X9 <= 0" not in text
             assert "(descriptive only)" in html_text
         assert "each target is tested at alpha" in text
+
+
+def test_seed_stability_reaches_the_summary_and_the_report():
+    from mlearner_dist.core.stability import SeedRun, summarise_stability
+    from mlearner_dist.summary import format_summary
+
+    leaf = np.array([0, 0, 1, 1, 1, 2])
+    runs = [
+        SeedRun(1, 0.02, leaf.copy(), ("X1 <= 0", "X1 > 0"), ("X1",)),
+        SeedRun(2, 0.30, np.array([0, 1, 0, 1, 0, 1]), ("X5 <= 0", "X5 > 0"), ("X5",)),
+    ]
+    result = toy_result()
+    result["stability"] = {
+        **summarise_stability(leaf, ["X1 <= 0", "X1 > 0"], 0.05, runs),
+        "how": "the cross-split decision re-run with 2 other seeds",
+    }
+    assert result_problems(result) == []
+    html_text = render_report(result)
+    assert "<h2>Seed stability</h2>" in html_text
+    assert "50% of 2 other seeds declare" in html_text
+    assert re.search(r"X1 &lt;= 0</td>\s*<td[^>]*>50%</td>", html_text), html_text[-2000:]
+    assert "cross-split decision re-run" in html_text
+    assert "seed stability: 50% of 2" in format_summary(result, Path("."))
+    result["stability"] = None
+    assert "Seed stability" not in render_report(result)
