@@ -144,6 +144,7 @@ class TestConfig:
     method: Literal["f", "lr"] = "f"
     statistic: Literal["dr_score", "interaction"] = "dr_score"
     covariance: Literal["HC1", "HC0"] = "HC1"
+    overlap_trim: float = 0.1
 
 
 @dataclass(frozen=True)
@@ -326,6 +327,7 @@ _RULES: dict[str, tuple[typing.Callable[[Any], bool], str]] = {
     "profile.cv_folds": (lambda x: 2 <= x <= 50, "an integer from 2 to 50"),
     "profile.max_rows": (lambda x: x >= 100, "an integer >= 100"),
     "profile.merge_level": (lambda x: 0 < x < 1, "a number in (0, 1)"),
+    "test.overlap_trim": (lambda x: 0 <= x < 0.5, "a number in [0, 0.5)"),
     "calibration.alpha": (lambda x: 0 < x < 1, "a number in (0, 1)"),
     "calibration.n_replicates": (lambda x: x >= 1, "an integer >= 1"),
     "calibration.threshold": (lambda x: 0 < x < 1, "a number in (0, 1)"),
@@ -705,6 +707,7 @@ def estimator_params(cfg: Config) -> dict[str, Any]:
         "test_method": cfg.test.method,
         "test_statistic": cfg.test.statistic,
         "test_covariance": cfg.test.covariance,
+        "overlap_trim": cfg.test.overlap_trim,
         "calibration": cfg.calibration.mode,
         "alpha": cfg.calibration.alpha,
         "n_replicates": cfg.calibration.n_replicates,

@@ -69,6 +69,7 @@ __all__ = [
     "fold_problems",
     "learner_diagnostics",
     "nuisance_diagnostics",
+    "overlap_mask",
     "overlap_summary",
 ]
 
@@ -457,6 +458,36 @@ def overlap_summary(p: np.ndarray) -> dict[str, float | None]:
         "max": _finite_or_none(p.max()) if len(p) else None,
         "share_outside": _finite_or_none(((p < lo) | (p > hi)).mean()) if len(p) else None,
     }
+
+
+def overlap_mask(propensity: np.ndarray, trim: float) -> np.ndarray:
+    """Units with enough overlap to be tested: propensity in ``[trim, 1 - trim]``.
+
+    The rule of Crump, Hotz, Imbens and Mitnik (2008, "Nonparametric tests for treatment effect
+    heterogeneity", Review of Economics and Statistics), who test heterogeneity on the units
+    whose propensity lies in [0.1, 0.9]. Where the propensity is near 0 or 1 the doubly robust
+    score of a unit is dominated by an inverse weight (up to ``1 / propensity_clip``) times the
+    outcome model's extrapolation error in the sparse arm: its leaf means are unbiased but so
+    skewed that most samples show a spurious leaf difference and the symmetric score replicates
+    do not reproduce it (issue "inference": confounded-null, total target).
+
+    Parameters
+    ----------
+    propensity : ndarray of shape (n,)
+        Estimated P(T = 1 | X).
+    trim : float in [0, 0.5)
+        0: every unit.
+
+    Returns
+    -------
+    ndarray of bool, shape (n,)
+    """
+    e = np.asarray(propensity, dtype=np.float64)
+    if not 0.0 <= float(trim) < 0.5:
+        raise ConfigError(f"trim={trim!r}: give a number in [0, 0.5)")
+    if trim == 0:
+        return np.ones(len(e), dtype=bool)
+    return (e >= trim) & (e <= 1.0 - trim)
 
 
 def _summarise(by_fold: list[float | None]) -> float | None:

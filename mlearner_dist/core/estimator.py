@@ -28,7 +28,7 @@ from mlearner_dist.core.cross_split import (
     check_resolution,
     direction_test,
 )
-from mlearner_dist.core.effects import cross_fit_effects
+from mlearner_dist.core.effects import cross_fit_effects, overlap_mask
 from mlearner_dist.core.embedding import effect_matrix, embed, unit_keys
 from mlearner_dist.core.nuisance import NuisanceSpec
 from mlearner_dist.core.profiles import ProfileTree
@@ -94,8 +94,11 @@ class MLearner(BaseEstimator):
     k_values, n_init, max_iter, cluster_on
         Step 3, the ``cluster:`` section (``k_values`` = k_min .. k_max).
     criteria, min_split_fractions, complexity, cv_folds, tree_choice, max_rows, merge_leaves,
-    merge_level, test_method, test_statistic, test_covariance
-        Step 4, the ``profile:`` and ``test:`` sections. ``test_statistic="dr_score"`` (ours)
+    merge_level, test_method, test_statistic, test_covariance, overlap_trim
+        Step 4, the ``profile:`` and ``test:`` sections. ``overlap_trim`` (observational designs,
+        cross-split calibration): each direction tests the units of its test half whose
+        estimated propensity lies in ``[overlap_trim, 1 - overlap_trim]`` (0: all units).
+        ``test_statistic="dr_score"`` (ours)
         decides on the robust Wald test of equal leaf means of the target's doubly robust score
         (indirect with a mediator, else total) on leaf-merged trees; ``"interaction"`` on the
         reference's M (or Y) interaction test.
@@ -199,6 +202,7 @@ class MLearner(BaseEstimator):
         test_method: str = "f",
         test_statistic: str = "dr_score",
         test_covariance: str = "HC1",
+        overlap_trim: float = 0.1,
         calibration: str = "null",
         alpha: float = 0.05,
         n_replicates: int = 99,
@@ -255,6 +259,7 @@ class MLearner(BaseEstimator):
         self.test_method = test_method
         self.test_statistic = test_statistic
         self.test_covariance = test_covariance
+        self.overlap_trim = overlap_trim
         self.calibration = calibration
         self.alpha = alpha
         self.n_replicates = n_replicates
@@ -304,6 +309,11 @@ class MLearner(BaseEstimator):
         choice("test_method", ("f", "lr"))
         choice("test_statistic", ("dr_score", "interaction"))
         choice("test_covariance", ("HC1", "HC0"))
+        trim = self.overlap_trim
+        if isinstance(trim, bool) or not isinstance(trim, (int, float, np.number)) or not (
+            0 <= float(trim) < 0.5
+        ):
+            problems.append(f"overlap_trim={trim!r}: give a number in [0, 0.5) (0: no trimming)")
         choice("null_replicates", ("scores", "permutation"))
         choice("multiplier", ("rademacher", "normal", "mammen"))
         if not isinstance(self.familywise, (bool, np.bool_)):
@@ -1197,18 +1207,24 @@ def cross_split_directions(
     tests: list[DirectionTest] = []
     discovery: dict[str, dict[str, Any]] = {}
     for disc, test in (("A", "B"), ("B", "A")):
+        keep = tested_units(model, halves.effects[test])
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
             sel = model.select_target(
                 halves.frames[disc], roles, halves.effects[disc], target, names=names, seed=seed
             )
         direction = f"{disc}->{test}"
-        discovery[direction] = {"chosen_on_discovery": dict(sel.chosen), "p_leaf": sel.p_leaf}
+        discovery[direction] = {
+            "chosen_on_discovery": dict(sel.chosen),
+            "p_leaf": sel.p_leaf,
+            "n_tested": int(keep.sum()),
+            "n_outside_overlap": int((~keep).sum()),
+        }
         tests.append(
             direction_test(
                 sel.profile.raw_trees,
-                halves.frames[test][covs],
-                halves.effects[test],
+                halves.frames[test][covs][keep].reset_index(drop=True),
+                halves.effects[test][keep].reset_index(drop=True),
                 target,
                 direction=direction,
                 n_replicates=model.n_replicates,
@@ -1220,6 +1236,18 @@ def cross_split_directions(
             )
         )
     return tests, discovery
+
+
+def tested_units(model: MLearner, effects: pd.DataFrame) -> np.ndarray:
+    """The units a cross-split direction tests: all, or (observational) those with overlap.
+
+    Observational designs with ``model.overlap_trim > 0`` keep the units whose estimated
+    propensity lies in ``[overlap_trim, 1 - overlap_trim]``
+    (:func:`~mlearner_dist.core.effects.overlap_mask`); randomised designs keep every unit.
+    """
+    if model.design != "observational" or not model.overlap_trim:
+        return np.ones(len(effects), dtype=bool)
+    return overlap_mask(effects["propensity"].to_numpy(), float(model.overlap_trim))
 
 
 def winning_direction(tests: Sequence[DirectionTest]) -> DirectionTest:
@@ -1314,6 +1342,7 @@ def cross_split_calibration(
         direction=best.direction,
     )
     n_a, n_b = len(halves.frames["A"]), len(halves.frames["B"])
+    n_out = sum(d["n_outside_overlap"] for d in discovery.values())
     return {
         "mode": "null",
         "replicates": "scores",
@@ -1330,6 +1359,8 @@ def cross_split_calibration(
         "n_discovery": len(halves.frames[best.direction[0]]),
         "n_holdout": len(hold),
         "halves": {"A": n_a, "B": n_b},
+        "overlap_trim": float(model.overlap_trim) if model.design == "observational" else 0.0,
+        "n_outside_overlap": int(n_out),
         "directions": [{**t.to_dict(), **discovery[t.direction]} for t in tests],
         "chosen_on_discovery": chosen,
         "discovery_p_leaf": float(discovery[best.direction]["p_leaf"]),
@@ -1344,6 +1375,12 @@ def cross_split_calibration(
             f"= {p_decision:.3g}; declared when p_decision < alpha={model.alpha}; the reported "
             f"partition is the {best.direction} direction's, its subgroup effects estimated on "
             "its test half"
+            + (
+                f"; tested on the units with estimated propensity in [{model.overlap_trim:g}, "
+                f"{1 - model.overlap_trim:g}] ({n_out} of {n_a + n_b} outside, not tested)"
+                if n_out
+                else ""
+            )
         ),
     }
 

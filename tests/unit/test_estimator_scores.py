@@ -152,6 +152,34 @@ def test_confounded_null_is_not_declared_by_the_default_decision():
     assert m.design == "observational" and m.calibration_["honest"] is True
     assert not m.declared_
     assert not m.targets_["total"]["declared"]
+    # each direction tests the units with overlap (estimated propensity in [0.1, 0.9])
+    cal = m.calibration_
+    assert cal["overlap_trim"] == 0.1
+    for d in cal["directions"]:
+        test_half = cal["halves"][d["direction"][-1]]
+        assert d["n_tested"] + d["n_outside_overlap"] == test_half
+        assert 0 < d["n_outside_overlap"] < test_half / 2
+    assert cal["n_outside_overlap"] == sum(d["n_outside_overlap"] for d in cal["directions"])
+    assert "outside, not tested" in cal["how"]
+
+
+def test_overlap_mask_is_the_crump_rule_and_randomised_designs_test_everyone():
+    from mlearner_dist.core.effects import overlap_mask
+    from mlearner_dist.core.estimator import tested_units
+
+    e = np.array([0.01, 0.1, 0.5, 0.9, 0.95])
+    assert overlap_mask(e, 0.1).tolist() == [False, True, True, True, False]
+    assert overlap_mask(e, 0.0).all()
+    with pytest.raises(ConfigError, match="trim"):
+        overlap_mask(e, 0.5)
+    import pandas as pd
+
+    eff = pd.DataFrame({"propensity": e})
+    assert tested_units(MLearner(design="randomised"), eff).all()
+    assert tested_units(MLearner(design="observational"), eff).sum() == 3
+    assert tested_units(MLearner(design="observational", overlap_trim=0), eff).all()
+    with pytest.raises(ConfigError, match="overlap_trim"):
+        MLearner(overlap_trim=-0.1).check_params()
 
 
 def test_cross_split_seed_stability_agrees_on_a_strong_partition():
