@@ -79,9 +79,7 @@ def _diag_name(i: int) -> str:
     return f"__diag{i}"
 
 
-def _validate(
-    sdf: DataFrame, roles: Roles, n_folds: Any, spec: Any
-) -> tuple[int, NuisanceSpec]:
+def _validate(sdf: DataFrame, roles: Roles, n_folds: Any, spec: Any) -> tuple[int, NuisanceSpec]:
     n_folds = check_n_folds(n_folds)
     if not isinstance(spec, NuisanceSpec):
         raise ConfigError(f"spec: expected a NuisanceSpec, got {type(spec).__name__}")
@@ -189,9 +187,7 @@ def _spark_diagnostics(
             continue
         cond = T == float(d.arm) if d.arm is not None else F.lit(True)
         r2_aggs += _r2_aggs(i, d.prediction, target_cols[d.target], cond)
-    r2_rows = {
-        int(r["fold"]): r.asDict() for r in scored.groupBy("fold").agg(*r2_aggs).collect()
-    }
+    r2_rows = {int(r["fold"]): r.asDict() for r in scored.groupBy("fold").agg(*r2_aggs).collect()}
     models: dict[str, Any] = {}
     for i, d in enumerate(targets):
         by_fold: list[float | None] = []
@@ -309,7 +305,8 @@ def spark_cross_fit_effects(
     Raises
     ------
     ConfigError
-        Bad ``n_folds`` or ``spec``, or ``roles.strata`` set (not supported on Spark yet).
+        Bad ``n_folds`` or ``spec``, or ``roles.strata``, ``roles.cluster`` or ``roles.weight``
+        set (not supported on Spark yet).
     InputValidationError
         Missing columns, missing values, duplicate ids, a treatment not coded 0/1, or a training
         fold without one arm.
@@ -321,6 +318,18 @@ def spark_cross_fit_effects(
             "per-stratum assignment probabilities; run the in-memory MLearner (fit_frame) or "
             "leave columns.strata empty"
         )
+    for name, col, what in (
+        ("cluster", roles.cluster, "cluster-randomised designs"),
+        ("weight", roles.weight, "analysis weights"),
+    ):
+        if col:
+            raise ConfigError(
+                f"columns.{name}={col!r}: the Spark effects stage and the distributed pipeline "
+                f"do not yet support {what} "
+                "(folds, replicates and variances by design); run the in-memory MLearner "
+                f"(mlearner_dist.pipeline.fit_in_memory or MLearner.fit_frame) or leave "
+                f"columns.{name} empty"
+            )
     t0 = time.perf_counter()
     uid, T = roles.unit_id, roles.treatment
     fold_seed, u_seed = int(seed), int(spec.random_state)

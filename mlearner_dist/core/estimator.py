@@ -28,7 +28,7 @@ from mlearner_dist.core.cross_split import (
     check_resolution,
     direction_test,
 )
-from mlearner_dist.core.effects import cross_fit_effects
+from mlearner_dist.core.effects import cross_fit_effects, design_blocks
 from mlearner_dist.core.embedding import effect_matrix, embed, unit_keys
 from mlearner_dist.core.nuisance import NuisanceSpec
 from mlearner_dist.core.profiles import ProfileTree
@@ -50,7 +50,6 @@ from mlearner_dist.core.selection import (
 )
 from mlearner_dist.core.sensitivity import sensitivity_analysis
 from mlearner_dist.core.stability import SeedRun, summarise_stability
-from mlearner_dist.core.strata import stratum_codes
 from mlearner_dist.core.subgroup_effects import (
     adjusted_subgroup_effects,
     proportion_mediated,
@@ -1074,9 +1073,7 @@ def split_calibration(model: MLearner, frame: pd.DataFrame, roles: Roles) -> dic
     test. The record carries what is reported: the discovery tree and configuration, and the
     subgroup effects estimated on the held-out half (honest: those units chose nothing).
     """
-    mask = cal.split_sample(
-        frame[roles.unit_id].to_numpy(), model.random_state, strata=_strata_codes(frame, roles)
-    )
+    mask = _halves(frame, roles, model.random_state)
     discover, holdout = frame[mask].reset_index(drop=True), frame[~mask].reset_index(drop=True)
     sel = model.select(discover, roles)
     tree = sel.chosen_tree
@@ -1117,9 +1114,10 @@ def split_calibration(model: MLearner, frame: pd.DataFrame, roles: Roles) -> dic
     }
 
 
-def _strata_codes(frame: pd.DataFrame, roles: Roles) -> np.ndarray | None:
-    """Stratum code of every unit (None without ``roles.strata``): halves split every stratum."""
-    return stratum_codes(frame, roles.strata) if roles.strata else None
+def _halves(frame: pd.DataFrame, roles: Roles, seed: int) -> np.ndarray:
+    """Discovery mask of the split halves: every stratum split in two, whole clusters kept."""
+    codes, clusters = design_blocks(frame, roles)
+    return cal.split_sample(frame[roles.unit_id].to_numpy(), seed, strata=codes, clusters=clusters)
 
 
 @dataclass
@@ -1137,12 +1135,11 @@ def cross_split_halves(model: MLearner, frame: pd.DataFrame, roles: Roles) -> Cr
     Each half's nuisance models are cross-fitted on that half alone, so no model of one half has
     seen an outcome of the other. Cached on ``model`` for the frame, so both targets share them.
     """
-    ids = frame[roles.unit_id].to_numpy()
     key = (len(frame), int(model.random_state))
     cached = getattr(model, "_cross_split_halves", None)
     if cached is not None and cached.key == key and cached.frames["A"].shape[1] == frame.shape[1]:
         return cached
-    mask = cal.split_sample(ids, model.random_state, strata=_strata_codes(frame, roles))
+    mask = _halves(frame, roles, model.random_state)
     frames = {"A": frame[mask].reset_index(drop=True), "B": frame[~mask].reset_index(drop=True)}
     effects = {}
     for h, part in frames.items():
