@@ -69,6 +69,7 @@ __all__ = [
     "combine_cluster_sums",
     "design_of",
     "design_pvalue",
+    "design_wald_test",
     "leaf_covariance_from_sums",
     "leaf_mean_covariance",
     "mean_covariance",
@@ -388,6 +389,38 @@ def wald_equal_means(means: np.ndarray, cov: np.ndarray) -> tuple[float, int]:
     return stat, rank
 
 
+def design_wald_test(
+    score: np.ndarray,
+    leaf: np.ndarray,
+    design: Design | None = None,
+    *,
+    covariance: str = "HC1",
+) -> tuple[np.ndarray, float]:
+    """Leaf means and the p-value of the Wald test of their equality under the design.
+
+    Parameters
+    ----------
+    score, leaf : ndarray, shape (n,)
+    design : Design, optional
+    covariance : {"HC1", "HC0"}
+
+    Returns
+    -------
+    means : ndarray, shape (L,)
+        Weighted leaf means, leaves in sorted order.
+    pvalue : float
+        ``P(chi2_df > W)``; 1.0 with one leaf or without a variance estimate (fewer than two
+        clusters), 0.0 when ``W = inf``.
+    """
+    _, means, cov, _ = leaf_mean_covariance(score, leaf, design, covariance=covariance)
+    stat, df = wald_equal_means(means, cov)
+    if df == 0 or math.isnan(stat):
+        return means, 1.0  # one leaf, or no variance estimate (fewer than two clusters)
+    if math.isinf(stat):
+        return means, 0.0
+    return means, float(stats.chi2.sf(stat, df))
+
+
 def design_pvalue(
     score: np.ndarray,
     leaf: np.ndarray,
@@ -395,7 +428,7 @@ def design_pvalue(
     *,
     covariance: str = "HC1",
 ) -> float:
-    """p-value of the Wald test of equal leaf means under the design (1.0 with one leaf).
+    """p-value of the Wald test of equal leaf means under the design (:func:`design_wald_test`).
 
     Parameters
     ----------
@@ -407,10 +440,4 @@ def design_pvalue(
     -------
     float
     """
-    _, means, cov, _ = leaf_mean_covariance(score, leaf, design, covariance=covariance)
-    stat, df = wald_equal_means(means, cov)
-    if df == 0 or math.isnan(stat):
-        return 1.0  # one leaf, or no variance estimate (fewer than two clusters)
-    if math.isinf(stat):
-        return 0.0
-    return float(stats.chi2.sf(stat, df))
+    return design_wald_test(score, leaf, design, covariance=covariance)[1]

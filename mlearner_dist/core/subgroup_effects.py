@@ -3,7 +3,8 @@
 * :func:`adjusted_subgroup_effects` averages the doubly robust scores of the effects table within
   each leaf. The mean of ``score_e`` over a leaf estimates the leaf's average effect ``e``; its
   standard error is the scores' standard deviation over ``sqrt(n)`` (the scores are efficient
-  influence functions, cross-fitted).
+  influence functions, cross-fitted); with clusters or weights the weighted mean and its
+  cluster-robust standard error (:mod:`mlearner_dist.core.design_variance`).
 * :func:`unadjusted_subgroup_effects` is the reference: within each leaf ``lm(M ~ T)`` and
   ``lm(Y ~ T + M)``; indirect ``a b``, direct ``c'``, total ``a b + c'``, with percentile
   bootstrap intervals. It ignores confounding of M -> Y by X and is reported beside the adjusted
@@ -31,6 +32,7 @@ import numpy as np
 import pandas as pd
 from scipy.stats import norm
 
+from mlearner_dist.core.design_variance import Design, mean_covariance
 from mlearner_dist.core.roles import Roles
 from mlearner_dist.exceptions import InputValidationError, MLearnerError, SmallSubgroupWarning
 
@@ -70,7 +72,11 @@ PROP_MEDIATED_SUPPRESSED = (
 
 
 def proportion_mediated(
-    s_indirect: np.ndarray, s_total: np.ndarray, *, level: float = 0.95
+    s_indirect: np.ndarray,
+    s_total: np.ndarray,
+    *,
+    level: float = 0.95,
+    design: Design | None = None,
 ) -> dict[str, Any]:
     """The proportion mediated rho = NIE / TE with its Fieller interval, from the DR scores.
 
@@ -92,6 +98,9 @@ def proportion_mediated(
     s_indirect, s_total : ndarray of shape (n,)
         Doubly robust scores of the indirect and total effects of the same units (n >= 2).
     level : float in (0, 1)
+    design : Design, optional
+        Clusters and weights of the units: a, b are weighted means and v_a, v_b, c their
+        cluster-robust (co)variances (:func:`~mlearner_dist.core.design_variance.mean_covariance`).
 
     Returns
     -------
@@ -107,9 +116,15 @@ def proportion_mediated(
     if n < 2 or len(st) != n:
         return {**nan, "note": "prop_mediated not reported: fewer than 2 units"}
     z = float(norm.ppf(0.5 + level / 2))
-    a, b = float(si.mean()), float(st.mean())
-    cov = np.cov(np.vstack([si, st]), ddof=1) / n
+    if design is None:
+        a, b = float(si.mean()), float(st.mean())
+        cov = np.cov(np.vstack([si, st]), ddof=1) / n
+    else:
+        means, cov = mean_covariance(np.column_stack([si, st]), design)
+        a, b = float(means[0]), float(means[1])
     va, vb, c = float(cov[0, 0]), float(cov[1, 1]), float(cov[0, 1])
+    if not (np.isfinite(cov).all()):
+        return {**nan, "note": "prop_mediated not reported: no variance estimate (one cluster)"}
     qa = b * b - z * z * vb
     if not qa > 0:
         return {**nan, "note": PROP_MEDIATED_SUPPRESSED}
@@ -132,13 +147,21 @@ def proportion_mediated(
 # Adjusted: averages of doubly robust scores
 # ---------------------------------------------------------------------------------------------
 def adjusted_subgroup_effects(
-    scores: pd.DataFrame, leaf: Any, *, level: float = 0.95, min_size: int = 2
+    scores: pd.DataFrame,
+    leaf: Any,
+    *,
+    level: float = 0.95,
+    min_size: int = 2,
+    design: Design | None = None,
 ) -> pd.DataFrame:
     """Covariate-adjusted effects per leaf: means of the doubly robust scores.
 
     For a leaf ``G`` with ``n_G`` units and scores ``s_i`` (``score_indirect``, ``score_direct``,
     ``score_total``): estimate ``mean_G(s)``, standard error ``sd_G(s) / sqrt(n_G)`` (ddof 1),
-    normal interval ``estimate -/+ z_{(1+level)/2} se``.
+    normal interval ``estimate -/+ z_{(1+level)/2} se``. With a ``design`` (clusters, weights)
+    the estimate is the leaf's weighted mean and the standard error its cluster-robust one over
+    the clusters present in the leaf (:func:`~mlearner_dist.core.design_variance.mean_covariance`:
+    ``G_l / (G_l - 1) sum_c u_c^2 / W_l^2``).
 
     Proportion mediated ``rho = mean(s_ind) / mean(s_tot)`` by :func:`proportion_mediated`: the
     Fieller interval, reported only when the total effect's interval excludes 0 (otherwise NaN
@@ -157,6 +180,8 @@ def adjusted_subgroup_effects(
     min_size : int
         Leaves with fewer units get NaN intervals, a ``note``, and a
         :class:`SmallSubgroupWarning`.
+    design : Design, optional
+        Clusters and weights, row-aligned with ``scores`` (default: independent, equal units).
 
     Returns
     -------
@@ -172,6 +197,8 @@ def adjusted_subgroup_effects(
             ["column 'score_total' (doubly robust score) is missing from the effects table"]
         )
     lf = _check_leaf(leaf, len(scores))
+    if design is not None:
+        design.check_length(len(scores), "rows of the effects table")
     z = float(norm.ppf(0.5 + level / 2))
     cols: dict[str, np.ndarray | None] = {}
     for name in ("indirect", "direct", "total"):
@@ -201,16 +228,22 @@ def adjusted_subgroup_effects(
         for name, v in cols.items():
             if v is None:
                 est = se = math.nan
-            else:
+            elif design is None:
                 s = v[idx]
                 est = float(s.mean())
                 se = float(s.std(ddof=1) / math.sqrt(n)) if n > 1 and not too_small else math.nan
+            else:
+                mean, cov = mean_covariance(v[idx], design.take(idx))
+                est = float(mean[0])
+                se = float(math.sqrt(cov[0, 0])) if not too_small else math.nan
             row[name], row[f"{name}_se"] = est, se
             row[f"{name}_ci_low"], row[f"{name}_ci_high"] = est - z * se, est + z * se
         pm = {"estimate": math.nan, "ci_low": math.nan, "ci_high": math.nan, "se": math.nan}
         si, st = cols["indirect"], cols["total"]
         if si is not None and st is not None and not too_small:
-            pm = proportion_mediated(si[idx], st[idx], level=level)
+            pm = proportion_mediated(
+                si[idx], st[idx], level=level, design=None if design is None else design.take(idx)
+            )
             if pm["note"]:
                 notes.append(pm["note"])
         row["prop_mediated"], row["prop_mediated_se"] = pm["estimate"], pm["se"]

@@ -237,3 +237,40 @@ def test_unadjusted_bad_inputs():
         unadjusted_subgroup_effects(df, ROLES, [0, 1, 2])
     with pytest.raises(MLearnerError, match="Roles"):
         unadjusted_subgroup_effects(df, {"treatment": "T"}, leaf)
+
+
+def test_adjusted_effects_with_a_design_are_cluster_robust_weighted_means():
+
+    from mlearner_dist.core.design_variance import Design
+
+    rng = np.random.default_rng(21)
+    n = 800
+    cluster = rng.integers(0, 50, size=n)
+    leaf = (rng.uniform(size=n) < 0.4).astype(int)
+    shock = rng.normal(size=50)[cluster]
+    scores = pd.DataFrame(
+        {
+            "score_indirect": 0.5 + shock + rng.normal(size=n),
+            "score_direct": 0.2 + rng.normal(size=n),
+            "score_total": 0.7 + shock + rng.normal(size=n),
+        }
+    )
+    w = rng.uniform(0.5, 2.0, size=n)
+    design = Design(cluster=cluster, weight=w)
+    table = adjusted_subgroup_effects(scores, leaf, design=design)
+    for lf in (0, 1):
+        row = table[table["leaf"] == lf].iloc[0]
+        idx = leaf == lf
+        for name in ("indirect", "total"):
+            fit = sm.WLS(
+                scores[f"score_{name}"][idx].to_numpy(), np.ones(idx.sum()), weights=w[idx]
+            )
+            fit = fit.fit(cov_type="cluster", cov_kwds={"groups": cluster[idx]})
+            assert row[name] == pytest.approx(fit.params[0], rel=1e-10)
+            assert row[f"{name}_se"] == pytest.approx(fit.bse[0], rel=1e-9)
+        assert np.isfinite(row["prop_mediated"])
+    # the default design is the unit formula, and equal weights change nothing
+    plain = adjusted_subgroup_effects(scores, leaf)
+    twos = adjusted_subgroup_effects(scores, leaf, design=Design(weight=np.full(n, 2.0)))
+    for col in ("indirect", "indirect_se", "total_se", "prop_mediated", "prop_mediated_ci_low"):
+        np.testing.assert_allclose(plain[col], twos[col], rtol=1e-10)
