@@ -34,7 +34,9 @@ regression ``s ~ 0 + C(leaf)`` with weights ``w`` and statsmodels' ``cov_type="H
 (no clusters) or ``cov_type="cluster"`` (``use_correction=False`` for CR0, the default for CR1);
 the unit tests check both against statsmodels. A single mean (``L = 1``) gives the standard error
 of an average effect: ``f = N / (N - 1)`` makes it ``sd(s) / sqrt(N)`` (ddof 1) with equal weights
-and no clusters, and ``G / (G - 1) sum_c u_c^2 / W^2`` with clusters.
+and no clusters, and ``G / (G - 1) sum_c u_c^2 / W^2`` with clusters. Intervals for a mean use
+the normal quantile, or with clusters Student's t with ``G - 1`` degrees of freedom
+(:func:`interval_quantile`).
 
 The Wald test of equal leaf means is ``W = (R m)' (R V R')^+ (R m)`` for the contrasts
 ``R = [I_{L-1}, -1]``, against chi-square with ``rank(R V R')`` degrees of freedom (``L - 1``
@@ -70,6 +72,7 @@ __all__ = [
     "design_of",
     "design_pvalue",
     "design_wald_test",
+    "interval_quantile",
     "leaf_covariance_from_sums",
     "leaf_mean_covariance",
     "mean_covariance",
@@ -220,6 +223,32 @@ def mean_covariance(
     f = _factor("HC1", n, 1, g)
     cov = f * (u.T @ u) / (total * total) if n else np.full((k, k), math.nan)
     return mean, cov
+
+
+def interval_quantile(level: float, design: Design | None = None) -> float:
+    """Critical value of a two-sided interval at ``level`` for a mean under the design.
+
+    Without clusters the normal quantile ``z_{(1+level)/2}``; with ``G`` clusters the quantile of
+    Student's t with ``G - 1`` degrees of freedom (the usual small-cluster-count reference
+    distribution of a cluster-robust t statistic; Cameron and Miller 2015), which tends to the
+    normal one as ``G`` grows.
+
+    Parameters
+    ----------
+    level : float in (0, 1)
+    design : Design, optional
+        The design of the units the mean is taken over.
+
+    Returns
+    -------
+    float
+        NaN with fewer than two clusters.
+    """
+    q = 0.5 + float(level) / 2.0
+    if design is None or design.cluster is None:
+        return float(stats.norm.ppf(q))
+    g = int(np.unique(design.cluster).size)
+    return float(stats.t.ppf(q, g - 1)) if g >= 2 else math.nan
 
 
 def cluster_sums(

@@ -28,7 +28,7 @@ from mlearner_dist.core.cross_split import (
     check_resolution,
     direction_test,
 )
-from mlearner_dist.core.design_variance import design_of, mean_covariance
+from mlearner_dist.core.design_variance import design_of, interval_quantile, mean_covariance
 from mlearner_dist.core.effects import cross_fit_effects, design_blocks
 from mlearner_dist.core.embedding import effect_matrix, embed, unit_keys
 from mlearner_dist.core.nuisance import NuisanceSpec
@@ -1310,8 +1310,9 @@ def average_effects(effects: pd.DataFrame, *, level: float = 0.95) -> dict[str, 
 
     With the design columns of the effects table (``design_cluster``, ``design_weight``) the
     averages are weighted and their standard errors cluster-robust
-    (:func:`mlearner_dist.core.design_variance.mean_covariance`); otherwise
-    ``sd(s) / sqrt(n)``.
+    (:func:`mlearner_dist.core.design_variance.mean_covariance`), with clusters the interval
+    uses Student's t with ``G - 1`` degrees of freedom; otherwise ``sd(s) / sqrt(n)`` and the
+    normal quantile.
     """
     from scipy.stats import norm
 
@@ -1325,12 +1326,14 @@ def average_effects(effects: pd.DataFrame, *, level: float = 0.95) -> dict[str, 
             out[name] = None
             continue
         s = effects[col].to_numpy(dtype=float)
+        q = z
         if design is None:
             m, se = s.mean(), s.std(ddof=1) / np.sqrt(n)
         else:
             mean, cov = mean_covariance(s, design)
             m, se = float(mean[0]), float(np.sqrt(cov[0, 0]))
-        out[name] = _ci(m, m - z * se, m + z * se)
+            q = interval_quantile(level, design)
+        out[name] = _ci(m, m - q * se, m + q * se)
     if out.get("indirect") and out.get("total"):
         # the one rule of every proportion mediated (whole sample and subgroups)
         pm = proportion_mediated(

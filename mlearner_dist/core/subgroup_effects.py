@@ -32,7 +32,7 @@ import numpy as np
 import pandas as pd
 from scipy.stats import norm
 
-from mlearner_dist.core.design_variance import Design, mean_covariance
+from mlearner_dist.core.design_variance import Design, interval_quantile, mean_covariance
 from mlearner_dist.core.roles import Roles
 from mlearner_dist.exceptions import InputValidationError, MLearnerError, SmallSubgroupWarning
 
@@ -100,7 +100,8 @@ def proportion_mediated(
     level : float in (0, 1)
     design : Design, optional
         Clusters and weights of the units: a, b are weighted means and v_a, v_b, c their
-        cluster-robust (co)variances (:func:`~mlearner_dist.core.design_variance.mean_covariance`).
+        cluster-robust (co)variances (:func:`~mlearner_dist.core.design_variance.mean_covariance`)
+        and with clusters ``z`` is Student's t quantile with ``G - 1`` degrees of freedom.
 
     Returns
     -------
@@ -115,7 +116,7 @@ def proportion_mediated(
     nan = {"estimate": math.nan, "ci_low": math.nan, "ci_high": math.nan, "se": math.nan}
     if n < 2 or len(st) != n:
         return {**nan, "note": "prop_mediated not reported: fewer than 2 units"}
-    z = float(norm.ppf(0.5 + level / 2))
+    z = float(norm.ppf(0.5 + level / 2)) if design is None else interval_quantile(level, design)
     if design is None:
         a, b = float(si.mean()), float(st.mean())
         cov = np.cov(np.vstack([si, st]), ddof=1) / n
@@ -161,7 +162,9 @@ def adjusted_subgroup_effects(
     normal interval ``estimate -/+ z_{(1+level)/2} se``. With a ``design`` (clusters, weights)
     the estimate is the leaf's weighted mean and the standard error its cluster-robust one over
     the clusters present in the leaf (:func:`~mlearner_dist.core.design_variance.mean_covariance`:
-    ``G_l / (G_l - 1) sum_c u_c^2 / W_l^2``).
+    ``G_l / (G_l - 1) sum_c u_c^2 / W_l^2``), and with clusters the interval uses Student's t
+    with ``G_l - 1`` degrees of freedom
+    (:func:`~mlearner_dist.core.design_variance.interval_quantile`).
 
     Proportion mediated ``rho = mean(s_ind) / mean(s_tot)`` by :func:`proportion_mediated`: the
     Fieller interval, reported only when the total effect's interval excludes 0 (otherwise NaN
@@ -236,8 +239,9 @@ def adjusted_subgroup_effects(
                 mean, cov = mean_covariance(v[idx], design.take(idx))
                 est = float(mean[0])
                 se = float(math.sqrt(cov[0, 0])) if not too_small else math.nan
+            q = z if design is None else interval_quantile(level, design.take(idx))
             row[name], row[f"{name}_se"] = est, se
-            row[f"{name}_ci_low"], row[f"{name}_ci_high"] = est - z * se, est + z * se
+            row[f"{name}_ci_low"], row[f"{name}_ci_high"] = est - q * se, est + q * se
         pm = {"estimate": math.nan, "ci_low": math.nan, "ci_high": math.nan, "se": math.nan}
         si, st = cols["indirect"], cols["total"]
         if si is not None and st is not None and not too_small:
