@@ -443,6 +443,7 @@ def _fit(
     unit_ids: Any,
     choices: dict[str, LearnerChoice],
     sample_weight: np.ndarray | None = None,
+    groups: Any = None,
 ) -> Any:
     if len(y) == 0:
         raise InputValidationError(["a nuisance model has no training rows; use fewer folds"])
@@ -473,6 +474,7 @@ def _fit(
                     params=spec.learner_params,
                     sample_weight=sample_weight,
                     random_state=int(spec.random_state),
+                    groups=groups,
                 )
                 logger.info(
                     "auto learner: %s -> %s (cv %s %s)",
@@ -649,6 +651,7 @@ def fit_fold_models(
             rows[roles.unit_id].to_numpy(),
             fm.choices,
             weight,
+            rows[roles.cluster].to_numpy() if roles.cluster else None,
         )
 
     def target(rows: pd.DataFrame, col: str) -> np.ndarray:
@@ -795,7 +798,14 @@ def _fit_contrast(
             fm.contrast = ConstantModel(float(z[t == 1].mean() - z[t == 0].mean()))
         fm.n_train.update(baseline=len(z), contrast=len(z))
         return
-    half = assign_folds(pooled[roles.unit_id], 2, int(spec.random_state), purpose="inner")
+    # with clusters the two halves hold whole clusters (no baseline predicts its own cluster)
+    half = assign_folds(
+        pooled[roles.unit_id],
+        2,
+        int(spec.random_state),
+        purpose="inner",
+        clusters=pooled[roles.cluster].to_numpy() if roles.cluster else None,
+    )
     m_hat = np.empty(len(z))
     e_hat = np.full(len(z), fm.mix_share)
     fm.baseline = []

@@ -107,3 +107,29 @@ def test_effects_table_carries_the_design_and_folds_keep_clusters():
         seed=0,
     )
     assert "design_cluster" not in plain.columns
+
+
+def test_auto_learner_cv_and_r_learner_halves_go_by_cluster(monkeypatch):
+    import mlearner_dist.core.learners as learners
+    import mlearner_dist.core.nuisance as nuisance
+    from mlearner_dist.core.effects import cross_fit_effects
+    from mlearner_dist.core.folds import assign_folds
+    from mlearner_dist.core.nuisance import NuisanceSpec
+
+    seen: list[tuple[str, bool]] = []
+
+    def spy(ids, n, seed, *, purpose="fold", strata=None, clusters=None):
+        seen.append((purpose, clusters is not None))
+        out = assign_folds(ids, n, seed, purpose=purpose, strata=strata, clusters=clusters)
+        if clusters is not None:
+            assert (pd.Series(out).groupby(np.asarray(clusters)).nunique() == 1).all()
+        return out
+
+    monkeypatch.setattr(learners, "assign_folds", spy)
+    monkeypatch.setattr(nuisance, "assign_folds", spy)
+    df = _clustered(n_clusters=30)
+    roles = Roles("id", "T", "Y", ("M",), ("X1",), cluster="school")
+    spec = NuisanceSpec(learner="auto", auto_candidates=("constant", "linear"))
+    cross_fit_effects(df, roles, spec, n_folds=3, seed=0)
+    assert ("select", True) in seen and ("inner", True) in seen
+    assert all(grouped for purpose, grouped in seen if purpose in ("select", "inner"))
