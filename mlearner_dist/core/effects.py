@@ -67,6 +67,7 @@ __all__ = [
     "density_ratio",
     "density_ratio_summary",
     "design_blocks",
+    "design_summary",
     "diagnostic_targets",
     "effect_columns",
     "fold_problems",
@@ -697,6 +698,8 @@ def cross_fit_effects(
         **nuisance_diagnostics(effects, frame, roles, mediator_kind=kind, n_folds=n_folds),
         "training_rows": training_rows,
     }
+    if roles.cluster or roles.weight:
+        diagnostics["design"] = design_summary(frame, roles)
     if roles.has_mediator:
         T = frame[roles.treatment].to_numpy(dtype=np.float64) == 1.0
         raw = density_ratio(
@@ -726,6 +729,44 @@ def design_blocks(frame: pd.DataFrame, roles: Roles) -> tuple[np.ndarray | None,
     t = frame[roles.treatment].to_numpy(dtype=np.int64)
     arm_codes = t if codes is None else 2 * codes + t
     return arm_codes, frame[roles.cluster].to_numpy()
+
+
+def design_summary(frame: pd.DataFrame, roles: Roles) -> dict[str, Any]:
+    """JSON-ready description of the cluster and weight design of the analysed units.
+
+    Returns
+    -------
+    dict
+        ``cluster`` (column), ``n_clusters``, ``treated_clusters``, ``cluster_size`` (min,
+        median, max) with a cluster column; ``weight`` (column), ``weight_sum``, ``weight_min``,
+        ``weight_max`` with a weight column; ``treatment_probability`` (the known P(T=1) of a
+        cluster design without strata).
+    """
+    out: dict[str, Any] = {}
+    if roles.cluster:
+        sizes = frame.groupby(roles.cluster, sort=True).size()
+        by_cluster = frame.groupby(roles.cluster, sort=True)[roles.treatment].first()
+        out.update(
+            cluster=roles.cluster,
+            n_clusters=len(sizes),
+            treated_clusters=int((by_cluster == 1).sum()),
+            cluster_size={
+                "min": int(sizes.min()),
+                "median": float(sizes.median()),
+                "max": int(sizes.max()),
+            },
+        )
+        if not roles.strata:
+            out["treatment_probability"] = float((by_cluster == 1).mean())
+    if roles.weight:
+        w = frame[roles.weight].to_numpy(dtype=float)
+        out.update(
+            weight=roles.weight,
+            weight_sum=float(w.sum()),
+            weight_min=float(w.min()),
+            weight_max=float(w.max()),
+        )
+    return out
 
 
 def attach_design(effects: pd.DataFrame, frame: pd.DataFrame, roles: Roles) -> pd.DataFrame:

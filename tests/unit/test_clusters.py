@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+
 import numpy as np
 import pandas as pd
 import pytest
@@ -91,7 +93,7 @@ def test_effects_table_carries_the_design_and_folds_keep_clusters():
     df = _clustered(n_clusters=30)
     df["w"] = 1.0 + (df["id"] % 3)
     roles = Roles("id", "T", "Y", ("M",), ("X1",), cluster="school", weight="w")
-    eff, _ = cross_fit_effects(df, roles, NuisanceSpec(learner="linear"), n_folds=3, seed=0)
+    eff, diag = cross_fit_effects(df, roles, NuisanceSpec(learner="linear"), n_folds=3, seed=0)
     assert {"design_cluster", "design_weight"} <= set(eff.columns)
     merged = eff.merge(df, left_on="unit_id", right_on="id")
     assert (merged.groupby("school")["fold"].nunique() == 1).all()
@@ -99,6 +101,10 @@ def test_effects_table_carries_the_design_and_folds_keep_clusters():
     assert np.allclose(merged["design_weight"], merged["w"])
     # the known propensity is the share of treated clusters
     assert np.allclose(eff["propensity"], 10 / 30)
+    d = diag["design"]
+    assert d["n_clusters"] == 30 and d["treated_clusters"] == 10 and d["weight"] == "w"
+    assert d["treatment_probability"] == pytest.approx(1 / 3)
+    json.dumps(diag)
     plain, _ = cross_fit_effects(
         df,
         Roles("id", "T", "Y", ("M",), ("X1",)),
