@@ -139,3 +139,20 @@ def test_auto_learner_cv_and_r_learner_halves_go_by_cluster(monkeypatch):
     cross_fit_effects(df, roles, spec, n_folds=3, seed=0)
     assert ("select", True) in seen and ("inner", True) in seen
     assert all(grouped for purpose, grouped in seen if purpose in ("select", "inner"))
+
+
+def test_strata_and_clusters_together():
+    from mlearner_dist.core.effects import cross_fit_effects, design_blocks
+    from mlearner_dist.core.nuisance import NuisanceSpec
+
+    df = _clustered(n_clusters=40, strata=True)
+    roles = Roles("id", "T", "Y", ("M",), ("X1",), strata=("site",), cluster="school")
+    eff, _ = cross_fit_effects(df, roles, NuisanceSpec(learner="linear"), n_folds=3, seed=1)
+    merged = eff.merge(df, left_on="unit_id", right_on="id")
+    by = df.groupby("school")[["site", "T"]].first().groupby("site")["T"].mean()
+    for site, share in by.items():
+        assert np.allclose(merged.loc[merged["site"] == site, "propensity"], share)
+    assert (merged.groupby("school")["fold"].nunique() == 1).all()
+    codes, clusters = design_blocks(df, roles)
+    mask = split_sample(df["id"].to_numpy(), 3, strata=codes, clusters=clusters)
+    assert (pd.Series(mask).groupby(df["school"].to_numpy()).nunique() == 1).all()
