@@ -374,7 +374,9 @@ def unadjusted_subgroup_effects(
     identity of least squares), proportion mediated ``a b / (a b + c')``. Without a mediator only
     the total effect, the difference in means. Intervals: percentiles ``(1 -/+ level) / 2`` of
     ``n_bootstrap`` resamples of the leaf's units (resamples lacking an arm or with a singular
-    design are dropped; NaN when more than half are).
+    design are dropped; NaN when more than half are). With ``roles.weight`` the regressions are
+    weighted least squares with the analysis weights; with ``roles.cluster`` the resamples draw
+    whole clusters (the cluster bootstrap), as a cluster-randomised design requires.
 
     The regressions use only cross-products of ``z = [1, T, M, Y]``, so each resample costs one
     multinomial count vector times the units' products (1000 draws of a 5,000-unit leaf take
@@ -430,6 +432,9 @@ def unadjusted_subgroup_effects(
         raise InputValidationError(problems)
     q = len(roles.mediators)
     d = Z.shape[1]
+    # the design: weighted regressions with roles.weight, a cluster bootstrap with roles.cluster
+    w_all = frame[roles.weight].to_numpy(dtype=float) if roles.weight else None
+    cl_all = frame[roles.cluster].to_numpy() if roles.cluster else None
     rng = np.random.default_rng(random_state)
     lo_q, hi_q = (1 - level) / 2, (1 + level) / 2
     rows, small = [], []
@@ -448,9 +453,20 @@ def unadjusted_subgroup_effects(
             rows.append(row)
             continue
         tri, iu, ju = _triu_products(Zg)
+        design_note = ""
+        if w_all is not None:
+            wg = w_all[lf == g]
+            tri = tri * (wg / wg.mean())[:, None]  # weighted least squares cross-products
+        if cl_all is not None:
+            # resample whole clusters: a cluster's cross-products are summed into one row
+            codes_g, inv = np.unique(cl_all[lf == g], return_inverse=True)
+            summed = np.zeros((len(codes_g), tri.shape[1]))
+            np.add.at(summed, inv, tri)
+            tri = summed
+            design_note = f"cluster bootstrap over {len(codes_g)} clusters"
         point = _effects_from_moments(_moments_to_square(tri.sum(axis=0)[None], iu, ju, d), q)
         row = {"leaf": g, "n": n, "n_treated": n1}
-        notes = []
+        notes = [design_note] if design_note and n_bootstrap > 0 else []
         if n_bootstrap > 0:
             moments, exact = _bootstrap_moments(tri, n_bootstrap, rng, exact_max_n)
             boot = _effects_from_moments(_moments_to_square(moments, iu, ju, d), q)
