@@ -104,3 +104,24 @@ def test_no_design_gives_no_design_columns():
         m = MLearner(**{**FAST, "calibration": "fixed"}).fit_frame(df, roles)
     assert not {"design_cluster", "design_weight"} & set(m.effects_.columns)
     assert isinstance(m.effects_, pd.DataFrame) and np.isfinite(m.p_leaf_)
+
+
+def test_permutation_calibration_re_randomises_clusters(monkeypatch):
+    import mlearner_dist.core.calibration as cal
+
+    calls = []
+    real = cal.permute_between_clusters
+
+    def spy(t, frame, cluster, strata, rng):
+        out = real(t, frame, cluster, strata, rng)
+        calls.append(int(pd.Series(out).groupby(frame[cluster].to_numpy()).nunique().max()))
+        return out
+
+    monkeypatch.setattr(cal, "permute_between_clusters", spy)
+    df = simulate("cluster-null", 600, seed=0, noise_sd=1.0)
+    params = {**FAST, "n_replicates": 19, "null_replicates": "permutation"}
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        m = MLearner(**params).fit_frame(df, study_roles(True, "cluster-null"))
+    assert m.calibration_["mode"] == "null" and len(m.calibration_["null_p_leaf"]) == 19
+    assert calls == [1] * 19  # every replicate keeps one arm per cluster
