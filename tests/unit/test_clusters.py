@@ -156,3 +156,18 @@ def test_strata_and_clusters_together():
     codes, clusters = design_blocks(df, roles)
     mask = split_sample(df["id"].to_numpy(), 3, strata=codes, clusters=clusters)
     assert (pd.Series(mask).groupby(df["school"].to_numpy()).nunique() == 1).all()
+
+
+def test_spark_effects_and_pipeline_refuse_designs_they_do_not_support():
+    pytest.importorskip("pyspark")
+    from mlearner_dist.backends.spark_effects import refuse_design
+    from mlearner_dist.exceptions import ConfigError
+
+    refuse_design(Roles("id", "T", "Y", ("M",), ("X1",)))  # the default design runs
+    for kw, match in (
+        ({"cluster": "school"}, r"columns\.cluster='school'.*in-memory MLearner"),
+        ({"weight": "w"}, r"columns\.weight='w'.*analysis weights"),
+        ({"strata": ("site",)}, r"columns\.strata=\['site'\]"),
+    ):
+        with pytest.raises(ConfigError, match=match):
+            refuse_design(Roles("id", "T", "Y", ("M",), ("X1",), **kw))
