@@ -52,6 +52,10 @@ class ColumnsConfig:
 
     ``strata``: columns whose value combination is the randomisation stratum (block); empty for
     complete randomisation.
+
+    ``cluster``: the column of the randomisation cluster (cluster-randomised trial); empty for
+    individually randomised units. ``weight``: the column of the analysis (sampling) weights;
+    empty for equal weights.
     """
 
     unit_id: str = "unit_id"
@@ -61,6 +65,8 @@ class ColumnsConfig:
     covariates: tuple[str, ...] = ()
     effect_outcome_baseline: str = ""
     strata: tuple[str, ...] = ()
+    cluster: str = ""
+    weight: str = ""
 
 
 @dataclass(frozen=True)
@@ -273,6 +279,8 @@ class Config:
             mediators=tuple(c.mediator),
             covariates=tuple(c.covariates),
             strata=tuple(c.strata),
+            cluster=c.cluster or None,
+            weight=c.weight or None,
         )
 
     def to_dict(self) -> dict[str, Any]:

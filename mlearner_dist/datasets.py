@@ -43,6 +43,28 @@ g(z) = E[expit(-(z + e_M + e_Y))] (the expectation over the Gaussian noise, sd
 sqrt(2) noise_sd, computed by Gauss-Hermite quadrature, not by plugging in zero noise),
 NIE = g(L0 + a + d) - g(L0 + d) and NDE = g(L0 + d) - g(L0).
 
+Three trial designs (issue 19) change how ``T`` is assigned and add a design column:
+
+* ``cluster-null`` (cluster-randomised): the units form ``G = max(4, n // 20)`` clusters of
+  (about) :data:`CLUSTER_SIZE` = 20 consecutive unit ids (column ``cluster``, 0..G-1); exactly
+  ``floor(G / 2)`` clusters are treated, every unit of a cluster shares its treatment.
+  ``M = B + T + b_M + e_M``, ``Y = 1 + M + 0.5 X3 + 0.5 X4 + 0.5 T + b_Y + e_Y`` with cluster
+  random effects ``b_M``, ``b_Y`` iid N(0, noise_sd^2 ICC / (1 - ICC)), :data:`CLUSTER_ICC` =
+  0.1: the intra-cluster correlation of each equation's error (``b + e``) is 0.1. NIE = 1,
+  NDE = 0.5 for every unit.
+* ``cluster-alt``: as ``cluster-null`` with ``M = B + (0.5 + S) T + b_M + e_M``: NIE = 0.5 + S,
+  NDE = 0.5.
+* ``stratified-null`` (randomised within strata): a stratum (column ``stratum``: ``a``, ``b``,
+  ``c`` with probabilities 0.5, 0.3, 0.2) with treated shares :data:`STRATUM_SHARES` (0.2, 0.5,
+  0.8: exactly ``round(share n_s)`` treated in each), ``M = B + T + e_M``,
+  ``Y = 1 + M + 0.5 X3 + 0.5 X4 + 3 1{stratum = c} + e_Y``: NIE = 1, NDE = 0 for every unit, but
+  the outcome level depends on the stratum, so the overall treated share is the wrong propensity
+  (analyse with ``columns.strata: [stratum]``).
+
+Their draws follow X: the design (the cluster treatment or the strata and their treatment),
+then ``e_M``, ``e_Y``, then ``b_M``, ``b_Y`` (clusters). The Spark generator does not produce
+them (use :func:`simulate`).
+
 Without a mediator (``simple``, ``complex``, ``global``, ``null``) there is no ``M`` column,
 ``true_indirect``/``true_direct`` are NaN, and Y is ``1 + B + S(X1+X2) T + e_Y`` (simple),
 ``expit(-(1 + B + S(X1+X2) T + e_Y))`` (complex), ``1 + T + X3 + X4 + e_Y`` (global) or
@@ -102,6 +124,10 @@ class ScenarioInfo:
         often the indirect target's profile uses them.
     total_drivers : tuple of str
         The covariates TE(x) depends on (empty: constant total effect).
+    strata : tuple of str
+        The randomisation strata columns (analyse with ``columns.strata``).
+    cluster : str
+        The randomisation cluster column (analyse with ``columns.cluster``); empty otherwise.
     """
 
     description: str
@@ -109,6 +135,8 @@ class ScenarioInfo:
     design: str = "randomised"
     indirect_drivers: tuple[str, ...] = ("X1", "X2")
     total_drivers: tuple[str, ...] = ("X1", "X2")
+    strata: tuple[str, ...] = ()
+    cluster: str = ""
 
     def drivers(self, target: str) -> tuple[str, ...]:
         """The covariates the ``indirect`` or ``total`` effect depends on."""
@@ -189,8 +217,40 @@ SCENARIOS: MappingProxyType[str, ScenarioInfo] = MappingProxyType(
             indirect_drivers=("X2",),
             total_drivers=("X2",),
         ),
+        "cluster-null": ScenarioInfo(
+            "clusters of 20 randomised as wholes (half treated), cluster random effects on M and "
+            "Y with ICC 0.1: M = B + T + b + e, Y = 1 + M + 0.5X3 + 0.5X4 + 0.5T + b + e: "
+            "NIE = 1, NDE = 0.5 for everyone",
+            True,
+            indirect_drivers=(),
+            total_drivers=(),
+            cluster="cluster",
+        ),
+        "cluster-alt": ScenarioInfo(
+            "as cluster-null with M = B + (0.5 + S)T + b + e: NIE = 0.5 + S, NDE = 0.5",
+            True,
+            cluster="cluster",
+        ),
+        "stratified-null": ScenarioInfo(
+            "strata a/b/c (50/30/20%) treated 20/50/80%, M = B + T + e, "
+            "Y = 1 + M + 0.5X3 + 0.5X4 + 3 1{stratum = c} + e: NIE = 1, NDE = 0 for everyone",
+            True,
+            indirect_drivers=(),
+            total_drivers=(),
+            strata=("stratum",),
+        ),
     }
 )
+
+#: Units per cluster in the cluster scenarios, and the intra-cluster correlation of the errors.
+CLUSTER_SIZE = 20
+CLUSTER_ICC = 0.1
+#: Strata of ``stratified-null``: probability of the stratum and its treated share.
+STRATUM_PROBABILITIES: MappingProxyType[str, float] = MappingProxyType(
+    {"a": 0.5, "b": 0.3, "c": 0.2}
+)
+STRATUM_SHARES: MappingProxyType[str, float] = MappingProxyType({"a": 0.2, "b": 0.5, "c": 0.8})
+_DESIGN_SCENARIOS = ("cluster-null", "cluster-alt", "stratified-null")
 
 #: P(T = 1 | X) = expit(CONFOUNDING_SLOPE * X1) in the observational scenarios.
 CONFOUNDING_SLOPE = 1.5
@@ -309,12 +369,66 @@ def assign_treatment(scenario: str, X: np.ndarray, rng: np.random.Generator) -> 
     ndarray of float (0.0 / 1.0), shape (n,)
     """
     scenario = _check_scenario(scenario)
+    _refuse_design_scenario(scenario)
     n = np.asarray(X).shape[0]
     if SCENARIOS[scenario].design == "observational":
         return (rng.random(n) < true_propensity(scenario, X)).astype(float)
     T = np.zeros(n)
     T[rng.permutation(n)[: n // 2]] = 1.0
     return T
+
+
+def _refuse_design_scenario(scenario: str) -> None:
+    if scenario in _DESIGN_SCENARIOS:
+        raise ConfigError(
+            f"scenario {scenario!r} has a cluster or stratified assignment that only "
+            "mlearner_dist.datasets.simulate (the `mlearner simulate` command) generates; the "
+            "chunked (Spark) generator supports the other scenarios"
+        )
+
+
+def _design_frame(
+    scenario: str, X: np.ndarray, rng: np.random.Generator, noise_sd: float
+) -> dict[str, np.ndarray]:
+    """Treatment, design column, M, Y and true effects of the trial-design scenarios."""
+    n = X.shape[0]
+    x1, x2, x3, x4 = X[:, 0], X[:, 1], X[:, 2], X[:, 3]
+    s = ((x1 > 0) & (x2 > 0)).astype(np.int64)
+    base = x3 + x4 + 0.5 * x1 + 0.5 * x2
+    out: dict[str, np.ndarray] = {}
+    if scenario == "stratified-null":
+        names = np.array(list(STRATUM_PROBABILITIES))
+        stratum = rng.choice(names, size=n, p=list(STRATUM_PROBABILITIES.values()))
+        T = np.zeros(n)
+        for name in names:
+            idx = np.flatnonzero(stratum == name)
+            k = round(STRATUM_SHARES[str(name)] * idx.size)
+            T[idx[rng.permutation(idx.size)[:k]]] = 1.0
+        eM = rng.standard_normal(n) * noise_sd
+        eY = rng.standard_normal(n) * noise_sd
+        M = base + T + eM
+        Y = 1.0 + M + 0.5 * x3 + 0.5 * x4 + 3.0 * (stratum == "c") + eY
+        out.update(stratum=stratum.astype(object), T=T, M=M, Y=Y)
+        out.update(true_indirect=np.ones(n), true_direct=np.zeros(n), true_total=np.ones(n))
+    else:
+        g = max(4, n // CLUSTER_SIZE)
+        cluster = (np.arange(n) * g) // n
+        treated = np.zeros(g)
+        treated[rng.permutation(g)[: g // 2]] = 1.0
+        T = treated[cluster]
+        eM = rng.standard_normal(n) * noise_sd
+        eY = rng.standard_normal(n) * noise_sd
+        sd_b = noise_sd * math.sqrt(CLUSTER_ICC / (1.0 - CLUSTER_ICC))
+        bM = rng.standard_normal(g)[cluster] * sd_b
+        bY = rng.standard_normal(g)[cluster] * sd_b
+        a = 0.5 + s if scenario == "cluster-alt" else np.ones(n)
+        M = base + a * T + bM + eM
+        Y = 1.0 + M + 0.5 * x3 + 0.5 * x4 + 0.5 * T + bY + eY
+        out.update(cluster=cluster.astype(np.int64), T=T, M=M, Y=Y)
+        indirect = np.asarray(a, dtype=float)
+        out.update(true_indirect=indirect, true_direct=np.full(n, 0.5), true_total=indirect + 0.5)
+    out["in_subgroup"] = s
+    return out
 
 
 def _check_arrays(
@@ -384,6 +498,7 @@ def scenario_arrays(
         Arrays of the wrong shape, or a treatment not coded 0/1.
     """
     scenario = _check_scenario(scenario)
+    _refuse_design_scenario(scenario)
     X, T, eM, eY = _check_arrays(X, T, eM, eY, noise_sd)
     x1, x2, x3, x4 = X[:, 0], X[:, 1], X[:, 2], X[:, 3]
     s = ((x1 > 0) & (x2 > 0)).astype(np.int64)
@@ -462,7 +577,8 @@ def simulate(scenario: str, n: int, *, seed: int, noise_sd: float = 0.01) -> pd.
     scenario : str
         One of ``simple``, ``complex``, ``global``, ``null`` (no mediator) and ``simple-all``,
         ``simple-part``, ``complex-all``, ``complex-part``, ``simple-null1``, ``simple-null2``,
-        ``simple-global``, ``mediator-slope``, ``confounded-null``, ``confounded-alt`` (see
+        ``simple-global``, ``mediator-slope``, ``confounded-null``, ``confounded-alt``, and the
+        trial designs ``cluster-null``, ``cluster-alt``, ``stratified-null`` (see
         :data:`SCENARIOS` and the module docstring for the formulas).
     n : int
         Number of units, >= 2; exactly ``floor(n / 2)`` are treated in the randomised
@@ -480,7 +596,8 @@ def simulate(scenario: str, n: int, *, seed: int, noise_sd: float = 0.01) -> pd.
     DataFrame of shape (n, 18), or (n, 17) without a mediator
         ``unit_id`` (int 0..n-1), ``X1``..``X10``, ``T`` (int 0/1), ``M`` (absent without a
         mediator), ``Y``, ``true_indirect``, ``true_direct``, ``true_total`` (NIE(x), NDE(x),
-        TE(x); the first two NaN without a mediator) and ``in_subgroup`` (int 0/1, S).
+        TE(x); the first two NaN without a mediator) and ``in_subgroup`` (int 0/1, S). The
+        trial designs add ``cluster`` (int) or ``stratum`` (text) after ``X10``.
 
     Raises
     ------
@@ -498,6 +615,13 @@ def simulate(scenario: str, n: int, *, seed: int, noise_sd: float = 0.01) -> pd.
     n, noise_sd = int(n), float(noise_sd)
     rng = np.random.default_rng([int(seed), 0])
     X = rng.standard_normal((n, N_COVARIATES))
+    if scenario in _DESIGN_SCENARIOS:
+        design = _design_frame(scenario, X, rng, noise_sd)
+        frame = pd.DataFrame(X, columns=list(COVARIATES))
+        frame.insert(0, "unit_id", np.arange(n, dtype=np.int64))
+        for name, values in design.items():
+            frame[name] = values.astype(np.int64) if name == "T" else values
+        return frame
     T = assign_treatment(scenario, X, rng)
     eM = rng.standard_normal(n) * noise_sd
     eY = rng.standard_normal(n) * noise_sd

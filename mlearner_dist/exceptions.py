@@ -46,5 +46,10 @@ class SmallSubgroupWarning(UserWarning):
     """A subgroup is small enough that its tests and intervals are unreliable."""
 
 
+class FewClustersWarning(UserWarning):
+    """A cluster-randomised trial has few clusters per arm: cluster-robust variances and the
+    cluster-level re-randomisation are then approximate."""
+
+
 class OverlapWarning(UserWarning):
     """Estimated propensities come close to 0 or 1 (poor overlap)."""

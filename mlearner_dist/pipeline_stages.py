@@ -9,6 +9,7 @@ in-memory :class:`~mlearner_dist.core.estimator.MLearner` also uses.
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import pickle
 import uuid
@@ -84,10 +85,12 @@ def _expect_rows(ctx: RunContext, stage: str, n_out: int) -> None:
 
 def run_validate(ctx: RunContext) -> Manifest:
     """Read the source, check it against the roles, write the used columns to ``units/``."""
+    from mlearner_dist.backends.spark_effects import refuse_design
     from mlearner_dist.backends.spark_io import read_source, rows_fingerprint, write_parquet
     from mlearner_dist.backends.spark_validation import validate_spark_frame
 
     cfg, roles = ctx.cfg, ctx.roles
+    refuse_design(roles)  # strata, clusters, weights: in-memory MLearner only, say so first
     sdf, source_info = read_source(ctx.spark, cfg.data)
     extra_cols = (
         [cfg.columns.effect_outcome_baseline] if cfg.columns.effect_outcome_baseline else []
@@ -139,9 +142,8 @@ def run_effects(ctx: RunContext) -> Manifest:
         units = with_difference(
             units, EFFECT_OUTCOME, roles.outcome, cfg.columns.effect_outcome_baseline
         )
-        effect_roles = Roles(
-            roles.unit_id, roles.treatment, EFFECT_OUTCOME, roles.mediators, roles.covariates
-        )
+        # every other role (strata, cluster, weight) is kept: nothing is dropped silently
+        effect_roles = dataclasses.replace(roles, outcome=EFFECT_OUTCOME)
     model = MLearner(**estimator_params(cfg))
     effects, diagnostics = spark_cross_fit_effects(
         units,
@@ -290,9 +292,7 @@ def _calibration_units(ctx: RunContext) -> tuple[pd.DataFrame, Roles]:
     frame[EFFECT_OUTCOME] = frame[roles.outcome].to_numpy(dtype=float) - frame[base].to_numpy(
         dtype=float
     )
-    return frame, Roles(
-        roles.unit_id, roles.treatment, EFFECT_OUTCOME, roles.mediators, roles.covariates
-    )
+    return frame, dataclasses.replace(roles, outcome=EFFECT_OUTCOME)
 
 
 def run_calibrate(ctx: RunContext) -> Manifest:

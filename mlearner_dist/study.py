@@ -25,14 +25,23 @@ logger = logging.getLogger(__name__)
 NOISE_COVARIATES = tuple(f"X{i}" for i in range(5, 11))
 
 
-def study_roles(has_mediator: bool) -> Roles:
-    """Roles of the data :func:`mlearner_dist.datasets.simulate` writes."""
+def study_roles(has_mediator: bool, scenario: str | None = None) -> Roles:
+    """Roles of the data :func:`mlearner_dist.datasets.simulate` writes.
+
+    With ``scenario``, its trial design too: the ``stratum`` column as ``strata`` of
+    ``stratified-null``, the ``cluster`` column of the cluster scenarios.
+    """
+    from mlearner_dist.datasets import SCENARIOS
+
+    info = SCENARIOS[scenario] if scenario is not None else None
     return Roles(
         unit_id="unit_id",
         treatment="T",
         outcome="Y",
         mediators=("M",) if has_mediator else (),
         covariates=tuple(f"X{i}" for i in range(1, 11)),
+        strata=info.strata if info is not None else (),
+        cluster=(info.cluster or None) if info is not None else None,
     )
 
 
@@ -45,7 +54,7 @@ def run_replicate(cfg: Config, scenario: str, n: int, noise_sd: float, seed: int
     from mlearner_dist.datasets import SCENARIOS, scenario_has_mediator, simulate
 
     frame = simulate(scenario, n, seed=seed, noise_sd=noise_sd)
-    roles = study_roles(scenario_has_mediator(scenario))
+    roles = study_roles(scenario_has_mediator(scenario), scenario)
     # seed stability is a per-analysis diagnostic: the study measures the decisions themselves
     params = {**estimator_params(cfg), "random_state": int(seed), "stability_seeds": 0}
     if SCENARIOS[scenario].design == "observational":

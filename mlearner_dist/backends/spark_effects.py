@@ -56,7 +56,7 @@ from mlearner_dist.core.nuisance import (
 from mlearner_dist.core.roles import Roles
 from mlearner_dist.exceptions import ConfigError, InputValidationError
 
-__all__ = ["AUC_BINS", "spark_cross_fit_effects"]
+__all__ = ["AUC_BINS", "refuse_design", "spark_cross_fit_effects"]
 
 logger = logging.getLogger(__name__)
 
@@ -79,9 +79,7 @@ def _diag_name(i: int) -> str:
     return f"__diag{i}"
 
 
-def _validate(
-    sdf: DataFrame, roles: Roles, n_folds: Any, spec: Any
-) -> tuple[int, NuisanceSpec]:
+def _validate(sdf: DataFrame, roles: Roles, n_folds: Any, spec: Any) -> tuple[int, NuisanceSpec]:
     n_folds = check_n_folds(n_folds)
     if not isinstance(spec, NuisanceSpec):
         raise ConfigError(f"spec: expected a NuisanceSpec, got {type(spec).__name__}")
@@ -189,9 +187,7 @@ def _spark_diagnostics(
             continue
         cond = T == float(d.arm) if d.arm is not None else F.lit(True)
         r2_aggs += _r2_aggs(i, d.prediction, target_cols[d.target], cond)
-    r2_rows = {
-        int(r["fold"]): r.asDict() for r in scored.groupBy("fold").agg(*r2_aggs).collect()
-    }
+    r2_rows = {int(r["fold"]): r.asDict() for r in scored.groupBy("fold").agg(*r2_aggs).collect()}
     models: dict[str, Any] = {}
     for i, d in enumerate(targets):
         by_fold: list[float | None] = []
@@ -275,6 +271,39 @@ def _spark_density_ratio(scored: DataFrame, t_col: str, bound: float) -> dict[st
     )
 
 
+def refuse_design(roles: Roles) -> None:
+    """Refuse the designs the Spark effects stage and the pipeline do not support yet.
+
+    ``columns.strata``, ``columns.cluster`` and ``columns.weight`` need per-stratum or
+    per-cluster assignment probabilities, folds by cluster and design-based variances, which
+    only the in-memory :class:`~mlearner_dist.core.estimator.MLearner` implements. The pipeline
+    calls this before reading the data, so nothing runs with a design silently dropped.
+
+    Raises
+    ------
+    ConfigError
+        Naming the setting and what to do.
+    """
+    if roles.strata:
+        raise ConfigError(
+            f"columns.strata={list(roles.strata)}: the Spark effects stage does not yet use "
+            "per-stratum assignment probabilities; run the in-memory MLearner (fit_frame) or "
+            "leave columns.strata empty"
+        )
+    for name, col, what in (
+        ("cluster", roles.cluster, "cluster-randomised designs"),
+        ("weight", roles.weight, "analysis weights"),
+    ):
+        if col:
+            raise ConfigError(
+                f"columns.{name}={col!r}: the Spark effects stage and the distributed pipeline "
+                f"do not yet support {what} "
+                "(folds, replicates and variances by design); run the in-memory MLearner "
+                f"(mlearner_dist.pipeline.fit_in_memory or MLearner.fit_frame) or leave "
+                f"columns.{name} empty"
+            )
+
+
 def spark_cross_fit_effects(
     sdf: DataFrame,
     roles: Roles,
@@ -309,18 +338,14 @@ def spark_cross_fit_effects(
     Raises
     ------
     ConfigError
-        Bad ``n_folds`` or ``spec``, or ``roles.strata`` set (not supported on Spark yet).
+        Bad ``n_folds`` or ``spec``, or ``roles.strata``, ``roles.cluster`` or ``roles.weight``
+        set (not supported on Spark yet).
     InputValidationError
         Missing columns, missing values, duplicate ids, a treatment not coded 0/1, or a training
         fold without one arm.
     """
+    refuse_design(roles)
     n_folds, spec = _validate(sdf, roles, n_folds, spec)
-    if roles.strata:
-        raise ConfigError(
-            f"columns.strata={list(roles.strata)}: the Spark effects stage does not yet use "
-            "per-stratum assignment probabilities; run the in-memory MLearner (fit_frame) or "
-            "leave columns.strata empty"
-        )
     t0 = time.perf_counter()
     uid, T = roles.unit_id, roles.treatment
     fold_seed, u_seed = int(seed), int(spec.random_state)

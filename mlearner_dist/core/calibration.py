@@ -24,7 +24,8 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from mlearner_dist.core.folds import unit_hash
+from mlearner_dist.core.clusters import permute_between_clusters
+from mlearner_dist.core.folds import cluster_blocks, unit_hash
 from mlearner_dist.core.progress import Progress
 from mlearner_dist.core.roles import Roles
 from mlearner_dist.core.strata import permute_within_strata
@@ -58,7 +59,10 @@ def make_null_replicate(
        independent of ``(X, M, Y, T)``. With strata (``roles.strata``) ``T`` is permuted within
        each stratum (:func:`~mlearner_dist.core.strata.permute_within_strata`): each stratum
        keeps its number treated, as a re-run of a design randomised within strata would, and
-       ``T*`` is independent of ``(X, M, Y, T)`` given the stratum.
+       ``T*`` is independent of ``(X, M, Y, T)`` given the stratum. With a cluster column
+       (``roles.cluster``) the clusters' treatments are permuted among the clusters
+       (:func:`~mlearner_dist.core.clusters.permute_between_clusters`, within strata when both
+       are given): every cluster keeps one arm and the number of treated clusters is kept.
     2. A continuous column ``V`` (outcome or mediator) with shift ``d`` becomes
        ``V* = V + (T*_i - T_i) d = (V - T d) + T* d``: the observed average effect is removed
        with the real assignment and added back with the new one. ``V - T d`` is the unit's value
@@ -115,7 +119,10 @@ def make_null_replicate(
         )
     shifts_m = _check_replicate_inputs(frame, roles, shift_mediator, shift_outcome)
     t = frame[roles.treatment].to_numpy()
-    t_star = permute_within_strata(t, frame, roles.strata, rng)
+    if roles.cluster:
+        t_star = permute_between_clusters(t, frame, roles.cluster, roles.strata, rng)
+    else:
+        t_star = permute_within_strata(t, frame, roles.strata, rng)
     delta = t_star.astype(float) - t.astype(float)
     out = frame.copy()
     out[roles.treatment] = pd.Series(t_star, index=frame.index).astype(frame[roles.treatment].dtype)
@@ -370,6 +377,7 @@ def split_sample(
     seed: int,
     *,
     strata: np.ndarray | None = None,
+    clusters: np.ndarray | None = None,
 ) -> np.ndarray:
     """Discovery / test halves for the ``split`` calibration, from the hash of the unit ids.
 
@@ -388,6 +396,9 @@ def split_sample(
     seed : int
     strata : ndarray of int, shape (n,), optional
         Stratum code of every unit (:func:`~mlearner_dist.core.strata.stratum_codes`).
+    clusters : ndarray, shape (n,), optional
+        Cluster label of every unit: whole clusters alternate between the halves (ordered by
+        stratum, then the hash of the cluster label), so no cluster is split.
 
     Returns
     -------
@@ -409,7 +420,9 @@ def split_sample(
     if not pd.Index(ids).is_unique:
         raise InputValidationError(["unit_ids has repeated ids: ids must be unique per unit"])
     h = unit_hash(ids, "split", int(seed))
-    if strata is None:
+    if clusters is not None:
+        mask = cluster_blocks(h, clusters, strata, "split", int(seed), 2) == 0
+    elif strata is None:
         mask = h < np.uint64(2**63)
     else:
         codes = np.asarray(strata)

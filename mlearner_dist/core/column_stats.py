@@ -130,8 +130,9 @@ def role_assignments(roles: Roles) -> list[tuple[str, str]]:
     -------
     list of (str, str)
         Role is one of ``unit_id``, ``treatment``, ``mediator``, ``outcome``, ``covariate``,
-        ``stratum``; a column named in two roles appears twice (a stratum column that is also a
-        covariate is listed once, as a covariate).
+        ``stratum``, ``cluster``, ``weight``; a column named in two roles appears twice (a
+        stratum, cluster or weight column that is also a covariate is listed once, as a
+        covariate).
     """
     _check_roles(roles)
     return [
@@ -141,6 +142,11 @@ def role_assignments(roles: Roles) -> list[tuple[str, str]]:
         (roles.outcome, "outcome"),
         *((c, "covariate") for c in roles.covariates),
         *((s, "stratum") for s in roles.strata if s not in roles.covariates),
+        *(
+            (c, role)
+            for c, role in ((roles.cluster, "cluster"), (roles.weight, "weight"))
+            if c and c not in roles.covariates and c not in roles.strata
+        ),
     ]
 
 
@@ -331,7 +337,6 @@ def pandas_column_stats(
         n_removable=removable,
         single_fold_categories=single,
     )
-
 
 
 __all__ = [

@@ -53,6 +53,7 @@ import numpy as np
 import pandas as pd
 
 from mlearner_dist.core.calibration import progress_map
+from mlearner_dist.core.design_variance import DESIGN_COLUMNS, design_of
 from mlearner_dist.core.profiles import ProfileTree
 from mlearner_dist.core.score_replicates import monte_carlo_se, score_null_replicate
 from mlearner_dist.core.score_selection import choose_by_score, score_candidates, target_score
@@ -171,6 +172,7 @@ def direction_test(
         raise MLearnerError(f"n_replicates={n_replicates}: give an integer >= 1")
     raw_leaves = {k: t.leaf_of(X_test) for k, t in raw_trees.items()}
     score = target_score(effects_test, target)
+    design = design_of(effects_test)
 
     def candidates(s: np.ndarray) -> list[dict[str, Any]]:
         return score_candidates(
@@ -180,13 +182,15 @@ def direction_test(
             merge_level=merge_level,
             covariance=covariance,
             raw_leaves=raw_leaves,
+            design=design,
         )
 
     best = choose_by_score(candidates(score))
     p_obs = float(best["p_score"])
     stream = 0 if direction == "A->B" else 1
     column = f"score_{target}"
-    slim = effects_test[[column]]
+    # the design columns travel along: score replicates draw one multiplier per cluster
+    slim = effects_test[[column, *(c for c in DESIGN_COLUMNS if c in effects_test.columns)]]
 
     def one(b: int) -> float:
         rng = np.random.default_rng([int(random_state), CROSS_SPLIT_STREAM, stream, int(b)])

@@ -38,6 +38,7 @@ import numpy as np
 import pandas as pd
 from sklearn.metrics import roc_auc_score
 
+from mlearner_dist.core.clusters import cluster_codes, cluster_shares
 from mlearner_dist.core.folds import assign_folds, check_n_folds
 from mlearner_dist.core.learners import describe_learner
 from mlearner_dist.core.nuisance import (
@@ -52,18 +53,21 @@ from mlearner_dist.core.nuisance import (
 )
 from mlearner_dist.core.roles import Roles
 from mlearner_dist.core.strata import stratum_codes, stratum_shares
-from mlearner_dist.core.validation import strata_problems
+from mlearner_dist.core.validation import design_problems, strata_problems
 from mlearner_dist.exceptions import ConfigError, InputValidationError, StageError
 
 __all__ = [
     "OVERLAP_BOUNDS",
     "DiagnosticTarget",
+    "attach_design",
     "binned_auc",
     "check_effects_frame",
     "compute_effects",
     "cross_fit_effects",
     "density_ratio",
     "density_ratio_summary",
+    "design_blocks",
+    "design_summary",
     "diagnostic_targets",
     "effect_columns",
     "fold_problems",
@@ -149,9 +153,7 @@ def density_ratio_summary(
             "controls' mediator values)"
         )
     if n1 and not ess >= SUPPORT_MIN_RELATIVE_ESS:
-        reasons.append(
-            f"the weights' effective sample size is {ess:.1%} of the treated units"
-        )
+        reasons.append(f"the weights' effective sample size is {ess:.1%} of the treated units")
     return {
         "max_density_ratio": r6(float(bound)),
         "n_treated": n1,
@@ -287,11 +289,7 @@ def compute_effects(
         total = indirect + direct
         w = np.minimum(density_ratio(col["propensity"], col["propensity_mx"], clip), bound)
         mu1m, eta = col["mu_y1m"], col["eta"]
-        psi_cross = (
-            T / e * w * (Y - mu1m)
-            + (1.0 - T) / (1.0 - e) * (mu1m - eta)
-            + eta
-        )
+        psi_cross = T / e * w * (Y - mu1m) + (1.0 - T) / (1.0 - e) * (mu1m - eta) + eta
         s_ind, s_dir = psi1 - psi_cross, psi_cross - psi0
     else:
         indirect, direct, total = nan, nan.copy(), mu1 - mu0
@@ -309,7 +307,8 @@ def check_effects_frame(frame: pd.DataFrame, roles: Roles) -> list[str]:
     """Every problem that stops step 1 on this frame (empty list: fine).
 
     Checks: columns present, no missing values, unique unit ids, treatment coded 0/1 with both
-    arms present, numeric outcome and mediators, both arms in every stratum.
+    arms present, numeric outcome and mediators, both arms in every stratum, one arm per cluster,
+    positive weights (:func:`~mlearner_dist.core.validation.design_problems`).
 
     Parameters
     ----------
@@ -329,6 +328,8 @@ def check_effects_frame(frame: pd.DataFrame, roles: Roles) -> list[str]:
     role_of = {roles.unit_id: "unit_id", roles.treatment: "treatment", roles.outcome: "outcome"}
     role_of.update({m: "mediator" for m in roles.mediators})
     role_of.update({c: "stratum" for c in roles.strata})
+    design_roles = ((roles.cluster, "cluster"), (roles.weight, "weight"))
+    role_of.update({c: r for c, r in design_roles if c})
     role_of.update({c: "covariate" for c in roles.covariates})
     absent = [c for c in roles.used_columns if c not in frame.columns]
     for c in absent:
@@ -346,7 +347,7 @@ def check_effects_frame(frame: pd.DataFrame, roles: Roles) -> list[str]:
             problems.append(
                 f"column {roles.unit_id!r} (unit_id) has {dup} duplicated ids; one row per unit"
             )
-    for c in (roles.outcome, *roles.mediators):
+    for c in (roles.outcome, *roles.mediators, *([roles.weight] if roles.weight else [])):
         if c in frame.columns and not pd.api.types.is_numeric_dtype(frame[c].dtype):
             problems.append(
                 f"column {c!r} ({role_of[c]}) has dtype {frame[c].dtype}; it must be numeric"
@@ -365,6 +366,7 @@ def check_effects_frame(frame: pd.DataFrame, roles: Roles) -> list[str]:
             )
     if not problems:
         problems.extend(strata_problems(frame, roles))
+        problems.extend(design_problems(frame, roles))
     return problems
 
 
@@ -600,10 +602,11 @@ def cross_fit_effects(
     """Individual effects with cross-fitted nuisances, in memory.
 
     Folds are ``assign_folds(unit_id, n_folds, seed)`` (balanced within strata with
-    ``roles.strata``). ``nested``: for each fold k the models are
-    fitted on the other folds (:func:`~mlearner_dist.core.nuisance.fit_fold_models`) and predict
-    fold k. ``reference``: the models are fitted once on all units and predict in-sample (the
-    ``fold`` column is still filled). Then :func:`compute_effects`.
+    ``roles.strata``; whole clusters, balanced by arm, with ``roles.cluster``). ``nested``: for
+    each fold k the models are fitted on the other folds
+    (:func:`~mlearner_dist.core.nuisance.fit_fold_models`) and predict fold k.
+    ``reference``: the models are fitted once on all units and predict in-sample (the ``fold``
+    column is still filled). Then :func:`compute_effects`.
 
     Parameters
     ----------
@@ -641,15 +644,22 @@ def cross_fit_effects(
     if problems:
         raise InputValidationError(problems)
     frame = frame.sort_values(roles.unit_id, kind="mergesort").reset_index(drop=True)
-    codes = stratum_codes(frame, roles.strata) if roles.strata else None
-    folds = assign_folds(frame[roles.unit_id], n_folds, seed, strata=codes)
+    codes, clusters = design_blocks(frame, roles)
+    folds = assign_folds(frame[roles.unit_id], n_folds, seed, strata=codes, clusters=clusters)
     T = frame[roles.treatment].to_numpy(dtype=np.float64)
     kind = infer_mediator_kind(frame, roles)
     parts: list[pd.DataFrame] = []
     training_rows: list[dict[str, Any]] = []
     share = float(T.mean())
-    # the known design: P(T=1) is the whole data's treated share (per stratum with strata)
+    # the known design: P(T=1) is the whole data's treated share (per stratum with strata);
+    # with clusters, the share of treated clusters
     by_stratum = stratum_shares(frame, roles.treatment, roles.strata) if roles.strata else None
+    if roles.cluster:
+        shares = cluster_shares(frame, roles.treatment, roles.cluster, roles.strata)
+        if isinstance(shares, dict):
+            by_stratum = shares
+        else:
+            share = shares
     if spec.estimator == "reference":
         models = fit_fold_models(
             frame,
@@ -709,6 +719,7 @@ def cross_fit_effects(
         propensity_clip=spec.propensity_clip,
         max_density_ratio=spec.max_density_ratio,
     )
+    effects = attach_design(effects, frame, roles)
     diagnostics = {
         **learner_diagnostics(spec, chosen),
         "mediator_kind": kind,
@@ -718,14 +729,93 @@ def cross_fit_effects(
         **nuisance_diagnostics(effects, frame, roles, mediator_kind=kind, n_folds=n_folds),
         "training_rows": training_rows,
     }
+    if roles.cluster or roles.weight:
+        diagnostics["design"] = design_summary(frame, roles)
     if roles.has_mediator:
         T = frame[roles.treatment].to_numpy(dtype=np.float64) == 1.0
         raw = density_ratio(
-            effects["propensity"].to_numpy(), effects["propensity_mx"].to_numpy(),
+            effects["propensity"].to_numpy(),
+            effects["propensity_mx"].to_numpy(),
             _check_clip(spec.propensity_clip),
         )[T]
         diagnostics["density_ratio"] = _density_ratio_from_raw(raw, spec.max_density_ratio)
     return effects, diagnostics
+
+
+def design_blocks(frame: pd.DataFrame, roles: Roles) -> tuple[np.ndarray | None, Any]:
+    """What folds and halves are balanced on: (stratum codes, cluster labels) of every unit.
+
+    Without clusters: the stratum codes (None without strata) and no clusters. With clusters
+    (``roles.cluster``): whole clusters are the blocks, balanced within (stratum, arm), so each
+    fold and half holds treated and control clusters (the treatment is a cluster attribute).
+
+    Returns
+    -------
+    codes : ndarray of int, shape (n,), or None
+    clusters : ndarray, shape (n,), or None
+    """
+    codes = stratum_codes(frame, roles.strata) if roles.strata else None
+    if not roles.cluster:
+        return codes, None
+    t = frame[roles.treatment].to_numpy(dtype=np.int64)
+    arm_codes = t if codes is None else 2 * codes + t
+    return arm_codes, frame[roles.cluster].to_numpy()
+
+
+def design_summary(frame: pd.DataFrame, roles: Roles) -> dict[str, Any]:
+    """JSON-ready description of the cluster and weight design of the analysed units.
+
+    Returns
+    -------
+    dict
+        ``cluster`` (column), ``n_clusters``, ``treated_clusters``, ``cluster_size`` (min,
+        median, max) with a cluster column; ``weight`` (column), ``weight_sum``, ``weight_min``,
+        ``weight_max`` with a weight column; ``treatment_probability`` (the known P(T=1) of a
+        cluster design without strata).
+    """
+    out: dict[str, Any] = {}
+    if roles.cluster:
+        sizes = frame.groupby(roles.cluster, sort=True).size()
+        by_cluster = frame.groupby(roles.cluster, sort=True)[roles.treatment].first()
+        out.update(
+            cluster=roles.cluster,
+            n_clusters=len(sizes),
+            treated_clusters=int((by_cluster == 1).sum()),
+            cluster_size={
+                "min": int(sizes.min()),
+                "median": float(sizes.median()),
+                "max": int(sizes.max()),
+            },
+        )
+        if not roles.strata:
+            out["treatment_probability"] = float((by_cluster == 1).mean())
+    if roles.weight:
+        w = frame[roles.weight].to_numpy(dtype=float)
+        out.update(
+            weight=roles.weight,
+            weight_sum=float(w.sum()),
+            weight_min=float(w.min()),
+            weight_max=float(w.max()),
+        )
+    return out
+
+
+def attach_design(effects: pd.DataFrame, frame: pd.DataFrame, roles: Roles) -> pd.DataFrame:
+    """Add the design columns ``design_cluster`` (cluster code) and ``design_weight``.
+
+    Only when ``roles.cluster`` or ``roles.weight`` is set (the default effects table is
+    unchanged). ``effects`` and ``frame`` are row-aligned. Every later variance reads the
+    design from these columns (:func:`mlearner_dist.core.design_variance.design_of`), so it
+    travels with the rows through re-orderings and halves.
+    """
+    if not (roles.cluster or roles.weight):
+        return effects
+    effects = effects.copy()
+    if roles.cluster:
+        effects["design_cluster"] = cluster_codes(frame, roles.cluster)
+    if roles.weight:
+        effects["design_weight"] = frame[roles.weight].to_numpy(dtype=float)
+    return effects
 
 
 def _density_ratio_from_raw(raw: np.ndarray, bound: float) -> dict[str, Any]:

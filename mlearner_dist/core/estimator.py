@@ -28,7 +28,8 @@ from mlearner_dist.core.cross_split import (
     check_resolution,
     direction_test,
 )
-from mlearner_dist.core.effects import cross_fit_effects, overlap_mask
+from mlearner_dist.core.design_variance import design_of, interval_quantile, mean_covariance
+from mlearner_dist.core.effects import cross_fit_effects, design_blocks, overlap_mask
 from mlearner_dist.core.embedding import effect_matrix, embed, unit_keys
 from mlearner_dist.core.nuisance import NuisanceSpec
 from mlearner_dist.core.profiles import ProfileTree
@@ -50,7 +51,6 @@ from mlearner_dist.core.selection import (
 )
 from mlearner_dist.core.sensitivity import sensitivity_analysis
 from mlearner_dist.core.stability import SeedRun, summarise_stability
-from mlearner_dist.core.strata import stratum_codes
 from mlearner_dist.core.subgroup_effects import (
     adjusted_subgroup_effects,
     proportion_mediated,
@@ -417,6 +417,9 @@ class MLearner(BaseEstimator):
         outcome: Iterable[float],
         mediator: Iterable[float] | pd.DataFrame | None = None,
         unit_id: Iterable[Any] | None = None,
+        strata: Iterable[Any] | pd.DataFrame | None = None,
+        cluster: Iterable[Any] | None = None,
+        weight: Iterable[float] | None = None,
         map_fn: cal.MapFn | None = None,
     ) -> MLearner:
         """Fit on covariates ``X`` with the roles given by keyword.
@@ -430,6 +433,14 @@ class MLearner(BaseEstimator):
             One or several mediators; None studies the total effect only.
         unit_id : array-like, shape (n,), optional
             Unit identifiers (default 0..n-1); folds are a hash of them.
+        strata : array-like (n,) or DataFrame (n, k), optional
+            Randomisation stratum of every unit (one or several columns): the treatment was
+            randomised within strata (``columns.strata``).
+        cluster : array-like, shape (n,), optional
+            Randomisation cluster of every unit: whole clusters were randomised
+            (``columns.cluster``); folds, halves, replicates and every variance go by cluster.
+        weight : array-like, shape (n,), optional
+            Analysis (sampling) weight of every unit, positive and finite (``columns.weight``).
         map_fn : callable, optional
             ``map_fn(func, items) -> list`` used to run null replicates in parallel (e.g.
             :func:`mlearner_dist.backends.dask_cluster.dask_map`); default runs them one after
@@ -451,7 +462,26 @@ class MLearner(BaseEstimator):
             for name, col in zip(mediators, med.columns, strict=True):
                 frame[name] = med[col].to_numpy(dtype=float)
         frame["__id"] = np.arange(len(frame)) if unit_id is None else list(unit_id)
-        roles = Roles("__id", "__T", "__Y", mediators, covariates)
+        strata_cols: tuple[str, ...] = ()
+        if strata is not None:
+            st = pd.DataFrame(strata).reset_index(drop=True)
+            strata_cols = tuple(f"__S{i}" for i in range(st.shape[1]))
+            for name, col in zip(strata_cols, st.columns, strict=True):
+                frame[name] = st[col].to_numpy()
+        if cluster is not None:
+            frame["__C"] = list(cluster)
+        if weight is not None:
+            frame["__W"] = np.asarray(list(weight), dtype=float)
+        roles = Roles(
+            "__id",
+            "__T",
+            "__Y",
+            mediators,
+            covariates,
+            strata=strata_cols,
+            cluster="__C" if cluster is not None else None,
+            weight="__W" if weight is not None else None,
+        )
         return self.fit_frame(frame, roles, map_fn=map_fn)
 
     def fit_frame(
@@ -467,6 +497,13 @@ class MLearner(BaseEstimator):
         unit id, so the result does not depend on the order of the rows.
         """
         self.check_params()
+        if (roles.cluster or roles.weight) and self.test_statistic != "dr_score":
+            raise ConfigError(
+                f"columns.cluster/columns.weight with test.statistic={self.test_statistic!r}: the "
+                "reference's interaction tests assume independent, equally weighted units; use "
+                "test.statistic: dr_score (the default, cluster-robust and weighted) or leave "
+                "columns.cluster and columns.weight empty"
+            )
         frame, account = validate_frame(
             frame, roles, min_treated=2, min_control=2, n_folds=self.n_folds
         )
@@ -844,6 +881,7 @@ class MLearner(BaseEstimator):
             random_state=rs,
             score=target_score(effects, target) if self.test_statistic == "dr_score" else None,
             target=target,
+            design=design_of(effects),
         )
         return Selection(
             effects=effects,
@@ -1016,11 +1054,13 @@ def score_calibration(
     settings = model.profile_settings()
     column = f"score_{target}"
     basis.profile.extra_raw_leaves(X)  # fill the cache once, before replicates are shipped
+    design = design_of(basis.effects)
 
     def one_replicate(r: int) -> float:
         rng = np.random.default_rng([int(model.random_state), SCORE_REPLICATE_STREAM, int(r)])
         rep = score_null_replicate(basis.effects, rng=rng, multiplier=model.multiplier)
-        return rerun_score_choice(basis.profile, X, rep[column].to_numpy(dtype=float), settings)
+        score = rep[column].to_numpy(dtype=float)
+        return rerun_score_choice(basis.profile, X, score, settings, design=design)
 
     doc = cal.null_calibration(
         one_replicate, model.n_replicates, model.alpha, p_leaf, map_fn=map_fn
@@ -1086,9 +1126,7 @@ def split_calibration(model: MLearner, frame: pd.DataFrame, roles: Roles) -> dic
     test. The record carries what is reported: the discovery tree and configuration, and the
     subgroup effects estimated on the held-out half (honest: those units chose nothing).
     """
-    mask = cal.split_sample(
-        frame[roles.unit_id].to_numpy(), model.random_state, strata=_strata_codes(frame, roles)
-    )
+    mask = _halves(frame, roles, model.random_state)
     discover, holdout = frame[mask].reset_index(drop=True), frame[~mask].reset_index(drop=True)
     sel = model.select(discover, roles)
     tree = sel.chosen_tree
@@ -1100,7 +1138,12 @@ def split_calibration(model: MLearner, frame: pd.DataFrame, roles: Roles) -> dic
     effects_h = effects_h.reset_index()
     if model.test_statistic == "dr_score":
         target = decision_target(roles.has_mediator)
-        p = score_pvalue(target_score(effects_h, target), leaf, covariance=model.test_covariance)
+        p = score_pvalue(
+            target_score(effects_h, target),
+            leaf,
+            covariance=model.test_covariance,
+            design=design_of(effects_h),
+        )
         test = f"the DR-score test of the {target} effect"
     else:
         p = decision_pvalue(holdout, roles, leaf, model.test_method)
@@ -1129,9 +1172,10 @@ def split_calibration(model: MLearner, frame: pd.DataFrame, roles: Roles) -> dic
     }
 
 
-def _strata_codes(frame: pd.DataFrame, roles: Roles) -> np.ndarray | None:
-    """Stratum code of every unit (None without ``roles.strata``): halves split every stratum."""
-    return stratum_codes(frame, roles.strata) if roles.strata else None
+def _halves(frame: pd.DataFrame, roles: Roles, seed: int) -> np.ndarray:
+    """Discovery mask of the split halves: every stratum split in two, whole clusters kept."""
+    codes, clusters = design_blocks(frame, roles)
+    return cal.split_sample(frame[roles.unit_id].to_numpy(), seed, strata=codes, clusters=clusters)
 
 
 @dataclass
@@ -1149,12 +1193,11 @@ def cross_split_halves(model: MLearner, frame: pd.DataFrame, roles: Roles) -> Cr
     Each half's nuisance models are cross-fitted on that half alone, so no model of one half has
     seen an outcome of the other. Cached on ``model`` for the frame, so both targets share them.
     """
-    ids = frame[roles.unit_id].to_numpy()
     key = (len(frame), int(model.random_state))
     cached = getattr(model, "_cross_split_halves", None)
     if cached is not None and cached.key == key and cached.frames["A"].shape[1] == frame.shape[1]:
         return cached
-    mask = cal.split_sample(ids, model.random_state, strata=_strata_codes(frame, roles))
+    mask = _halves(frame, roles, model.random_state)
     frames = {"A": frame[mask].reset_index(drop=True), "B": frame[~mask].reset_index(drop=True)}
     effects = {}
     for h, part in frames.items():
@@ -1390,26 +1433,41 @@ def _ci(est: float, lo: float, hi: float) -> dict[str, float]:
 
 
 def average_effects(effects: pd.DataFrame, *, level: float = 0.95) -> dict[str, Any]:
-    """Average indirect, direct and total effects with normal CIs from the DR scores."""
+    """Average indirect, direct and total effects with normal CIs from the DR scores.
+
+    With the design columns of the effects table (``design_cluster``, ``design_weight``) the
+    averages are weighted and their standard errors cluster-robust
+    (:func:`mlearner_dist.core.design_variance.mean_covariance`), with clusters the interval
+    uses Student's t with ``G - 1`` degrees of freedom; otherwise ``sd(s) / sqrt(n)`` and the
+    normal quantile.
+    """
     from scipy.stats import norm
 
     z = float(norm.ppf(0.5 + level / 2))
     out: dict[str, Any] = {}
     n = len(effects)
+    design = design_of(effects)
     for name in EFFECTS:
         col = f"score_{name}"
         if col not in effects or effects[col].isna().all():
             out[name] = None
             continue
         s = effects[col].to_numpy(dtype=float)
-        m, se = s.mean(), s.std(ddof=1) / np.sqrt(n)
-        out[name] = _ci(m, m - z * se, m + z * se)
+        q = z
+        if design is None:
+            m, se = s.mean(), s.std(ddof=1) / np.sqrt(n)
+        else:
+            mean, cov = mean_covariance(s, design)
+            m, se = float(mean[0]), float(np.sqrt(cov[0, 0]))
+            q = interval_quantile(level, design)
+        out[name] = _ci(m, m - q * se, m + q * se)
     if out.get("indirect") and out.get("total"):
         # the one rule of every proportion mediated (whole sample and subgroups)
         pm = proportion_mediated(
             effects["score_indirect"].to_numpy(dtype=float),
             effects["score_total"].to_numpy(dtype=float),
             level=level,
+            design=design,
         )
         if pm["note"]:
             out["prop_mediated"] = {
@@ -1441,7 +1499,7 @@ def subgroup_table(
 
     ``effects`` must be aligned row by row with ``frame``.
     """
-    adjusted = adjusted_subgroup_effects(effects, leaf, level=level)
+    adjusted = adjusted_subgroup_effects(effects, leaf, level=level, design=design_of(effects))
     unadjusted = unadjusted_subgroup_effects(
         frame,
         roles,

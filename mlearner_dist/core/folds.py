@@ -26,7 +26,7 @@ import pandas as pd
 
 from mlearner_dist.exceptions import ConfigError, InputValidationError
 
-__all__ = ["assign_folds", "check_n_folds", "stable_uniform", "unit_hash"]
+__all__ = ["assign_folds", "check_n_folds", "cluster_blocks", "stable_uniform", "unit_hash"]
 
 _TWO_POW_MINUS_53 = 2.0**-53
 
@@ -129,6 +129,7 @@ def assign_folds(
     *,
     purpose: str = "fold",
     strata: Iterable[int] | None = None,
+    clusters: Iterable[object] | None = None,
 ) -> np.ndarray:
     """Cross-fitting fold of every unit from a stable hash of its id.
 
@@ -140,6 +141,11 @@ def assign_folds(
     (stratum, hash) and the unit at position ``p`` of that order gets fold ``p mod n_folds``, so
     every stratum's units are spread over the folds with sizes differing by at most one. The fold
     of a unit then depends on the other units of its stratum (not on the row order).
+
+    With ``clusters`` every cluster is one block: the clusters are ordered by (stratum of the
+    cluster, hash of the cluster label) and the cluster at position ``p`` gets fold
+    ``p mod n_folds``; every unit gets its cluster's fold, so all units of a cluster are in one
+    fold and the folds hold numbers of clusters differing by at most one (per stratum).
 
     Parameters
     ----------
@@ -155,6 +161,9 @@ def assign_folds(
     strata : array-like of shape (n,) of int, optional
         Stratum code of every unit (:func:`~mlearner_dist.core.strata.stratum_codes`). None
         (default): the plain hash folds.
+    clusters : array-like of shape (n,), optional
+        Cluster label of every unit (a cluster-randomised trial); with ``strata`` the code of
+        a cluster is that of its first unit (constant within clusters).
 
     Returns
     -------
@@ -175,6 +184,8 @@ def assign_folds(
             f"purpose={purpose!r}: give a non-empty word other than 'uniform' (default 'fold')"
         )
     h = _hash64(_as_array(unit_ids), purpose, seed)
+    if clusters is not None:
+        return cluster_blocks(h, clusters, strata, purpose, seed, n_folds)
     if strata is None:
         return (h % np.uint64(n_folds)).astype(np.int64)
     codes = np.asarray(list(strata) if not isinstance(strata, np.ndarray) else strata)
@@ -186,6 +197,62 @@ def assign_folds(
     folds = np.empty(len(h), dtype=np.int64)
     folds[order] = np.arange(len(h), dtype=np.int64) % n_folds
     return folds
+
+
+def cluster_blocks(
+    h: np.ndarray,
+    clusters: Iterable[object],
+    strata: Iterable[int] | None,
+    purpose: str,
+    seed: int,
+    n_blocks: int,
+) -> np.ndarray:
+    """Block (fold or half) of every unit when clusters are the units of assignment.
+
+    Parameters
+    ----------
+    h : ndarray of uint64, shape (n,)
+        The units' hashes (only their number is used).
+    clusters : array-like, shape (n,)
+        Cluster label of every unit.
+    strata : array-like of int, shape (n,), optional
+        Stratum code of every unit, constant within clusters (the first unit's is used).
+    purpose : str
+        Hash salt of the cluster labels.
+    seed : int
+    n_blocks : int
+        Folds (or 2 for halves).
+
+    Returns
+    -------
+    ndarray of int64, shape (n,)
+        The block of each unit's cluster: clusters ordered by (stratum, hash of the label) get
+        blocks ``0, 1, ..., n_blocks - 1, 0, ...`` in turn.
+    """
+    labels = _as_array(clusters, "clusters")
+    if labels.shape != h.shape:
+        raise InputValidationError(
+            [f"clusters: {labels.shape[0]} cluster labels for {h.shape[0]} unit ids; give one each"]
+        )
+    codes, uniq = pd.factorize(labels, sort=True)
+    if (codes < 0).any():
+        raise InputValidationError(["clusters has missing labels: every unit needs its cluster"])
+    first = np.full(len(uniq), -1, dtype=np.int64)
+    first[codes[::-1]] = np.arange(len(codes))[::-1]
+    hc = _hash64(_as_array(np.asarray(uniq)), purpose, seed)
+    if strata is None:
+        sc = np.zeros(len(uniq), dtype=np.int64)
+    else:
+        s = np.asarray(list(strata) if not isinstance(strata, np.ndarray) else strata)
+        if s.shape != h.shape:
+            raise InputValidationError(
+                [f"strata: {s.shape[0]} stratum codes for {h.shape[0]} unit ids; give one each"]
+            )
+        sc = s[first]
+    order = np.lexsort((hc, sc))
+    block = np.empty(len(uniq), dtype=np.int64)
+    block[order] = np.arange(len(uniq), dtype=np.int64) % n_blocks
+    return block[codes]
 
 
 def stable_uniform(unit_ids: Iterable[object], seed: int) -> np.ndarray:

@@ -33,6 +33,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from mlearner_dist.core.design_variance import Design, design_wald_test
 from mlearner_dist.core.profiles import ProfileTree, TreeNode, rule_text
 from mlearner_dist.core.score_test import COVARIANCES, pvalue_from_moments
 from mlearner_dist.exceptions import InputValidationError, MLearnerError
@@ -102,6 +103,7 @@ def merge_leaves(
     covariance: str = "HC1",
     min_leaf_n: int = 2,
     raw_leaf: np.ndarray | None = None,
+    design: Design | None = None,
 ) -> MergeResult:
     """Merge sibling leaves whose mean scores do not differ at ``level``, bottom-up.
 
@@ -123,6 +125,11 @@ def merge_leaves(
         A side with fewer units is merged into its sibling (no variance to test with).
     raw_leaf : ndarray of int, shape (n,), optional
         ``tree.leaf_of(X)`` when the caller has it (replicates reuse it); computed otherwise.
+    design : Design, optional
+        Clusters and weights of the units: each merge test is then the design-based Wald test
+        of the two sides (:func:`~mlearner_dist.core.design_variance.design_wald_test`, weighted
+        means, cluster-robust covariance) and the recorded means are weighted. None: the
+        unit formula from per-leaf moments.
 
     Returns
     -------
@@ -172,20 +179,34 @@ def merge_leaves(
     is_leaf_now: dict[int, bool] = {}
     tests: list[dict[str, Any]] = []
 
+    below: dict[int, list[int]] = {}  # node -> raw leaves under it (for the design tests)
+    if design is not None:
+        design.check_length(s.shape[0])
+
     def visit(i: int) -> None:
         nd = nodes[i]
         if nd.is_leaf:
             collapsed[i] = stats_of.get(nd.leaf, (0.0, 0.0, 0.0))
             is_leaf_now[i] = True
+            below[i] = [nd.leaf]
             return
         visit(nd.left)
         visit(nd.right)
+        below[i] = below[nd.left] + below[nd.right]
         if not (is_leaf_now[nd.left] and is_leaf_now[nd.right]):
             is_leaf_now[i] = False
             return
         a, b = collapsed[nd.left], collapsed[nd.right]
+        mean_a, mean_b = a[1], b[1]
         if a[0] < min_leaf_n or b[0] < min_leaf_n:
             p = 1.0  # an (almost) empty side: nothing to distinguish
+        elif design is not None:
+            in_a = np.isin(raw_leaf, below[nd.left])
+            idx = in_a | np.isin(raw_leaf, below[nd.right])
+            means, p = design_wald_test(
+                s[idx], (~in_a[idx]).astype(np.int64), design.take(idx), covariance=covariance
+            )
+            mean_a, mean_b = float(means[0]), float(means[1])
         else:
             p = pvalue_from_moments(
                 np.array([a[0], b[0]]),
@@ -199,8 +220,8 @@ def merge_leaves(
                 "variable": nd.var,
                 "n_left": int(a[0]),
                 "n_right": int(b[0]),
-                "mean_left": _finite(a[1]),
-                "mean_right": _finite(b[1]),
+                "mean_left": _finite(mean_a),
+                "mean_right": _finite(mean_b),
                 "pvalue": float(p),
                 "merged": merged,
             }

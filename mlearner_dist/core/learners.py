@@ -553,6 +553,7 @@ def choose_learner(
     sample_weight: np.ndarray | None = None,
     random_state: int = 0,
     max_rows: int = SELECT_MAX_ROWS,
+    groups: Sequence[Any] | None = None,
 ) -> LearnerChoice:
     """Discrete Super Learner: the candidate with the smallest cross-validated loss.
 
@@ -589,6 +590,10 @@ def choose_learner(
         Weights of the fit and of the loss (the R-learner's contrast).
     random_state : int
     max_rows : int
+    groups : sequence of shape (n,), optional
+        Cluster label of every row (a cluster-randomised trial): the inner folds then hold
+        whole clusters (:func:`~mlearner_dist.core.folds.assign_folds` with ``clusters``), so no
+        candidate is scored on a cluster it was trained on.
 
     Returns
     -------
@@ -613,7 +618,13 @@ def choose_learner(
         rows = np.sort(np.argsort(u, kind="stable")[:max_rows])
     n_sel = len(rows)
     v = 5 if n_sel <= 2000 else 3 if n_sel <= 10_000 else 2
-    inner = assign_folds([ids[i] for i in rows], v, random_state, purpose="select")
+    inner = assign_folds(
+        [ids[i] for i in rows],
+        v,
+        random_state,
+        purpose="select",
+        clusters=None if groups is None else np.asarray(list(groups), dtype=object)[rows],
+    )
     Xs = X.iloc[rows]
     ys = y[rows]
     ws = None if sample_weight is None else np.asarray(sample_weight, dtype=np.float64)[rows]

@@ -443,6 +443,7 @@ def _fit(
     unit_ids: Any,
     choices: dict[str, LearnerChoice],
     sample_weight: np.ndarray | None = None,
+    groups: Any = None,
 ) -> Any:
     if len(y) == 0:
         raise InputValidationError(["a nuisance model has no training rows; use fewer folds"])
@@ -473,6 +474,7 @@ def _fit(
                     params=spec.learner_params,
                     sample_weight=sample_weight,
                     random_state=int(spec.random_state),
+                    groups=groups,
                 )
                 logger.info(
                     "auto learner: %s -> %s (cv %s %s)",
@@ -636,6 +638,8 @@ def fit_fold_models(
     ) -> Any:
         num = numeric + meds if with_m else numeric
         fm.n_train[name] = len(rows)
+        if roles.weight:
+            weight = _with_sampling_weights(rows[roles.weight].to_numpy(np.float64), weight)
         return _fit(
             spec,
             name,
@@ -647,6 +651,7 @@ def fit_fold_models(
             rows[roles.unit_id].to_numpy(),
             fm.choices,
             weight,
+            rows[roles.cluster].to_numpy() if roles.cluster else None,
         )
 
     def target(rows: pd.DataFrame, col: str) -> np.ndarray:
@@ -698,6 +703,20 @@ def fit_fold_models(
     if mediator_kind != "binary":
         _fit_contrast(fm, spec, pooled, roles, observational, fit)
     return fm
+
+
+def _with_sampling_weights(sampling: np.ndarray, weight: np.ndarray | None) -> np.ndarray | None:
+    """A model's sample weights with the analysis (sampling) weights of its training rows.
+
+    The sampling weights are rescaled to mean 1 on the rows (so that a learner's regularisation
+    sees the same amount of data as without weights) and multiply the model's own weights (the
+    R-learner's ``(T - e)^2``). Constant sampling weights are no weights: the model is then
+    fitted exactly as without them.
+    """
+    if sampling.size == 0 or np.ptp(sampling) == 0:
+        return weight
+    scaled = sampling / float(sampling.mean())
+    return scaled if weight is None else weight * scaled
 
 
 def _residual_sd(fm: FoldModels, which: str, m: str, rows: pd.DataFrame) -> float:
@@ -767,12 +786,26 @@ def _fit_contrast(
         )
     fm.mix_share = float(t.mean())
     if not numeric and not categorical:
-        # no covariates: tau is the difference of the arm means of Z (the OLS slope on T)
-        fm.baseline = [ConstantModel(float(z.mean()))]
-        fm.contrast = ConstantModel(float(z[t == 1].mean() - z[t == 0].mean()))
+        # no covariates: tau is the difference of the arm means of Z (the OLS slope on T),
+        # weighted by the analysis weights when there are any
+        if roles.weight:
+            w = pooled[roles.weight].to_numpy(dtype=np.float64)
+            fm.baseline = [ConstantModel(float(np.average(z, weights=w)))]
+            d1 = np.average(z[t == 1], weights=w[t == 1])
+            fm.contrast = ConstantModel(float(d1 - np.average(z[t == 0], weights=w[t == 0])))
+        else:
+            fm.baseline = [ConstantModel(float(z.mean()))]
+            fm.contrast = ConstantModel(float(z[t == 1].mean() - z[t == 0].mean()))
         fm.n_train.update(baseline=len(z), contrast=len(z))
         return
-    half = assign_folds(pooled[roles.unit_id], 2, int(spec.random_state), purpose="inner")
+    # with clusters the two halves hold whole clusters (no baseline predicts its own cluster)
+    half = assign_folds(
+        pooled[roles.unit_id],
+        2,
+        int(spec.random_state),
+        purpose="inner",
+        clusters=pooled[roles.cluster].to_numpy() if roles.cluster else None,
+    )
     m_hat = np.empty(len(z))
     e_hat = np.full(len(z), fm.mix_share)
     fm.baseline = []

@@ -25,6 +25,12 @@ class Roles:
     strata : tuple of str
         Columns whose value combination is the unit's randomisation stratum (block). Empty:
         complete randomisation. A stratum column may also be a covariate.
+    cluster : str or None
+        Column of the unit's randomisation cluster (a cluster-randomised trial: all units of a
+        cluster share the treatment). None: units were randomised individually.
+    weight : str or None
+        Column of the unit's analysis (sampling) weight, positive and finite. None: equal
+        weights.
     """
 
     unit_id: str
@@ -33,6 +39,8 @@ class Roles:
     mediators: tuple[str, ...] = ()
     covariates: tuple[str, ...] = ()
     strata: tuple[str, ...] = ()
+    cluster: str | None = None
+    weight: str | None = None
 
     @property
     def has_mediator(self) -> bool:
@@ -43,6 +51,11 @@ class Roles:
     def used_columns(self) -> tuple[str, ...]:
         """Every column the analysis reads, in a stable order."""
         extra = tuple(s for s in self.strata if s not in self.covariates)
+        extra += tuple(
+            c
+            for c in (self.cluster, self.weight)
+            if c and c not in self.covariates and c not in self.strata
+        )
         return (
             self.unit_id,
             self.treatment,

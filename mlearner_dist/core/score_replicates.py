@@ -10,7 +10,8 @@ Construction (one replicate, ``b = 1..B``)
 ------------------------------------------
 With the effects table's scores ``s_i = (s_i^ind, s_i^dir, s_i^tot)`` and their means
 ``sbar``, draw multipliers ``w_i`` iid with mean 0 and variance 1 (Rademacher signs by default),
-one per unit and shared by the three scores, and set
+one per unit (one per cluster, shared by its units, in a cluster-randomised design: the wild
+cluster bootstrap) and shared by the three scores, and set
 
     s*_i = sbar + w_i (s_i - sbar).
 
@@ -122,7 +123,10 @@ def score_null_replicate(
     """One null replicate of the effects table: centred scores times random multipliers.
 
     ``s*_i = sbar + w_i (s_i - sbar)`` for every score column (module docstring), the same
-    ``w_i`` for all the scores of unit ``i`` (their joint dependence is kept). Columns that are
+    ``w_i`` for all the scores of unit ``i`` (their joint dependence is kept). With a
+    ``design_cluster`` column (a cluster-randomised design) the multipliers are drawn per
+    cluster, ``w_i = w_{c(i)}``, so the dependence of the scores within a cluster is kept (the
+    wild cluster bootstrap). Columns that are
     absent or entirely NaN (the indirect and direct scores without a mediator) are left as they
     are; every other column (unit effects, nuisance predictions, ids) is copied unchanged.
 
@@ -169,7 +173,12 @@ def score_null_replicate(
         )
     if problems:
         raise InputValidationError(problems)
-    w = multiplier_weights(len(effects), rng, multiplier)
+    if "design_cluster" in effects.columns:
+        # a cluster-randomised design: one multiplier per cluster, shared by its units
+        codes = effects["design_cluster"].to_numpy(dtype=np.int64)
+        w = multiplier_weights(int(codes.max()) + 1, rng, multiplier)[codes]
+    else:
+        w = multiplier_weights(len(effects), rng, multiplier)
     out = effects.copy()
     for c in usable:
         v = effects[c].to_numpy(dtype=float)

@@ -26,6 +26,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from mlearner_dist.core.design_variance import Design
 from mlearner_dist.core.leaf_merging import merge_leaves
 from mlearner_dist.core.profiles import ProfileTree
 from mlearner_dist.core.score_test import score_pvalue
@@ -68,6 +69,7 @@ def score_candidates(
     merge_level: float | None = 0.05,
     covariance: str = "HC1",
     raw_leaves: Mapping[int, np.ndarray] | None = None,
+    design: Design | None = None,
 ) -> list[dict[str, Any]]:
     """Merge and test the tree of every K on one score.
 
@@ -86,6 +88,9 @@ def score_candidates(
     raw_leaves : mapping of K -> ndarray of int, optional
         ``trees[k].leaf_of(X)`` for every K, when the caller has them (the replicates reuse the
         observed ones: the raw trees do not depend on the scores).
+    design : Design, optional
+        Clusters and weights of the units (the effects table's, row-aligned with ``score``):
+        merging and tests use the design-based variance. None: independent, equal units.
 
     Returns
     -------
@@ -105,7 +110,13 @@ def score_candidates(
             tree, leaf = raw, raw_leaf
         else:
             merged = merge_leaves(
-                raw, X, s, level=merge_level, covariance=covariance, raw_leaf=raw_leaf
+                raw,
+                X,
+                s,
+                level=merge_level,
+                covariance=covariance,
+                raw_leaf=raw_leaf,
+                design=design,
             )
             tree, leaf = merged.tree, merged.merged_leaf(raw_leaf)
         out.append(
@@ -115,7 +126,7 @@ def score_candidates(
                 "raw_n_leaves": int(raw.n_leaves),
                 "n_leaves": int(tree.n_leaves),
                 "variables": list(tree.variables),
-                "p_score": score_pvalue(s, leaf, covariance=covariance),
+                "p_score": score_pvalue(s, leaf, covariance=covariance, design=design),
                 "tree": tree,
                 "leaf": leaf,
             }
@@ -138,9 +149,16 @@ def score_pleaf(
     merge_level: float | None = 0.05,
     covariance: str = "HC1",
     raw_leaves: Mapping[int, np.ndarray] | None = None,
+    design: Design | None = None,
 ) -> float:
     """``p_leaf`` of the score-dependent selection: the chosen candidate's ``p_score``."""
     cands = score_candidates(
-        trees, X, score, merge_level=merge_level, covariance=covariance, raw_leaves=raw_leaves
+        trees,
+        X,
+        score,
+        merge_level=merge_level,
+        covariance=covariance,
+        raw_leaves=raw_leaves,
+        design=design,
     )
     return float(choose_by_score(cands)["p_score"])

@@ -22,9 +22,15 @@ of the effect when the leaf means differ. The test, for one score:
   coefficient except the intercept is zero in ``s ~ C(leaf)``;
 * ``p = P(chi2_{L-1} > W)``.
 
-So the statistic depends on the data only through each leaf's count, sum and sum of squares (or
-mean and centred sum of squares): Spark or Dask compute :func:`score_aggregates` per partition,
-:func:`combine_score_aggregates` merges them, and the driver calls
+With clusters or analysis weights (``design=``) the leaf means are weighted and their covariance
+is cluster-robust (:mod:`mlearner_dist.core.design_variance`, the one implementation of those
+variances): ``W = (R m)' (R V R')^+ (R m)`` with the full covariance ``V`` (units of one cluster
+in several leaves correlate their means); from aggregates that needs per-(leaf, cluster) sums
+(:func:`score_test_from_cluster_sums`).
+
+Without a design the statistic depends on the data only through each leaf's count, sum and sum of
+squares (or mean and centred sum of squares): Spark or Dask compute :func:`score_aggregates` per
+partition, :func:`combine_score_aggregates` merges them, and the driver calls
 :func:`score_test_from_aggregates` on a table of ``L`` rows per score.
 
 Leaves with fewer than ``min_leaf_n`` (default 2) units have no variance estimate and are left
@@ -45,6 +51,12 @@ import numpy as np
 import pandas as pd
 from scipy import stats
 
+from mlearner_dist.core.design_variance import (
+    Design,
+    design_pvalue,
+    leaf_covariance_from_sums,
+    wald_equal_means,
+)
 from mlearner_dist.core.moments import cell_mean_m2, merge_moment_rows
 from mlearner_dist.exceptions import InputValidationError, MLearnerError, SmallSubgroupWarning
 
@@ -276,6 +288,66 @@ def score_test_from_aggregates(
     )
 
 
+def score_test_from_cluster_sums(
+    sums: pd.DataFrame,
+    *,
+    score: str = "score",
+    covariance: str = "HC1",
+    min_leaf_n: int = 2,
+) -> ScoreTestResult:
+    """Cluster-robust Wald test of equal leaf means from per-(leaf, cluster) sums.
+
+    The aggregate form of the test for a cluster-randomised design: Spark or Dask compute
+    :func:`~mlearner_dist.core.design_variance.cluster_sums` per partition,
+    :func:`~mlearner_dist.core.design_variance.combine_cluster_sums` adds them (a cluster split
+    across partitions adds up), and this function gives the same result as
+    :func:`score_pvalue` with the design on all rows.
+
+    Parameters
+    ----------
+    sums : DataFrame
+        Columns ``leaf``, ``cluster``, ``n``, ``w``, ``ws``.
+    score : str
+        Name recorded in the result.
+    covariance : {"HC1", "HC0"}
+        CR1 (statsmodels' default cluster correction) or CR0.
+    min_leaf_n : int, default 2
+        Leaves with fewer units are left out.
+
+    Returns
+    -------
+    ScoreTestResult
+        ``covariance`` is ``"CR1"`` or ``"CR0"``.
+    """
+    if covariance not in COVARIANCES:
+        raise MLearnerError(f"covariance={covariance!r}: choose one of {list(COVARIANCES)}")
+    n_leaf = sums.groupby("leaf")["n"].transform("sum")
+    kept = sums[n_leaf.to_numpy() >= min_leaf_n]
+    label = "CR0" if covariance == "HC0" else "CR1"
+    if kept.empty:
+        return ScoreTestResult(score, 0.0, 0, 1.0, 0, 0, label, {}, {})
+    leaves, means, cov, counts = leaf_covariance_from_sums(kept, covariance=covariance)
+    stat, df = wald_equal_means(means, cov)
+    if df == 0 or math.isnan(stat):
+        p = 1.0
+    else:
+        p = 0.0 if math.isinf(stat) else float(stats.chi2.sf(stat, df))
+    return ScoreTestResult(
+        score=score,
+        statistic=float(stat),
+        df=int(df),
+        pvalue=p,
+        n_leaves=len(leaves),
+        n_units=int(counts.sum()),
+        covariance=label,
+        leaf_means={k: float(m) for k, m in zip(leaves.tolist(), means, strict=True)},
+        leaf_se={
+            k: float(math.sqrt(max(v, 0.0)))
+            for k, v in zip(leaves.tolist(), np.diag(cov), strict=True)
+        },
+    )
+
+
 def score_test(
     scores: Any, leaf: Any, *, covariance: str = "HC1", min_leaf_n: int = 2
 ) -> dict[str, ScoreTestResult]:
@@ -304,7 +376,14 @@ def score_test(
     }
 
 
-def score_pvalue(score: Any, leaf: Any, *, covariance: str = "HC1", min_leaf_n: int = 2) -> float:
+def score_pvalue(
+    score: Any,
+    leaf: Any,
+    *,
+    covariance: str = "HC1",
+    min_leaf_n: int = 2,
+    design: Design | None = None,
+) -> float:
     """p-value of the score test for one score vector (the selection's statistic).
 
     The same test as :func:`score_test`, computed with ``numpy.bincount`` on integer leaf ids
@@ -317,6 +396,11 @@ def score_pvalue(score: Any, leaf: Any, *, covariance: str = "HC1", min_leaf_n: 
     leaf : array-like, shape (n,)
     covariance : {"HC1", "HC0"}
     min_leaf_n : int, default 2
+    design : Design, optional
+        Clusters and weights of the units (:mod:`mlearner_dist.core.design_variance`): the
+        weighted leaf means and their cluster-robust covariance
+        (:func:`~mlearner_dist.core.design_variance.design_pvalue`). None: independent units
+        with equal weights (the formula above, unchanged).
 
     Returns
     -------
@@ -326,6 +410,11 @@ def score_pvalue(score: Any, leaf: Any, *, covariance: str = "HC1", min_leaf_n: 
         raise MLearnerError(f"covariance={covariance!r}: choose one of {list(COVARIANCES)}")
     s = np.asarray(score, dtype=float).ravel()
     lf = np.asarray(leaf).ravel()
+    if design is not None:
+        design.check_length(s.shape[0])
+        _, inv, counts = np.unique(lf, return_inverse=True, return_counts=True)
+        keep = counts[inv] >= min_leaf_n
+        return design_pvalue(s[keep], lf[keep], design.take(keep), covariance=covariance)
     if s.shape != lf.shape or not np.isfinite(s).all():
         return score_test(s, lf, covariance=covariance, min_leaf_n=min_leaf_n)["score"].pvalue
     if not (np.issubdtype(lf.dtype, np.integer) and lf.size and lf.min() >= 0):
@@ -455,4 +544,5 @@ __all__ = [
     "score_pvalue",
     "score_test",
     "score_test_from_aggregates",
+    "score_test_from_cluster_sums",
 ]

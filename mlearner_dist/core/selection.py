@@ -21,6 +21,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from mlearner_dist.core.design_variance import Design
 from mlearner_dist.core.interaction_test import interaction_pvalue, select_configuration
 from mlearner_dist.core.profiles import ProfileTree, choose_tree, fit_profile_trees
 from mlearner_dist.core.roles import Roles
@@ -181,6 +182,7 @@ def choose_profile(
     progress: Callable[[str], None] | None = None,
     score: np.ndarray | None = None,
     target: str | None = None,
+    design: Design | None = None,
 ) -> ProfileChoice:
     """Fit profile trees per K, test the tree chosen for each K, and pick the configuration.
 
@@ -208,6 +210,9 @@ def choose_profile(
         None: the reference's decision (``p_m`` with a mediator, else ``p_y``).
     target : {"indirect", "total"}, optional
         Name of the score's target (required with ``score``).
+    design : Design, optional
+        Clusters and weights of the units, row-aligned with ``score``: merging and the score
+        tests use the design-based (weighted, cluster-robust) variance.
 
     Returns
     -------
@@ -268,6 +273,7 @@ def choose_profile(
             score,
             merge_level=settings.score_merge_level,
             covariance=settings.covariance,
+            design=design,
         )
         for cand, conf in zip(cands, tested, strict=True):
             merged = cand["tree"]
@@ -303,12 +309,17 @@ def choose_profile(
 
 
 def rerun_score_choice(
-    choice: ProfileChoice, X: pd.DataFrame, score: np.ndarray, settings: ProfileSettings
+    choice: ProfileChoice,
+    X: pd.DataFrame,
+    score: np.ndarray,
+    settings: ProfileSettings,
+    design: Design | None = None,
 ) -> float:
     """``p_leaf`` of the DR-score selection re-run on another score vector (a null replicate).
 
     The raw trees do not depend on the scores, so only leaf merging, the tests and the choice
-    over K are re-run: exactly the steps of :func:`choose_profile` that read the score.
+    over K are re-run: exactly the steps of :func:`choose_profile` that read the score (with the
+    same ``design``).
     """
     if not choice.raw_trees:
         raise MLearnerError(
@@ -322,6 +333,7 @@ def rerun_score_choice(
         merge_level=settings.score_merge_level,
         covariance=settings.covariance,
         raw_leaves=choice.extra_raw_leaves(X),
+        design=design,
     )
     return float(choose_by_score(cands)["p_score"])
 

@@ -3,7 +3,8 @@
 * :func:`adjusted_subgroup_effects` averages the doubly robust scores of the effects table within
   each leaf. The mean of ``score_e`` over a leaf estimates the leaf's average effect ``e``; its
   standard error is the scores' standard deviation over ``sqrt(n)`` (the scores are efficient
-  influence functions, cross-fitted).
+  influence functions, cross-fitted); with clusters or weights the weighted mean and its
+  cluster-robust standard error (:mod:`mlearner_dist.core.design_variance`).
 * :func:`unadjusted_subgroup_effects` is the reference: within each leaf ``lm(M ~ T)`` and
   ``lm(Y ~ T + M)``; indirect ``a b``, direct ``c'``, total ``a b + c'``, with percentile
   bootstrap intervals. It ignores confounding of M -> Y by X and is reported beside the adjusted
@@ -31,6 +32,7 @@ import numpy as np
 import pandas as pd
 from scipy.stats import norm
 
+from mlearner_dist.core.design_variance import Design, interval_quantile, mean_covariance
 from mlearner_dist.core.roles import Roles
 from mlearner_dist.exceptions import InputValidationError, MLearnerError, SmallSubgroupWarning
 
@@ -70,7 +72,11 @@ PROP_MEDIATED_SUPPRESSED = (
 
 
 def proportion_mediated(
-    s_indirect: np.ndarray, s_total: np.ndarray, *, level: float = 0.95
+    s_indirect: np.ndarray,
+    s_total: np.ndarray,
+    *,
+    level: float = 0.95,
+    design: Design | None = None,
 ) -> dict[str, Any]:
     """The proportion mediated rho = NIE / TE with its Fieller interval, from the DR scores.
 
@@ -92,6 +98,10 @@ def proportion_mediated(
     s_indirect, s_total : ndarray of shape (n,)
         Doubly robust scores of the indirect and total effects of the same units (n >= 2).
     level : float in (0, 1)
+    design : Design, optional
+        Clusters and weights of the units: a, b are weighted means and v_a, v_b, c their
+        cluster-robust (co)variances (:func:`~mlearner_dist.core.design_variance.mean_covariance`)
+        and with clusters ``z`` is Student's t quantile with ``G - 1`` degrees of freedom.
 
     Returns
     -------
@@ -106,10 +116,16 @@ def proportion_mediated(
     nan = {"estimate": math.nan, "ci_low": math.nan, "ci_high": math.nan, "se": math.nan}
     if n < 2 or len(st) != n:
         return {**nan, "note": "prop_mediated not reported: fewer than 2 units"}
-    z = float(norm.ppf(0.5 + level / 2))
-    a, b = float(si.mean()), float(st.mean())
-    cov = np.cov(np.vstack([si, st]), ddof=1) / n
+    z = float(norm.ppf(0.5 + level / 2)) if design is None else interval_quantile(level, design)
+    if design is None:
+        a, b = float(si.mean()), float(st.mean())
+        cov = np.cov(np.vstack([si, st]), ddof=1) / n
+    else:
+        means, cov = mean_covariance(np.column_stack([si, st]), design)
+        a, b = float(means[0]), float(means[1])
     va, vb, c = float(cov[0, 0]), float(cov[1, 1]), float(cov[0, 1])
+    if not (np.isfinite(cov).all()):
+        return {**nan, "note": "prop_mediated not reported: no variance estimate (one cluster)"}
     qa = b * b - z * z * vb
     if not qa > 0:
         return {**nan, "note": PROP_MEDIATED_SUPPRESSED}
@@ -132,13 +148,23 @@ def proportion_mediated(
 # Adjusted: averages of doubly robust scores
 # ---------------------------------------------------------------------------------------------
 def adjusted_subgroup_effects(
-    scores: pd.DataFrame, leaf: Any, *, level: float = 0.95, min_size: int = 2
+    scores: pd.DataFrame,
+    leaf: Any,
+    *,
+    level: float = 0.95,
+    min_size: int = 2,
+    design: Design | None = None,
 ) -> pd.DataFrame:
     """Covariate-adjusted effects per leaf: means of the doubly robust scores.
 
     For a leaf ``G`` with ``n_G`` units and scores ``s_i`` (``score_indirect``, ``score_direct``,
     ``score_total``): estimate ``mean_G(s)``, standard error ``sd_G(s) / sqrt(n_G)`` (ddof 1),
-    normal interval ``estimate -/+ z_{(1+level)/2} se``.
+    normal interval ``estimate -/+ z_{(1+level)/2} se``. With a ``design`` (clusters, weights)
+    the estimate is the leaf's weighted mean and the standard error its cluster-robust one over
+    the clusters present in the leaf (:func:`~mlearner_dist.core.design_variance.mean_covariance`:
+    ``G_l / (G_l - 1) sum_c u_c^2 / W_l^2``), and with clusters the interval uses Student's t
+    with ``G_l - 1`` degrees of freedom
+    (:func:`~mlearner_dist.core.design_variance.interval_quantile`).
 
     Proportion mediated ``rho = mean(s_ind) / mean(s_tot)`` by :func:`proportion_mediated`: the
     Fieller interval, reported only when the total effect's interval excludes 0 (otherwise NaN
@@ -157,6 +183,8 @@ def adjusted_subgroup_effects(
     min_size : int
         Leaves with fewer units get NaN intervals, a ``note``, and a
         :class:`SmallSubgroupWarning`.
+    design : Design, optional
+        Clusters and weights, row-aligned with ``scores`` (default: independent, equal units).
 
     Returns
     -------
@@ -172,6 +200,8 @@ def adjusted_subgroup_effects(
             ["column 'score_total' (doubly robust score) is missing from the effects table"]
         )
     lf = _check_leaf(leaf, len(scores))
+    if design is not None:
+        design.check_length(len(scores), "rows of the effects table")
     z = float(norm.ppf(0.5 + level / 2))
     cols: dict[str, np.ndarray | None] = {}
     for name in ("indirect", "direct", "total"):
@@ -201,16 +231,23 @@ def adjusted_subgroup_effects(
         for name, v in cols.items():
             if v is None:
                 est = se = math.nan
-            else:
+            elif design is None:
                 s = v[idx]
                 est = float(s.mean())
                 se = float(s.std(ddof=1) / math.sqrt(n)) if n > 1 and not too_small else math.nan
+            else:
+                mean, cov = mean_covariance(v[idx], design.take(idx))
+                est = float(mean[0])
+                se = float(math.sqrt(cov[0, 0])) if not too_small else math.nan
+            q = z if design is None else interval_quantile(level, design.take(idx))
             row[name], row[f"{name}_se"] = est, se
-            row[f"{name}_ci_low"], row[f"{name}_ci_high"] = est - z * se, est + z * se
+            row[f"{name}_ci_low"], row[f"{name}_ci_high"] = est - q * se, est + q * se
         pm = {"estimate": math.nan, "ci_low": math.nan, "ci_high": math.nan, "se": math.nan}
         si, st = cols["indirect"], cols["total"]
         if si is not None and st is not None and not too_small:
-            pm = proportion_mediated(si[idx], st[idx], level=level)
+            pm = proportion_mediated(
+                si[idx], st[idx], level=level, design=None if design is None else design.take(idx)
+            )
             if pm["note"]:
                 notes.append(pm["note"])
         row["prop_mediated"], row["prop_mediated_se"] = pm["estimate"], pm["se"]
@@ -337,7 +374,9 @@ def unadjusted_subgroup_effects(
     identity of least squares), proportion mediated ``a b / (a b + c')``. Without a mediator only
     the total effect, the difference in means. Intervals: percentiles ``(1 -/+ level) / 2`` of
     ``n_bootstrap`` resamples of the leaf's units (resamples lacking an arm or with a singular
-    design are dropped; NaN when more than half are).
+    design are dropped; NaN when more than half are). With ``roles.weight`` the regressions are
+    weighted least squares with the analysis weights; with ``roles.cluster`` the resamples draw
+    whole clusters (the cluster bootstrap), as a cluster-randomised design requires.
 
     The regressions use only cross-products of ``z = [1, T, M, Y]``, so each resample costs one
     multinomial count vector times the units' products (1000 draws of a 5,000-unit leaf take
@@ -393,6 +432,9 @@ def unadjusted_subgroup_effects(
         raise InputValidationError(problems)
     q = len(roles.mediators)
     d = Z.shape[1]
+    # the design: weighted regressions with roles.weight, a cluster bootstrap with roles.cluster
+    w_all = frame[roles.weight].to_numpy(dtype=float) if roles.weight else None
+    cl_all = frame[roles.cluster].to_numpy() if roles.cluster else None
     rng = np.random.default_rng(random_state)
     lo_q, hi_q = (1 - level) / 2, (1 + level) / 2
     rows, small = [], []
@@ -411,9 +453,20 @@ def unadjusted_subgroup_effects(
             rows.append(row)
             continue
         tri, iu, ju = _triu_products(Zg)
+        design_note = ""
+        if w_all is not None:
+            wg = w_all[lf == g]
+            tri = tri * (wg / wg.mean())[:, None]  # weighted least squares cross-products
+        if cl_all is not None:
+            # resample whole clusters: a cluster's cross-products are summed into one row
+            codes_g, inv = np.unique(cl_all[lf == g], return_inverse=True)
+            summed = np.zeros((len(codes_g), tri.shape[1]))
+            np.add.at(summed, inv, tri)
+            tri = summed
+            design_note = f"cluster bootstrap over {len(codes_g)} clusters"
         point = _effects_from_moments(_moments_to_square(tri.sum(axis=0)[None], iu, ju, d), q)
         row = {"leaf": g, "n": n, "n_treated": n1}
-        notes = []
+        notes = [design_note] if design_note and n_bootstrap > 0 else []
         if n_bootstrap > 0:
             moments, exact = _bootstrap_moments(tri, n_bootstrap, rng, exact_max_n)
             boot = _effects_from_moments(_moments_to_square(moments, iu, ju, d), q)

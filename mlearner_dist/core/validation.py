@@ -51,7 +51,7 @@ from mlearner_dist.core.column_stats import (
 )
 from mlearner_dist.core.roles import Roles
 from mlearner_dist.core.row_account import RowAccount
-from mlearner_dist.exceptions import ConfigError, InputValidationError
+from mlearner_dist.exceptions import ConfigError, FewClustersWarning, InputValidationError
 
 logger = logging.getLogger(__name__)
 
@@ -65,9 +65,14 @@ ROLE_LABELS = {
     "outcome": "outcome",
     "covariate": "covariate",
     "stratum": "stratum",
+    "cluster": "cluster",
+    "weight": "weight",
 }
-NUMERIC_ROLES = ("treatment", "mediator", "outcome")
+NUMERIC_ROLES = ("treatment", "mediator", "outcome", "weight")
+#: Below this many clusters in an arm a cluster-randomised analysis warns (FewClustersWarning).
+MIN_CLUSTERS_PER_ARM = 10
 MissingPolicy = Literal["error", "drop"]
+
 
 class CategoryFoldWarning(UserWarning):
     """A category of a categorical covariate occurs in one cross-fitting fold only.
@@ -402,6 +407,89 @@ def strata_problems(df: pd.DataFrame, roles: Roles) -> list[str]:
     return problems
 
 
+def design_problems(df: pd.DataFrame, roles: Roles) -> list[str]:
+    """Problems of the cluster and weight columns that need the rows (empty list: fine).
+
+    Cluster (``roles.cluster``): every cluster must hold one arm only (a cluster-randomised
+    trial assigns the treatment to whole clusters), each arm needs at least two clusters (a
+    cluster-robust variance needs them), and with strata every cluster must lie in one stratum
+    (the clusters are randomised within strata). Weight (``roles.weight``): every weight must be
+    positive (missing and infinite values are reported by :func:`check_table`).
+
+    Parameters
+    ----------
+    df : DataFrame of shape (n, p)
+        Rows with the treatment (0/1) and the named columns present and without missing values.
+    roles : Roles
+
+    Returns
+    -------
+    list of str
+        One line per problem, naming the column, what was found and what to do.
+    """
+    problems: list[str] = []
+    if roles.weight and roles.weight in df.columns:
+        w = pd.to_numeric(df[roles.weight], errors="coerce").to_numpy(dtype=float)
+        bad = np.isfinite(w) & (w <= 0)
+        if bad.any():
+            problems.append(
+                f"column {roles.weight!r} (weight): {int(bad.sum())} weights are zero or "
+                f"negative (e.g. {float(w[bad][0])!r}); analysis weights must be positive: fix "
+                "them, drop those rows, or leave columns.weight empty"
+            )
+    c = roles.cluster
+    if not c or any(col not in df.columns for col in (c, roles.treatment)):
+        return problems
+    t = pd.to_numeric(df[roles.treatment], errors="coerce")
+    by = pd.DataFrame({"t": t.to_numpy(), "c": df[c].to_numpy()}).groupby("c", sort=True)["t"]
+    lo, hi = by.min(), by.max()
+    mixed = lo.index[(lo != hi).to_numpy()]
+    if len(mixed):
+        problems.append(
+            f"column {c!r} (cluster): {len(mixed)} of {len(lo)} clusters hold both treated and "
+            f"control units (e.g. {[v for v in mixed[:3]]}); in a cluster-randomised trial all "
+            "units of a cluster share the treatment: check the cluster column and the treatment, "
+            "or leave columns.cluster empty if units were randomised individually"
+        )
+        return problems
+    n1 = int((lo == 1).sum())
+    n0 = int((lo == 0).sum())
+    if min(n0, n1) < 2:
+        problems.append(
+            f"column {c!r} (cluster): {n1} treated and {n0} control clusters; a cluster-"
+            "randomised analysis needs at least 2 clusters per arm (10 or more for reliable "
+            "cluster-robust intervals): add clusters or leave columns.cluster empty"
+        )
+    if roles.strata and all(s in df.columns for s in roles.strata):
+        spans = df.groupby(c, sort=True)[list(roles.strata)].nunique(dropna=False).max(axis=1)
+        bad_c = spans.index[(spans > 1).to_numpy()]
+        if len(bad_c):
+            problems.append(
+                f"columns {c!r} (cluster) and {list(roles.strata)} (stratum): {len(bad_c)} "
+                f"clusters span several strata (e.g. {[v for v in bad_c[:3]]}); clusters are "
+                "randomised within strata, so every cluster must lie in one stratum: use "
+                "cluster-level strata or leave one of columns.cluster, columns.strata empty"
+            )
+    return problems
+
+
+def cluster_warnings(df: pd.DataFrame, roles: Roles) -> list[str]:
+    """Risky but valid cluster designs: fewer than :data:`MIN_CLUSTERS_PER_ARM` per arm."""
+    c = roles.cluster
+    if not c or any(col not in df.columns for col in (c, roles.treatment)):
+        return []
+    arm = pd.DataFrame({"t": df[roles.treatment].to_numpy(), "c": df[c].to_numpy()})
+    per_arm = arm.groupby("c", sort=True)["t"].first().value_counts()
+    n1, n0 = int(per_arm.get(1, 0)), int(per_arm.get(0, 0))
+    if min(n0, n1) >= MIN_CLUSTERS_PER_ARM:
+        return []
+    return [
+        f"column {c!r} (cluster): {n1} treated and {n0} control clusters, fewer than "
+        f"{MIN_CLUSTERS_PER_ARM} in an arm: cluster-robust standard errors and tests are "
+        "anti-conservative with so few clusters; read intervals and p-values with care"
+    ]
+
+
 def apply_checks(
     table: T,
     roles: Roles,
@@ -550,9 +638,11 @@ def validate_frame(
     t = stats.stats[roles.treatment]
     if t.kind == "boolean" or pd.api.types.is_object_dtype(clean[roles.treatment].dtype):
         clean[roles.treatment] = _as_float(clean[roles.treatment], t.kind).astype(np.int64)
-    problems = strata_problems(clean, roles)
+    problems = strata_problems(clean, roles) + design_problems(clean, roles)
     if problems:
         raise InputValidationError(problems)
+    for msg in cluster_warnings(clean, roles):
+        warnings.warn(msg, FewClustersWarning, stacklevel=2)
     return clean, account
 
 
@@ -561,6 +651,8 @@ __all__ = [
     "MissingPolicy",
     "apply_checks",
     "check_table",
+    "cluster_warnings",
+    "design_problems",
     "removal_reasons",
     "strata_problems",
     "table_warnings",

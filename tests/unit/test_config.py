@@ -56,6 +56,14 @@ def test_strata_reach_the_roles():
     assert roles.used_columns[-1] == "site" and roles.used_columns.count("sex") == 1
 
 
+def test_cluster_and_weight_reach_the_roles():
+    roles = load_config([], ["columns.cluster=school", "columns.weight=w"]).roles
+    assert roles.cluster == "school" and roles.weight == "w"
+    assert roles.used_columns[-2:] == ("school", "w")
+    plain = load_config([], []).roles
+    assert plain.cluster is None and plain.weight is None
+
+
 def test_unknown_key_names_it_and_lists_allowed():
     with pytest.raises(ConfigError, match=r"cluster\.k_maxx.*allowed: \['k_min', 'k_max'"):
         load_config([], ["cluster.k_maxx=3"])

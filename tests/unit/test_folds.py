@@ -129,3 +129,22 @@ def test_stratified_folds_balance_every_stratum_and_leave_plain_folds_alone():
     assert np.array_equal(assign_folds(ids, 5, 11), assign_folds(ids, 5, 11, strata=None))
     with pytest.raises(InputValidationError, match="stratum codes for 1000 unit ids"):
         assign_folds(ids, 5, 11, strata=codes[:10])
+
+
+def test_cluster_folds_keep_clusters_whole_and_balance_clusters():
+    ids = np.arange(900) * 3 + 1
+    clusters = np.repeat(np.arange(60), np.tile([10, 20], 30)) % 60
+    clusters = np.asarray([f"c{c}" for c in clusters])
+    arm = (np.char.lstrip(clusters, "c").astype(int) % 2).astype(np.int64)
+    folds = assign_folds(ids, 5, 3, strata=arm, clusters=clusters)
+    per_cluster = pd.Series(folds).groupby(clusters).nunique()
+    assert (per_cluster == 1).all()
+    for a in (0, 1):
+        first = pd.Series(folds[arm == a]).groupby(clusters[arm == a]).first()
+        sizes = np.bincount(first.to_numpy(), minlength=5)
+        assert sizes.max() - sizes.min() <= 1
+    perm = np.random.default_rng(1).permutation(900)
+    again = assign_folds(ids[perm], 5, 3, strata=arm[perm], clusters=clusters[perm])
+    assert np.array_equal(again, folds[perm])
+    with pytest.raises(InputValidationError, match="cluster labels for 900 unit ids"):
+        assign_folds(ids, 5, 3, clusters=clusters[:5])

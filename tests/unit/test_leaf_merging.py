@@ -168,3 +168,25 @@ def test_bad_inputs(known):
         merge_leaves(tree, X.drop(columns="X6"), score)
     with pytest.raises(MLearnerError, match="tree must be a ProfileTree"):
         merge_leaves("tree", X, score)
+
+
+def test_merging_with_a_design_equal_weights_matches_and_clusters_widen(known):
+    from mlearner_dist.core.design_variance import Design
+
+    X, score, _, tree = known
+    plain = merge_leaves(tree, X, score, level=0.01)
+    same = merge_leaves(tree, X, score, level=0.01, design=Design(weight=np.full(len(X), 2.0)))
+    assert same.leaf_map == plain.leaf_map
+    for a, b in zip(plain.tests, same.tests, strict=True):
+        assert a["pvalue"] == pytest.approx(b["pvalue"], rel=1e-6, abs=1e-300)
+        assert a["mean_left"] == pytest.approx(b["mean_left"])
+    # clusters are 10 bins of X5 (nested in the sides of the X5 noise split) with a shared
+    # shock: the unit merge test takes the shocks for a difference, the cluster-robust one not
+    rng = np.random.default_rng(4)
+    cluster = pd.qcut(X["X5"], 10, labels=False).to_numpy()
+    shocked = score + rng.normal(size=10)[cluster]
+    unit = merge_leaves(tree, X, shocked, level=0.01)
+    robust = merge_leaves(tree, X, shocked, level=0.01, design=Design(cluster=cluster))
+    pu = {t["variable"]: t["pvalue"] for t in unit.tests}
+    pr = {t["variable"]: t["pvalue"] for t in robust.tests}
+    assert pu["X5"] < 1e-3 and pr["X5"] > 100 * pu["X5"]

@@ -267,3 +267,17 @@ def test_mediator_slope_is_declared_although_the_mediator_test_cannot_see_it():
     # (its p-value is uniform on any partition; on this one it is orders of magnitude above ours)
     p_m = interaction_pvalue(df.M.to_numpy(), df["T"].to_numpy(), leaf)
     assert p_m > 100 * best["p_score"]
+
+
+def test_score_replicates_draw_one_multiplier_per_cluster():
+    rng = np.random.default_rng(0)
+    cluster = np.repeat(np.arange(20), 5)
+    eff = pd.DataFrame(
+        {"score_total": rng.normal(size=100), "design_cluster": cluster.astype(np.int64)}
+    )
+    rep = score_null_replicate(eff, rng=np.random.default_rng(3))
+    mean = eff["score_total"].mean()
+    w = (rep["score_total"] - mean) / (eff["score_total"] - mean)
+    assert (pd.Series(w.to_numpy()).groupby(cluster).nunique() == 1).all()
+    assert set(np.round(w, 9)) == {-1.0, 1.0}
+    assert np.array_equal(rep["design_cluster"], eff["design_cluster"])

@@ -188,3 +188,29 @@ def test_bad_input_is_reported_clearly():
         score_test_from_aggregates(agg[["score", "leaf", "n"]], score="a")
     with pytest.warns(SmallSubgroupWarning):
         assert score_test_from_aggregates(agg, score="a").pvalue == 1.0  # n=1 leaves: untestable
+
+
+def test_score_pvalue_with_a_cluster_design_equals_statsmodels_and_the_aggregates():
+    import statsmodels.api as sm
+
+    from mlearner_dist.core.design_variance import (
+        Design,
+        cluster_sums,
+        combine_cluster_sums,
+    )
+    from mlearner_dist.core.score_test import score_test_from_cluster_sums
+
+    rng = np.random.default_rng(11)
+    n = 900
+    cluster = rng.integers(0, 45, size=n)
+    leaf = rng.integers(0, 3, size=n)
+    s = 0.1 * (leaf == 2) + rng.normal(size=45)[cluster] + rng.normal(size=n)
+    p = score_pvalue(s, leaf, design=Design(cluster=cluster))
+    X = pd.get_dummies(pd.Series(leaf), dtype=float).to_numpy()
+    fit = sm.OLS(s, X).fit(cov_type="cluster", cov_kwds={"groups": cluster})
+    r = np.array([[1.0, 0.0, -1.0], [0.0, 1.0, -1.0]])
+    assert p == pytest.approx(float(fit.wald_test(r, use_f=False, scalar=True).pvalue), rel=1e-7)
+    parts = [cluster_sums(s[i::4], leaf[i::4], cluster[i::4]) for i in range(4)]
+    res = score_test_from_cluster_sums(combine_cluster_sums(parts), score="total")
+    assert res.pvalue == pytest.approx(p, rel=1e-9) and res.covariance == "CR1"
+    assert res.n_units == n and res.df == 2

@@ -237,3 +237,69 @@ def test_unadjusted_bad_inputs():
         unadjusted_subgroup_effects(df, ROLES, [0, 1, 2])
     with pytest.raises(MLearnerError, match="Roles"):
         unadjusted_subgroup_effects(df, {"treatment": "T"}, leaf)
+
+
+def test_adjusted_effects_with_a_design_are_cluster_robust_weighted_means():
+
+    from mlearner_dist.core.design_variance import Design
+
+    rng = np.random.default_rng(21)
+    n = 800
+    cluster = rng.integers(0, 50, size=n)
+    leaf = (rng.uniform(size=n) < 0.4).astype(int)
+    shock = rng.normal(size=50)[cluster]
+    scores = pd.DataFrame(
+        {
+            "score_indirect": 0.5 + shock + rng.normal(size=n),
+            "score_direct": 0.2 + rng.normal(size=n),
+            "score_total": 0.7 + shock + rng.normal(size=n),
+        }
+    )
+    w = rng.uniform(0.5, 2.0, size=n)
+    design = Design(cluster=cluster, weight=w)
+    table = adjusted_subgroup_effects(scores, leaf, design=design)
+    for lf in (0, 1):
+        row = table[table["leaf"] == lf].iloc[0]
+        idx = leaf == lf
+        for name in ("indirect", "total"):
+            fit = sm.WLS(
+                scores[f"score_{name}"][idx].to_numpy(), np.ones(idx.sum()), weights=w[idx]
+            )
+            fit = fit.fit(cov_type="cluster", cov_kwds={"groups": cluster[idx]})
+            assert row[name] == pytest.approx(fit.params[0], rel=1e-10)
+            assert row[f"{name}_se"] == pytest.approx(fit.bse[0], rel=1e-9)
+        assert np.isfinite(row["prop_mediated"])
+    # the default design is the unit formula, and equal weights change nothing
+    plain = adjusted_subgroup_effects(scores, leaf)
+    twos = adjusted_subgroup_effects(scores, leaf, design=Design(weight=np.full(n, 2.0)))
+    for col in ("indirect", "indirect_se", "total_se", "prop_mediated", "prop_mediated_ci_low"):
+        np.testing.assert_allclose(plain[col], twos[col], rtol=1e-10)
+
+
+def test_unadjusted_effects_are_weighted_and_resample_clusters():
+    rng = np.random.default_rng(31)
+    g, m = 60, 15
+    cl = np.repeat(np.arange(g), m)
+    t_c = (np.arange(g) % 2).astype(float)
+    df = pd.DataFrame({"id": np.arange(g * m), "T": t_c[cl], "school": cl})
+    df["M"] = 0.8 * df["T"] + rng.normal(size=g)[cl] + rng.normal(size=g * m)
+    df["Y"] = 0.5 * df["M"] + 0.3 * df["T"] + rng.normal(size=g)[cl] + rng.normal(size=g * m)
+    df["w"] = rng.uniform(0.5, 3.0, size=len(df))
+    leaf = np.zeros(len(df), dtype=int)
+    roles = Roles("id", "T", "Y", ("M",), (), weight="w")
+    table = unadjusted_subgroup_effects(df, roles, leaf, n_bootstrap=0)
+    a = sm.WLS(df["M"], sm.add_constant(df[["T"]]), weights=df["w"]).fit().params["T"]
+    fit = sm.WLS(df["Y"], sm.add_constant(df[["T", "M"]]), weights=df["w"]).fit()
+    assert table["indirect"].iloc[0] == pytest.approx(a * fit.params["M"], rel=1e-9)
+    assert table["direct"].iloc[0] == pytest.approx(fit.params["T"], rel=1e-9)
+    plain = Roles("id", "T", "Y", ("M",), ())
+    clustered = Roles("id", "T", "Y", ("M",), (), cluster="school")
+    unit = unadjusted_subgroup_effects(df, plain, leaf, n_bootstrap=400, random_state=1)
+    by_cluster = unadjusted_subgroup_effects(df, clustered, leaf, n_bootstrap=400, random_state=1)
+    assert "cluster bootstrap over 60 clusters" in by_cluster["note"].iloc[0]
+    assert by_cluster["total"].iloc[0] == pytest.approx(unit["total"].iloc[0])
+    width = {
+        k: t["total_ci_high"].iloc[0] - t["total_ci_low"].iloc[0]
+        for k, t in (("unit", unit), ("cluster", by_cluster))
+    }
+    assert width["cluster"] > 1.5 * width["unit"]

@@ -330,3 +330,62 @@ def test_missing_or_absent_stratum_column():
 def test_stratum_cannot_be_the_treatment():
     roles = Roles("id", "T", "Y", ("M",), ("X1",), strata=("T",))
     assert any("can play one role only" in p for p in problems_of(make_frame(), roles))
+
+
+# --- clusters and weights ---------------------------------------------------------------------
+
+CLUSTERED = Roles("id", "T", "Y", ("M",), ("X1", "X2", "city"), cluster="school", weight="w")
+
+
+def cluster_frame(n_clusters: int = 24, size: int = 3) -> pd.DataFrame:
+    df = make_frame(n_clusters * size)
+    df["school"] = np.repeat([f"s{i:02d}" for i in range(n_clusters)], size)
+    df["T"] = np.repeat(np.tile([0, 1], n_clusters // 2), size)
+    df["w"] = 1.0 + np.arange(len(df)) % 3
+    return df
+
+
+def test_cluster_and_weight_columns_pass_and_are_used():
+    clean, account = validate_frame(cluster_frame(), CLUSTERED, **KW)
+    assert account.n_used == 72 and {"school", "w"} <= set(clean.columns)
+    assert CLUSTERED.used_columns[-2:] == ("school", "w")
+
+
+def test_treatment_varying_within_a_cluster_is_named_with_the_fix():
+    df = cluster_frame()
+    df.loc[0, "T"] = 1
+    (line,) = problems_of(df, CLUSTERED)
+    assert "'school' (cluster): 1 of 24 clusters hold both treated and control" in line
+    assert "s00" in line and "columns.cluster empty" in line
+
+
+def test_too_few_clusters_refused_and_few_warned():
+    from mlearner_dist.exceptions import FewClustersWarning
+
+    (line,) = problems_of(cluster_frame(n_clusters=2, size=9), CLUSTERED)
+    assert "1 treated and 1 control clusters" in line and "at least 2 clusters per arm" in line
+    with pytest.warns(FewClustersWarning, match="6 treated and 6 control clusters, fewer than"):
+        validate_frame(cluster_frame(n_clusters=12), CLUSTERED, **KW)
+
+
+def test_missing_cluster_column_or_values_and_bad_weights():
+    df = cluster_frame()
+    df.loc[4, "school"] = None
+    assert any("school (cluster)" in p and "1 missing" in p for p in problems_of(df, CLUSTERED))
+    absent = problems_of(cluster_frame().drop(columns="school"), CLUSTERED)
+    assert any("school (cluster): no such column" in p for p in absent)
+    df = cluster_frame()
+    df.loc[[1, 2], "w"] = [0.0, -1.0]
+    (line,) = problems_of(df, CLUSTERED)
+    assert "'w' (weight): 2 weights are zero or negative" in line and "positive" in line
+    df = cluster_frame()
+    df.loc[1, "w"] = np.inf
+    assert any("w (weight)" in p and "infinite" in p for p in problems_of(df, CLUSTERED))
+
+
+def test_cluster_spanning_strata_is_refused():
+    roles = Roles("id", "T", "Y", ("M",), ("X1",), strata=("site",), cluster="school")
+    df = cluster_frame()
+    df["site"] = np.tile(["north", "south"], 36)
+    lines = problems_of(df, roles)
+    assert any("clusters span several strata" in p and "columns.cluster" in p for p in lines)
