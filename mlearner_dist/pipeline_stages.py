@@ -307,16 +307,24 @@ def run_calibrate(ctx: RunContext) -> Manifest:
     if cfg.calibration.mode == "fixed":
         doc = model.calibrate(pd.DataFrame(), roles, float(prof["p_leaf"]))
     elif model.uses_cross_split() or cfg.calibration.mode == "split":
-        # the honest cross-split (and the split) calibration refit both halves in memory
+        # the honest cross-split (and the split) calibration refit both halves in memory; the
+        # cross-split's half fits, discovery selections and stability seeds run as Dask tasks
+        from mlearner_dist.backends.dask_map import dask_map
+
         frame, effect_roles = _calibration_units(ctx)
-        doc = model.calibrate(frame, effect_roles, float(prof["p_leaf"]))
+        tasks = dask_map(ctx.dask, label="cross-split task") if model.uses_cross_split() else None
+        doc = model.calibrate(frame, effect_roles, float(prof["p_leaf"]), map_fn=tasks)
         if doc.get("honest") and roles.has_mediator and model.test_statistic == "dr_score":
             # the total target, calibrated the same way on the same halves
-            doc["targets"] = model.cross_split_targets(frame, effect_roles, doc)
+            doc["targets"] = model.cross_split_targets(frame, effect_roles, doc, map_fn=tasks)
         if doc.get("honest"):
             # seed stability of the cross-split decision, on the halves fitted above
             doc["stability"] = cross_split_stability(
-                model, frame, effect_roles, ProfileTree.from_dict(doc["discovery_tree"])
+                model,
+                frame,
+                effect_roles,
+                ProfileTree.from_dict(doc["discovery_tree"]),
+                map_fn=tasks,
             )
     elif cfg.calibration.mode == "null" and model.null_replicates == "scores":
         # score replicates re-run only the score-dependent steps on the observed raw trees:

@@ -12,7 +12,7 @@ import functools
 import logging
 import time
 import warnings
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -558,7 +558,9 @@ class MLearner(BaseEstimator):
                 frame, roles, sel.effects, self.reported_tree_, self.threshold_
             )
         elif self.calibration_.get("honest"):
-            self.stability_ = cross_split_stability(self, frame, roles, self.reported_tree_)
+            self.stability_ = cross_split_stability(
+                self, frame, roles, self.reported_tree_, map_fn=map_fn
+            )
         self.targets_ = self._targets(frame, roles, sel, map_fn=map_fn)
         return self
 
@@ -1187,11 +1189,19 @@ class CrossSplitHalves:
     key: tuple[int, int]
 
 
-def cross_split_halves(model: MLearner, frame: pd.DataFrame, roles: Roles) -> CrossSplitHalves:
+def _map(map_fn: cal.MapFn | None, func: Callable[[Any], Any], items: Sequence[Any]) -> list:
+    """``map_fn(func, items)``, or a plain loop without one."""
+    return list(map_fn(func, items)) if map_fn is not None else [func(x) for x in items]
+
+
+def cross_split_halves(
+    model: MLearner, frame: pd.DataFrame, roles: Roles, *, map_fn: cal.MapFn | None = None
+) -> CrossSplitHalves:
     """Halves ``A``/``B`` (:func:`~mlearner_dist.core.calibration.split_sample`) and their effects.
 
     Each half's nuisance models are cross-fitted on that half alone, so no model of one half has
     seen an outcome of the other. Cached on ``model`` for the frame, so both targets share them.
+    ``map_fn`` fits the two halves in parallel (the result does not depend on it).
     """
     key = (len(frame), int(model.random_state))
     cached = getattr(model, "_cross_split_halves", None)
@@ -1199,12 +1209,16 @@ def cross_split_halves(model: MLearner, frame: pd.DataFrame, roles: Roles) -> Cr
         return cached
     mask = _halves(frame, roles, model.random_state)
     frames = {"A": frame[mask].reset_index(drop=True), "B": frame[~mask].reset_index(drop=True)}
-    effects = {}
-    for h, part in frames.items():
+    spec = model.nuisance_spec()
+
+    def fit_half(part: pd.DataFrame) -> pd.DataFrame:
         eff, _ = cross_fit_effects(
-            part, roles, model.nuisance_spec(), n_folds=model.n_folds, seed=model.random_state
+            part, roles, spec, n_folds=model.n_folds, seed=model.random_state
         )
-        effects[h] = eff.set_index("unit_id").loc[part[roles.unit_id].to_numpy()].reset_index()
+        return eff.set_index("unit_id").loc[part[roles.unit_id].to_numpy()].reset_index()
+
+    fitted = _map(map_fn, fit_half, [frames["A"], frames["B"]])
+    effects = {"A": fitted[0], "B": fitted[1]}
     halves = CrossSplitHalves(frames=frames, effects=effects, key=key)
     model._cross_split_halves = halves
     return halves
@@ -1232,6 +1246,8 @@ def cross_split_directions(
         score replicates always use ``model.random_state``, so two seeds are tested against the
         same replicates.
     map_fn : callable, optional
+        Runs the two discovery selections in parallel; the score replicates (cheap: only the
+        score-dependent steps) run in this process.
 
     Returns
     -------
@@ -1249,13 +1265,18 @@ def cross_split_directions(
     settings = model.profile_settings()
     tests: list[DirectionTest] = []
     discovery: dict[str, dict[str, Any]] = {}
-    for disc, test in (("A", "B"), ("B", "A")):
-        keep = tested_units(model, halves.effects[test])
+    pairs = (("A", "B"), ("B", "A"))
+
+    def discover(disc: str) -> Selection:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
-            sel = model.select_target(
+            return model.select_target(
                 halves.frames[disc], roles, halves.effects[disc], target, names=names, seed=seed
             )
+
+    selections = _map(map_fn, discover, [disc for disc, _ in pairs])
+    for (disc, test), sel in zip(pairs, selections, strict=True):
+        keep = tested_units(model, halves.effects[test])
         direction = f"{disc}->{test}"
         discovery[direction] = {
             "chosen_on_discovery": dict(sel.chosen),
@@ -1275,7 +1296,6 @@ def cross_split_directions(
                 merge_level=settings.score_merge_level,
                 covariance=settings.covariance,
                 multiplier=model.multiplier,
-                map_fn=map_fn,
             )
         )
     return tests, discovery
@@ -1299,7 +1319,12 @@ def winning_direction(tests: Sequence[DirectionTest]) -> DirectionTest:
 
 
 def cross_split_stability(
-    model: MLearner, frame: pd.DataFrame, roles: Roles, reported: ProfileTree
+    model: MLearner,
+    frame: pd.DataFrame,
+    roles: Roles,
+    reported: ProfileTree,
+    *,
+    map_fn: cal.MapFn | None = None,
 ) -> dict[str, Any] | None:
     """Seed stability of the cross-split decision: the decision re-run with other seeds.
 
@@ -1319,12 +1344,15 @@ def cross_split_stability(
     if model.stability_seeds < 1 or len(frame) > model.stability_max_n:
         return None
     target = decision_target(roles.has_mediator)
-    halves = cross_split_halves(model, frame, roles)
+    halves = cross_split_halves(model, frame, roles, map_fn=map_fn)
     X = frame[list(roles.covariates)]
+
+    def rerun(seed: int) -> list[DirectionTest]:
+        return cross_split_directions(model, halves, roles, target, seed=seed)[0]
+
+    seeds = [model.random_state + 7919 * (i + 1) for i in range(model.stability_seeds)]
     runs = []
-    for i in range(model.stability_seeds):
-        seed = model.random_state + 7919 * (i + 1)
-        tests, _ = cross_split_directions(model, halves, roles, target, seed=seed)
+    for seed, tests in zip(seeds, _map(map_fn, rerun, seeds), strict=True):
         best = winning_direction(tests)
         runs.append(
             SeedRun(
@@ -1363,7 +1391,7 @@ def cross_split_calibration(
     is below ``alpha``. The record names the winning direction's tree (merged on its test half)
     and the subgroup effects estimated on that test half, which is what was tested.
     """
-    halves = cross_split_halves(model, frame, roles)
+    halves = cross_split_halves(model, frame, roles, map_fn=map_fn)
     covs = list(roles.covariates)
     tests, discovery = cross_split_directions(model, halves, roles, target, map_fn=map_fn)
     p_decision = bonferroni_pvalue([t.mc_pvalue for t in tests])

@@ -193,3 +193,25 @@ def test_cross_split_seed_stability_agrees_on_a_strong_partition():
     # off when asked
     _, m0 = _fit("simple-all", 400, 3, 0.01, stability_seeds=0)
     assert m0.stability_ is None
+
+
+def test_cross_split_runs_its_heavy_steps_through_map_fn_with_the_same_result():
+    """Half fits, discovery selections and stability seeds go through map_fn; same result."""
+    calls = []
+
+    def recording_map(func, items):
+        items = list(items)
+        calls.append(len(items))
+        return [func(x) for x in items]
+
+    df, plain = _fit("simple-all", 400, 5, 0.01, stability_seeds=2)
+    model = MLearner(**{**FAST, "design": "randomised", "random_state": 5, "stability_seeds": 2})
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        mapped = model.fit_frame(df, ROLES, map_fn=recording_map)
+    # 2 halves, 2 discovery selections per target (indirect, total), 2 stability seeds
+    assert calls.count(2) >= 4 and sum(calls) >= 2 + 2 * 2 + 2
+    assert mapped.p_leaf_ == plain.p_leaf_ and mapped.declared_ == plain.declared_
+    assert mapped.calibration_["directions"] == plain.calibration_["directions"]
+    assert mapped.targets_["total"]["p_leaf"] == plain.targets_["total"]["p_leaf"]
+    assert mapped.stability_["p_leaf"] == plain.stability_["p_leaf"]
