@@ -166,6 +166,7 @@ class CalibrationConfig:
     multiplier: Literal["rademacher", "normal", "mammen"] = "rademacher"
     familywise: bool = False
     honest: bool = True
+    engine: Literal["dask", "spark"] = "dask"
 
 
 @dataclass(frozen=True)

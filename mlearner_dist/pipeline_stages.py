@@ -295,6 +295,17 @@ def _calibration_units(ctx: RunContext) -> tuple[pd.DataFrame, Roles]:
     return frame, dataclasses.replace(roles, outcome=EFFECT_OUTCOME)
 
 
+def task_map(ctx: RunContext, label: str) -> Any:
+    """The calibration's ``map_fn``: Dask futures or Spark tasks (``calibration.engine``)."""
+    if ctx.cfg.calibration.engine == "spark":
+        from mlearner_dist.backends.spark_map import spark_map
+
+        return spark_map(ctx.spark, label=label)
+    from mlearner_dist.backends.dask_map import dask_map
+
+    return dask_map(ctx.dask, label=label)
+
+
 def run_calibrate(ctx: RunContext) -> Manifest:
     """The threshold for p_leaf: fixed, null replicates (in parallel on Dask) or split sample.
 
@@ -309,10 +320,8 @@ def run_calibrate(ctx: RunContext) -> Manifest:
     elif model.uses_cross_split() or cfg.calibration.mode == "split":
         # the honest cross-split (and the split) calibration refit both halves in memory; the
         # cross-split's half fits, discovery selections and stability seeds run as Dask tasks
-        from mlearner_dist.backends.dask_map import dask_map
-
         frame, effect_roles = _calibration_units(ctx)
-        tasks = dask_map(ctx.dask, label="cross-split task") if model.uses_cross_split() else None
+        tasks = task_map(ctx, "cross-split task") if model.uses_cross_split() else None
         doc = model.calibrate(frame, effect_roles, float(prof["p_leaf"]), map_fn=tasks)
         if doc.get("honest") and roles.has_mediator and model.test_statistic == "dr_score":
             # the total target, calibrated the same way on the same halves
@@ -346,11 +355,9 @@ def run_calibrate(ctx: RunContext) -> Manifest:
         )
         doc = model.calibrate(frame, roles, float(prof["p_leaf"]), selection=basis)
     else:
-        from mlearner_dist.backends.dask_map import dask_map
-
         frame, effect_roles = _calibration_units(ctx)
         doc = model.calibrate(
-            frame, effect_roles, float(prof["p_leaf"]), map_fn=dask_map(ctx.dask)
+            frame, effect_roles, float(prof["p_leaf"]), map_fn=task_map(ctx, "null replicate")
         )
     write_json_atomic(ctx.output / "calibration.json", doc)
     return _manifest({}, threshold=doc["threshold"], mode=doc["mode"])

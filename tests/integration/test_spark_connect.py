@@ -108,3 +108,38 @@ def test_validate_and_effects_on_spark_connect_equal_the_classic_session(spark, 
         a = pd.read_parquet(classic / name).sort_values("unit_id").reset_index(drop=True)
         b = pd.read_parquet(connect / name).sort_values("unit_id").reset_index(drop=True)
         pd.testing.assert_frame_equal(a, b, check_exact=False, rtol=1e-12, atol=1e-12)
+
+
+CONNECT_MAP = textwrap.dedent(
+    """
+    import json
+    import numpy as np
+    from pyspark.sql import SparkSession
+    spark = SparkSession.builder.remote("local[2]").getOrCreate()
+    from pyspark.sql.connect.session import SparkSession as ConnectSession
+    assert isinstance(spark, ConnectSession), type(spark)
+    from mlearner_dist.backends.spark_map import spark_map
+    data = np.arange(5.0)
+    out = spark_map(spark, label="item")(lambda i: float((data * i).sum()), [2, 0, 3])
+    print("RESULT", json.dumps(out))
+    spark.stop()
+    """
+)
+
+
+def test_spark_map_runs_on_spark_connect(tmp_path):
+    """The calibration's Spark map uses mapInPandas only: no sparkContext, so Connect works."""
+    pytest.importorskip("grpc", reason="pyspark[connect] extras (grpcio) are in the test extra")
+    env = {**os.environ, "PYSPARK_PYTHON": sys.executable, "PYSPARK_DRIVER_PYTHON": sys.executable}
+    env.pop("SPARK_REMOTE", None)
+    done = subprocess.run(
+        [sys.executable, "-c", CONNECT_MAP],
+        capture_output=True,
+        text=True,
+        timeout=900,
+        env=env,
+        cwd=tmp_path,
+    )
+    assert done.returncode == 0, done.stderr[-4000:]
+    line = next(x for x in done.stdout.splitlines() if x.startswith("RESULT "))
+    assert json.loads(line[len("RESULT ") :]) == [20.0, 0.0, 30.0]
