@@ -63,6 +63,7 @@ GRIDS: dict[str, list[tuple[str, int, float, tuple[str, ...]]]] = {
         ("confounded-null", 1000, 1.0, FAST),
         ("confounded-alt", 1000, 1.0, FAST),
     ],
+    "confounded-null": [("confounded-null", 1000, 1.0, FAST)],
     "small": [
         ("confounded-null", 1000, 0.01, FAST),
         ("mediator-slope", 1000, 0.01, FAST),
