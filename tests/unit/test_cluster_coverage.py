@@ -12,7 +12,9 @@ data seeds 0..99 cluster-robust 0.94 / 0.92 / 0.91, unit-level 0.82 / 0.77 / 0.6
 effect's score is the least exposed to the cluster effects (they enter it through the
 mediator's shock only partly), so its unit-level coverage is the closest to nominal. Subgroup
 intervals on the fixed partition {X1 > 0} (per leaf, averaged over the two leaves, this test's
-seeds): cluster-robust 0.935 / 0.945 / 0.935, unit-level 0.865 / 0.89 / 0.81.
+seeds): cluster-robust 0.935 / 0.945 / 0.935, unit-level 0.865 / 0.89 / 0.81. The slow version
+(R = 200, n = 2000, G = 100): averages 0.95 / 0.98 / 0.955 against 0.80 / 0.835 / 0.75, subgroups
+0.952 / 0.975 / 0.945 against 0.88 / 0.89 / 0.84.
 """
 
 from __future__ import annotations
