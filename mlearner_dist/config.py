@@ -87,6 +87,7 @@ class EffectsConfig:
     learner: LearnerKind = "auto"
     learner_params: dict[str, Any] = field(default_factory=dict)
     row_budget: int = 50_000
+    design_max_n: int = 200_000
     propensity_clip: float = 0.01
     auto_candidates: tuple[str, ...] = (
         "constant",
@@ -314,6 +315,7 @@ _RULES: dict[str, tuple[typing.Callable[[Any], bool], str]] = {
     "validation.min_subgroup": (lambda x: x >= 2, "an integer >= 2"),
     "effects.n_folds": (lambda x: 2 <= x <= 50, "an integer from 2 to 50"),
     "effects.row_budget": (lambda x: x >= 100, "an integer >= 100"),
+    "effects.design_max_n": (lambda x: x >= 10, "an integer >= 10"),
     "effects.propensity_clip": (lambda x: 0 <= x < 0.5, "a number in [0, 0.5)"),
     "embed.exact_max_n": (lambda x: x >= 0, "an integer >= 0"),
     "embed.n_landmarks": (lambda x: x >= 50, "an integer >= 50"),

@@ -22,6 +22,7 @@ import pandas as pd
 
 from mlearner_dist import __version__
 from mlearner_dist.config import estimator_params
+from mlearner_dist.core.effects import cross_fit_effects
 from mlearner_dist.core.estimator import (
     MLearner,
     ScoreReplicateBasis,
@@ -32,6 +33,7 @@ from mlearner_dist.core.estimator import (
 )
 from mlearner_dist.core.profiles import ProfileTree
 from mlearner_dist.core.roles import Roles
+from mlearner_dist.core.row_account import RowAccount
 from mlearner_dist.core.score_selection import target_score
 from mlearner_dist.core.selection import (
     ProfileChoice,
@@ -40,7 +42,7 @@ from mlearner_dist.core.selection import (
     resolve_effect_names,
     tree_pvalues,
 )
-from mlearner_dist.exceptions import RowAccountError, StageError, TrackingError
+from mlearner_dist.exceptions import ConfigError, RowAccountError, StageError, TrackingError
 from mlearner_dist.record import analysis_record
 from mlearner_dist.result_schema import SCHEMA_VERSION, validate_result
 from mlearner_dist.run_context import RunContext, tracking_uri_for
@@ -83,33 +85,68 @@ def _expect_rows(ctx: RunContext, stage: str, n_out: int) -> None:
 # --- stages ---------------------------------------------------------------------------------
 
 
-def run_validate(ctx: RunContext) -> Manifest:
-    """Read the source, check it against the roles, write the used columns to ``units/``."""
-    from mlearner_dist.backends.spark_effects import refuse_design
-    from mlearner_dist.backends.spark_io import read_source, rows_fingerprint, write_parquet
-    from mlearner_dist.backends.spark_validation import validate_spark_frame
+def has_design(roles: Roles) -> bool:
+    """Whether the roles name a trial design (strata, clusters or weights)."""
+    return bool(roles.strata or roles.cluster or roles.weight)
 
-    cfg, roles = ctx.cfg, ctx.roles
-    refuse_design(roles)  # strata, clusters, weights: in-memory MLearner only, say so first
-    sdf, source_info = read_source(ctx.spark, cfg.data)
-    extra_cols = (
-        [cfg.columns.effect_outcome_baseline] if cfg.columns.effect_outcome_baseline else []
-    )
-    check_roles = Roles(
-        roles.unit_id,
-        roles.treatment,
-        roles.outcome,
-        roles.mediators,
-        (*roles.covariates, *extra_cols),
-    )
-    clean, account = validate_spark_frame(
-        sdf,
+
+def _validate_design_in_memory(
+    ctx: RunContext, sdf: Any, check_roles: Roles
+) -> tuple[Any, RowAccount]:
+    """Validate a design's units on the driver with the in-memory estimator's checks.
+
+    The Spark effects stage has no per-stratum or per-cluster folds, propensities or variances;
+    designs of up to ``effects.design_max_n`` units are therefore validated (strata with both
+    arms, treatment constant within a cluster, positive weights, ...) and analysed in memory.
+    Above it, a clear error before any further work.
+    """
+    from mlearner_dist.core.validation import validate_frame
+
+    cfg = ctx.cfg
+    n = sdf.count()
+    limit = cfg.effects.design_max_n
+    if n > limit:
+        raise ConfigError(
+            f"columns.strata/cluster/weight with {n:,} units: designs are analysed in memory on "
+            f"the driver up to effects.design_max_n={limit:,} units (the Spark effects stage "
+            "does not support them yet); raise effects.design_max_n if the driver has the "
+            "memory, or leave the design columns empty"
+        )
+    present = [c for c in check_roles.used_columns if c in sdf.columns]
+    pdf = sdf.select(*present).toPandas()
+    clean, account = validate_frame(
+        pdf,
         check_roles,
         min_treated=cfg.validation.min_treated,
         min_control=cfg.validation.min_control,
         n_folds=cfg.effects.n_folds,
         missing=cfg.data.missing,
     )
+    return ctx.spark.createDataFrame(clean), account
+
+
+def run_validate(ctx: RunContext) -> Manifest:
+    """Read the source, check it against the roles, write the used columns to ``units/``."""
+    from mlearner_dist.backends.spark_io import read_source, rows_fingerprint, write_parquet
+    from mlearner_dist.backends.spark_validation import validate_spark_frame
+
+    cfg, roles = ctx.cfg, ctx.roles
+    sdf, source_info = read_source(ctx.spark, cfg.data)
+    extra_cols = (
+        [cfg.columns.effect_outcome_baseline] if cfg.columns.effect_outcome_baseline else []
+    )
+    check_roles = dataclasses.replace(roles, covariates=(*roles.covariates, *extra_cols))
+    if has_design(roles):
+        clean, account = _validate_design_in_memory(ctx, sdf, check_roles)
+    else:
+        clean, account = validate_spark_frame(
+            sdf,
+            check_roles,
+            min_treated=cfg.validation.min_treated,
+            min_control=cfg.validation.min_control,
+            n_folds=cfg.effects.n_folds,
+            missing=cfg.data.missing,
+        )
     clean = clean.select(*[c for c in check_roles.used_columns])
     if cfg.compute.spark.partitions:
         clean = clean.repartition(cfg.compute.spark.partitions)
@@ -145,13 +182,26 @@ def run_effects(ctx: RunContext) -> Manifest:
         # every other role (strata, cluster, weight) is kept: nothing is dropped silently
         effect_roles = dataclasses.replace(roles, outcome=EFFECT_OUTCOME)
     model = MLearner(**estimator_params(cfg))
-    effects, diagnostics = spark_cross_fit_effects(
-        units,
-        effect_roles,
-        model.nuisance_spec(),
-        n_folds=cfg.effects.n_folds,
-        seed=cfg.random_state,
-    )
+    if has_design(roles):
+        # strata, clusters, weights: the core's cross-fitting on the driver (bounded by
+        # effects.design_max_n in the validate stage); the Spark stage does not support them
+        frame = units.toPandas().sort_values(roles.unit_id, kind="stable").reset_index(drop=True)
+        eff, diagnostics = cross_fit_effects(
+            frame,
+            effect_roles,
+            model.nuisance_spec(),
+            n_folds=cfg.effects.n_folds,
+            seed=cfg.random_state,
+        )
+        effects = ctx.spark.createDataFrame(eff)
+    else:
+        effects, diagnostics = spark_cross_fit_effects(
+            units,
+            effect_roles,
+            model.nuisance_spec(),
+            n_folds=cfg.effects.n_folds,
+            seed=cfg.random_state,
+        )
     write_parquet(effects, ctx.output / "effects")
     n_out = ctx.spark.read.parquet(str(ctx.output / "effects")).count()
     _expect_rows(ctx, "effects", n_out)

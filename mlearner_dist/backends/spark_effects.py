@@ -272,12 +272,13 @@ def _spark_density_ratio(scored: DataFrame, t_col: str, bound: float) -> dict[st
 
 
 def refuse_design(roles: Roles) -> None:
-    """Refuse the designs the Spark effects stage and the pipeline do not support yet.
+    """Refuse the designs the Spark cross-fitting does not support yet.
 
     ``columns.strata``, ``columns.cluster`` and ``columns.weight`` need per-stratum or
     per-cluster assignment probabilities, folds by cluster and design-based variances, which
-    only the in-memory :class:`~mlearner_dist.core.estimator.MLearner` implements. The pipeline
-    calls this before reading the data, so nothing runs with a design silently dropped.
+    the core's in-memory cross-fitting implements; the pipeline's validate and effects stages
+    run such designs in memory on the driver (up to ``effects.design_max_n`` units) and never
+    call the Spark cross-fitting with them, so nothing runs with a design silently dropped.
 
     Raises
     ------
@@ -286,9 +287,10 @@ def refuse_design(roles: Roles) -> None:
     """
     if roles.strata:
         raise ConfigError(
-            f"columns.strata={list(roles.strata)}: the Spark effects stage does not yet use "
-            "per-stratum assignment probabilities; run the in-memory MLearner (fit_frame) or "
-            "leave columns.strata empty"
+            f"columns.strata={list(roles.strata)}: the Spark cross-fitting does not yet use "
+            "per-stratum assignment probabilities; the pipeline runs designs in memory "
+            "(effects.design_max_n), or use the in-memory MLearner (fit_frame), or leave "
+            "columns.strata empty"
         )
     for name, col, what in (
         ("cluster", roles.cluster, "cluster-randomised designs"),
@@ -296,11 +298,10 @@ def refuse_design(roles: Roles) -> None:
     ):
         if col:
             raise ConfigError(
-                f"columns.{name}={col!r}: the Spark effects stage and the distributed pipeline "
-                f"do not yet support {what} "
-                "(folds, replicates and variances by design); run the in-memory MLearner "
-                f"(mlearner_dist.pipeline.fit_in_memory or MLearner.fit_frame) or leave "
-                f"columns.{name} empty"
+                f"columns.{name}={col!r}: the Spark cross-fitting does not yet support {what} "
+                "(folds, replicates and variances by design); the pipeline runs designs in "
+                "memory (effects.design_max_n), or use the in-memory MLearner "
+                f"(MLearner.fit_frame), or leave columns.{name} empty"
             )
 
 

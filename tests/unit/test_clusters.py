@@ -158,7 +158,7 @@ def test_strata_and_clusters_together():
     assert (pd.Series(mask).groupby(df["school"].to_numpy()).nunique() == 1).all()
 
 
-def test_spark_effects_and_pipeline_refuse_designs_they_do_not_support():
+def test_spark_cross_fitting_refuses_designs_it_does_not_support():
     pytest.importorskip("pyspark")
     from mlearner_dist.backends.spark_effects import refuse_design
     from mlearner_dist.exceptions import ConfigError
