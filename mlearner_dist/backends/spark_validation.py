@@ -19,12 +19,12 @@ from mlearner_dist.core.column_stats import (
     MAX_LISTED_VALUES,
     ColumnStats,
     TableStats,
-    _check_roles,
+    check_roles,
     used_roles,
 )
 from mlearner_dist.core.roles import Roles
 from mlearner_dist.core.row_account import RowAccount
-from mlearner_dist.core.validation import MissingPolicy, _check_params, apply_checks
+from mlearner_dist.core.validation import MissingPolicy, apply_checks, check_validation_params
 from mlearner_dist.exceptions import ConfigError, InputValidationError
 
 if TYPE_CHECKING:
@@ -104,7 +104,7 @@ def spark_column_stats(sdf: DataFrame, roles: Roles, *, fold_col: str | None = N
     """
     from pyspark.sql import functions as F
 
-    _check_roles(roles)
+    check_roles(roles)
     columns = tuple(sdf.columns)
     dup = sorted({c for c in columns if columns.count(c) > 1})
     if dup:
@@ -279,7 +279,7 @@ def validate_spark_frame(
     """
     from pyspark.sql import DataFrame as SparkDataFrame
 
-    _check_params(min_treated, min_control, n_folds, missing)
+    check_validation_params(min_treated, min_control, n_folds, missing)
     if not isinstance(sdf, SparkDataFrame):
         raise ConfigError(f"sdf must be a Spark DataFrame, found {type(sdf).__name__}")
 

@@ -133,7 +133,7 @@ def role_assignments(roles: Roles) -> list[tuple[str, str]]:
         ``stratum``; a column named in two roles appears twice (a stratum column that is also a
         covariate is listed once, as a covariate).
     """
-    _check_roles(roles)
+    check_roles(roles)
     return [
         (roles.unit_id, "unit_id"),
         (roles.treatment, "treatment"),
@@ -144,7 +144,8 @@ def role_assignments(roles: Roles) -> list[tuple[str, str]]:
     ]
 
 
-def _check_roles(roles: object) -> None:
+def check_roles(roles: object) -> None:
+    """Raise ConfigError unless ``roles`` is a :class:`~mlearner_dist.core.roles.Roles`."""
     if not isinstance(roles, Roles):
         raise ConfigError(
             f"roles must be a mlearner_dist.core.roles.Roles, found {type(roles).__name__}"
@@ -183,7 +184,8 @@ def _pandas_kind(s: pd.Series) -> str:
     return "other"
 
 
-def _as_float(s: pd.Series, kind: str) -> np.ndarray:
+def as_float_array(s: pd.Series, kind: str) -> np.ndarray:
+    """A column of kind ``numeric`` or ``boolean`` as float64, shape (n,); NaN where missing."""
     if kind == "boolean":
         return pd.array(s, dtype="boolean").to_numpy(dtype=float, na_value=np.nan)
     if isinstance(s.dtype, np.dtype) and s.dtype.kind in "iuf":
@@ -191,7 +193,7 @@ def _as_float(s: pd.Series, kind: str) -> np.ndarray:
     return pd.to_numeric(s, errors="coerce").to_numpy(dtype=float, na_value=np.nan)
 
 
-def _pandas_column(s: pd.Series, name: str, role: str) -> tuple[ColumnStats, np.ndarray]:
+def series_stats(s: pd.Series, name: str, role: str) -> tuple[ColumnStats, np.ndarray]:
     """Statistics of one column and its mask of usable (non-missing, finite) rows."""
     kind = _pandas_kind(s)
     n = len(s)
@@ -199,7 +201,7 @@ def _pandas_column(s: pd.Series, name: str, role: str) -> tuple[ColumnStats, np.
     values: tuple[Any, ...] | None = None
     n_unparseable, example = 0, None
     if kind in ("numeric", "boolean"):
-        x = _as_float(s, kind)
+        x = as_float_array(s, kind)
         is_nan, is_inf = np.isnan(x), np.isinf(x)
         valid = ~(is_nan | is_inf)
         n_null, n_nonfinite = int(is_nan.sum()), int(is_inf.sum())
@@ -271,7 +273,7 @@ def pandas_column_stats(
         If ``df`` is not a DataFrame, has duplicated column names, or ``folds`` has the wrong
         length.
     """
-    _check_roles(roles)
+    check_roles(roles)
     if not isinstance(df, pd.DataFrame):
         raise InputValidationError([f"data: expected a pandas DataFrame, found {type(df)}"])
     dup = sorted({str(c) for c in df.columns[df.columns.duplicated()]})
@@ -294,7 +296,7 @@ def pandas_column_stats(
     for col, role in used_roles(roles).items():
         if col not in df.columns:
             continue
-        st, valid = _pandas_column(df[col], col, role)
+        st, valid = series_stats(df[col], col, role)
         stats[col] = st
         valid_of[col] = valid
         first_bad = ~valid & ~covered
@@ -307,7 +309,7 @@ def pandas_column_stats(
     n_treated = n_control = None
     t = stats.get(roles.treatment)
     if t is not None and t.kind in ("numeric", "boolean"):
-        x = _as_float(df[roles.treatment], t.kind)
+        x = as_float_array(df[roles.treatment], t.kind)
         n_treated, n_control = int((x == 1).sum()), int((x == 0).sum())
     single: dict[str, tuple[str, ...]] = {}
     if fold_arr is not None:
@@ -339,7 +341,10 @@ __all__ = [
     "MAX_LISTED_VALUES",
     "ColumnStats",
     "TableStats",
+    "as_float_array",
+    "check_roles",
     "pandas_column_stats",
     "role_assignments",
+    "series_stats",
     "used_roles",
 ]
