@@ -13,7 +13,8 @@ Every pass works partition by partition and sends only summaries to the driver:
 5. the landmark distance matrix blockwise with dask.array, openTSNE on the landmarks, the codebook
    projected against the fixed landmark embedding (driver, bounded by ``n_landmarks`` and
    ``grid_size``);
-6. every unit placed from the codebook, partition by partition on the workers, and written.
+6. every unit placed from the codebook, partition by partition on the workers, and written
+   (one parquet file per non-empty partition, a progress line as each one finishes).
 
 At ``n <= exact_max_n`` the table is small and the exact path runs in memory as the reference does.
 """
@@ -31,6 +32,7 @@ import dask.array as da
 import dask.dataframe as dd
 import numpy as np
 import pandas as pd
+from distributed import as_completed
 
 from mlearner_dist.core.distances import effect_distances
 from mlearner_dist.core.embedding import (
@@ -44,6 +46,7 @@ from mlearner_dist.core.embedding import (
     scale_from_partials,
     unit_keys,
 )
+from mlearner_dist.core.progress import Progress
 from mlearner_dist.exceptions import MLearnerError
 from mlearner_dist.stages import atomic_output
 
@@ -118,6 +121,13 @@ def _place(
     if is_lm.any():
         Y[is_lm] = landmarks[["tsne_1", "tsne_2"]].to_numpy()[pos[is_lm]]
     return pd.DataFrame({UNIT: ids, "is_landmark": is_lm, "tsne_1": Y[:, 0], "tsne_2": Y[:, 1]})
+
+
+def _write_block(frame: pd.DataFrame, path: str) -> int:
+    """Write one placed partition (nothing for an empty one); returns its rows."""
+    if len(frame):
+        frame.to_parquet(path, index=False)
+    return len(frame)
 
 
 def dask_distances(client: Any, kernel_power: int, block_size: int):
@@ -311,8 +321,19 @@ def dask_embed(
     )
     placed = ddf.map_partitions(_place, effects, scale, model, landmarks, meta=meta)
     with atomic_output(Path(out_dir)) as tmp:
-        written = placed.to_parquet(str(tmp), write_index=False, compute=False)
-        client.compute(written, sync=True)
+        tmp.mkdir(parents=True)
+        blocks = placed.to_delayed()
+        futures = client.compute(
+            [
+                dask.delayed(_write_block)(block, str(tmp / f"part.{i:05d}.parquet"))
+                for i, block in enumerate(blocks)
+            ]
+        )
+        placed_rows = 0
+        with Progress(len(futures), f"placing {n} units (partitions)") as bar:
+            for fut in as_completed(futures):
+                placed_rows += fut.result()
+                bar.update(message=f"{placed_rows}/{n} units placed")
     info = dict(model.info_)
     info.update(
         n_units=n,

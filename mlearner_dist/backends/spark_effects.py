@@ -46,6 +46,7 @@ from mlearner_dist.core.effects import (
     fold_problems,
     learner_diagnostics,
 )
+from mlearner_dist.core.fold_progress import FoldTally, cross_fitting_progress, report_fold
 from mlearner_dist.core.folds import assign_folds, check_n_folds, stable_uniform
 from mlearner_dist.core.nuisance import (
     FoldModels,
@@ -356,44 +357,46 @@ def spark_cross_fit_effects(
     fold_models: dict[int, FoldModels] = {}
     training_rows: list[dict[str, Any]] = []
     if spec.estimator == "reference":
-        train = _collect_training(base, roles, None, arm_totals, budget)
-        models = fit_fold_models(
-            train,
-            roles,
-            spec,
-            mediator_kind=kind,
-            arm_counts=(arm_totals[0], arm_totals[1]),
-            assignment_probability=share,
-        )
-        fold_models = dict.fromkeys(range(n_folds), models)
-        training_rows.append({"fold": None, "models": dict(models.n_train)})
-    else:
-        choices = None
-        for k in range(n_folds):
-            n_arm = (
-                arm_totals[0] - counts.get((k, 0), 0),
-                arm_totals[1] - counts.get((k, 1), 0),
-            )
-            train = _collect_training(base, roles, F.col(_FOLD) != k, n_arm, budget)
-            fold_models[k] = fit_fold_models(
+        tally = FoldTally()
+        with cross_fitting_progress(1, "nuisance models (Spark)") as bar:
+            train = _collect_training(base, roles, None, arm_totals, budget)
+            models = fit_fold_models(
                 train,
                 roles,
                 spec,
                 mediator_kind=kind,
-                arm_counts=n_arm,
+                arm_counts=(arm_totals[0], arm_totals[1]),
                 assignment_probability=share,
-                choices=choices,
+                on_model=tally,
             )
-            # ``auto`` decides once, on fold 0's training rows (the same rows as in memory)
-            choices = fold_models[k].choices
-            training_rows.append({"fold": k, "models": dict(fold_models[k].n_train)})
-            logger.info(
-                "effects (Spark): fold %d/%d fitted on %d collected rows of %d",
-                k + 1,
-                n_folds,
-                len(train),
-                sum(n_arm),
-            )
+            report_fold(bar, "in-sample (reference estimator)", sum(arm_totals), tally)
+        fold_models = dict.fromkeys(range(n_folds), models)
+        training_rows.append({"fold": None, "models": dict(models.n_train)})
+    else:
+        choices = None
+        with cross_fitting_progress(n_folds, "cross-fitting (Spark)") as bar:
+            for k in range(n_folds):
+                n_arm = (
+                    arm_totals[0] - counts.get((k, 0), 0),
+                    arm_totals[1] - counts.get((k, 1), 0),
+                )
+                train = _collect_training(base, roles, F.col(_FOLD) != k, n_arm, budget)
+                tally = FoldTally()
+                fold_models[k] = fit_fold_models(
+                    train,
+                    roles,
+                    spec,
+                    mediator_kind=kind,
+                    arm_counts=n_arm,
+                    assignment_probability=share,
+                    choices=choices,
+                    on_model=tally,
+                )
+                # ``auto`` decides once, on fold 0's training rows (the same rows as in memory)
+                choices = fold_models[k].choices
+                training_rows.append({"fold": k, "models": dict(fold_models[k].n_train)})
+                what = f"fold {k + 1}/{n_folds} ({len(train)} rows collected to the driver)"
+                report_fold(bar, what, sum(n_arm), tally)
     t_fit = time.perf_counter()
 
     out_cols = effect_columns(roles, spec.estimator)

@@ -38,6 +38,7 @@ import numpy as np
 import pandas as pd
 from sklearn.metrics import roc_auc_score
 
+from mlearner_dist.core.fold_progress import FoldTally, cross_fitting_progress, report_fold
 from mlearner_dist.core.folds import assign_folds, check_n_folds
 from mlearner_dist.core.learners import describe_learner
 from mlearner_dist.core.nuisance import (
@@ -620,14 +621,18 @@ def cross_fit_effects(
     # the known design: P(T=1) is the whole data's treated share (per stratum with strata)
     by_stratum = stratum_shares(frame, roles.treatment, roles.strata) if roles.strata else None
     if spec.estimator == "reference":
-        models = fit_fold_models(
-            frame,
-            roles,
-            spec,
-            mediator_kind=kind,
-            assignment_probability=share,
-            stratum_probabilities=by_stratum,
-        )
+        tally = FoldTally()
+        with cross_fitting_progress(1, "nuisance models") as bar:
+            models = fit_fold_models(
+                frame,
+                roles,
+                spec,
+                mediator_kind=kind,
+                assignment_probability=share,
+                stratum_probabilities=by_stratum,
+                on_model=tally,
+            )
+            report_fold(bar, "in-sample (reference estimator)", len(frame), tally)
         chosen = models
         part = predict_nuisances(models, frame, roles)
         part.insert(1, "fold", folds)
@@ -643,29 +648,31 @@ def cross_fit_effects(
         if problems:
             raise InputValidationError(problems)
         choices = None
-        for k in range(n_folds):
-            train = frame[folds != k]
-            models = fit_fold_models(
-                train,
-                roles,
-                spec,
-                mediator_kind=kind,
-                assignment_probability=share,
-                stratum_probabilities=by_stratum,
-                choices=choices,
-            )
-            # ``auto`` decides once, on the first fold's training set
-            choices = models.choices
-            chosen = models
-            held = frame[folds == k]
-            part = predict_nuisances(models, held, roles)
-            part.insert(1, "fold", np.full(len(held), k, dtype=np.int64))
-            parts.append(part)
-            training_rows.append({"fold": k, "models": dict(models.n_train)})
-            msg = f"effects: fold {k + 1}/{n_folds} fitted on {len(train)} units"
-            logger.info(msg)
-            if progress is not None:
-                progress(msg)
+        with cross_fitting_progress(n_folds) as bar:
+            for k in range(n_folds):
+                train = frame[folds != k]
+                tally = FoldTally()
+                models = fit_fold_models(
+                    train,
+                    roles,
+                    spec,
+                    mediator_kind=kind,
+                    assignment_probability=share,
+                    stratum_probabilities=by_stratum,
+                    choices=choices,
+                    on_model=tally,
+                )
+                # ``auto`` decides once, on the first fold's training set
+                choices = models.choices
+                chosen = models
+                held = frame[folds == k]
+                part = predict_nuisances(models, held, roles)
+                part.insert(1, "fold", np.full(len(held), k, dtype=np.int64))
+                parts.append(part)
+                training_rows.append({"fold": k, "models": dict(models.n_train)})
+                msg = report_fold(bar, f"fold {k + 1}/{n_folds}", len(train), tally)
+                if progress is not None:
+                    progress(f"effects: {msg}")
     nuis = pd.concat(parts, ignore_index=True)
     # nested parts come fold by fold: restore the frame's (unit_id-sorted) order
     nuis = nuis.iloc[pd.Index(nuis["unit_id"]).get_indexer(frame[roles.unit_id])]

@@ -27,6 +27,7 @@ from mlearner_dist.core.landmarks import (
     reference_mask,
     resolve_keys,
 )
+from mlearner_dist.core.progress import Progress
 from mlearner_dist.core.tsne import check_tsne_settings, kernel_info, tsne_on_distances
 from mlearner_dist.exceptions import MLearnerError
 
@@ -310,24 +311,28 @@ class LandmarkEmbedding:
         is_anchor = anchor >= 0
         Yc[is_anchor] = YL[anchor[is_anchor]]
         todo = np.flatnonzero(~is_anchor)
-        for start in range(0, todo.size, TRANSFORM_CHUNK):
-            rows = todo[start : start + TRANSFORM_CHUNK]
-            block = distance_fn(codebook[rows], VL)
-            # transform() moves its reference in place: work on a full copy (pickle keeps the
-            # affinities and optimizer settings; copy.deepcopy drops them)
-            ref = pickle.loads(pickle.dumps(emb))
-            Yc[rows] = np.asarray(
-                ref.transform(
-                    block,
-                    perplexity=TRANSFORM_SETTINGS["perplexity"],
-                    k=TRANSFORM_SETTINGS["k"],
-                    n_iter=TRANSFORM_SETTINGS["n_iter"],
-                    learning_rate=TRANSFORM_SETTINGS["learning_rate"],
-                    exaggeration=TRANSFORM_SETTINGS["exaggeration"],
-                    initialization=TRANSFORM_SETTINGS["initialization"],
-                ),
-                dtype=np.float64,
-            )
+        starts = range(0, todo.size, TRANSFORM_CHUNK)
+        desc = f"projecting {todo.size} codebook points onto {m} landmarks (blocks)"
+        with Progress(len(starts), desc, every=min(1.0, 1.0 / max(1, len(starts)))) as bar:
+            for start in starts:
+                rows = todo[start : start + TRANSFORM_CHUNK]
+                block = distance_fn(codebook[rows], VL)
+                # transform() moves its reference in place: work on a full copy (pickle keeps
+                # the affinities and optimizer settings; copy.deepcopy drops them)
+                ref = pickle.loads(pickle.dumps(emb))
+                Yc[rows] = np.asarray(
+                    ref.transform(
+                        block,
+                        perplexity=TRANSFORM_SETTINGS["perplexity"],
+                        k=TRANSFORM_SETTINGS["k"],
+                        n_iter=TRANSFORM_SETTINGS["n_iter"],
+                        learning_rate=TRANSFORM_SETTINGS["learning_rate"],
+                        exaggeration=TRANSFORM_SETTINGS["exaggeration"],
+                        initialization=TRANSFORM_SETTINGS["initialization"],
+                    ),
+                    dtype=np.float64,
+                )
+                bar.update(message=f"{start + len(rows)}/{todo.size} points placed")
         self.landmark_index_ = None
         self.landmark_vectors_ = VL
         self.landmark_embedding_ = YL

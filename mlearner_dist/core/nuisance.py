@@ -32,7 +32,8 @@ Models (t = treatment, m = mediator, x = covariates):
 from __future__ import annotations
 
 import logging
-from collections.abc import Mapping
+import time
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from numbers import Integral, Real
 from typing import Any, Literal
@@ -523,6 +524,7 @@ def fit_fold_models(
     assignment_probability: float | None = None,
     stratum_probabilities: Mapping[tuple[object, ...], float] | None = None,
     choices: Mapping[str, LearnerChoice] | None = None,
+    on_model: Callable[[str, str, int, float], None] | None = None,
 ) -> FoldModels:
     """Fit every nuisance model on one training set.
 
@@ -578,6 +580,10 @@ def fit_fold_models(
         without strata or when observational.
     choices : mapping of str to LearnerChoice, optional
         Choices of the ``auto`` learner made on another training set (reused, not re-made).
+    on_model : callable, optional
+        ``on_model(name, group, n_rows, seconds)`` after each model is fitted (``group`` one of
+        ``outcome``, ``mediator``, ``propensity``), e.g. a
+        :class:`~mlearner_dist.core.fold_progress.FoldTally` for the progress lines.
 
     Returns
     -------
@@ -636,7 +642,8 @@ def fit_fold_models(
     ) -> Any:
         num = numeric + meds if with_m else numeric
         fm.n_train[name] = len(rows)
-        return _fit(
+        started = time.perf_counter()
+        model = _fit(
             spec,
             name,
             task,
@@ -648,6 +655,9 @@ def fit_fold_models(
             fm.choices,
             weight,
         )
+        if on_model is not None:
+            on_model(name, _group(choice_key(name)), len(rows), time.perf_counter() - started)
+        return model
 
     def target(rows: pd.DataFrame, col: str) -> np.ndarray:
         return rows[col].to_numpy(dtype=np.float64)

@@ -19,6 +19,7 @@ from mlearner_dist.core.distances import (
     effect_distances,
 )
 from mlearner_dist.core.embedding_checks import check_int, check_real, check_vectors
+from mlearner_dist.core.progress import Progress
 from mlearner_dist.exceptions import ConfigError, MLearnerError
 
 __all__ = [
@@ -26,6 +27,7 @@ __all__ = [
     "EARLY_EXAGGERATION_ITER",
     "FFT_MIN_POINTS",
     "INITIALIZATIONS",
+    "PROGRESS_EVERY_ITER",
     "check_tsne_settings",
     "embed_exact",
     "kernel_info",
@@ -45,6 +47,33 @@ EARLY_EXAGGERATION_ITER = 250
 
 #: Early exaggeration factor (Rtsne's and openTSNE's 12).
 EARLY_EXAGGERATION = 12.0
+
+#: t-SNE iterations between two progress lines (each with openTSNE's KL divergence then).
+PROGRESS_EVERY_ITER = 250
+
+
+class _IterationProgress:
+    """openTSNE callback: counts iterations over both phases on a :class:`Progress`.
+
+    openTSNE numbers iterations within each phase (early exaggeration, then the rest) and calls
+    ``optimization_about_to_start`` before each; the second phase starts at ``early``. The KL
+    divergence it passes is corrected for the exaggeration. Returns False: never stops the run.
+    """
+
+    def __init__(self, bar: Progress, early: int) -> None:
+        self.bar = bar
+        self.starts = (0, early)
+        self.phase = -1
+
+    def optimization_about_to_start(self) -> None:
+        self.phase += 1
+
+    def __call__(self, iteration: int, error: float, embedding: Any) -> bool:
+        done = self.starts[min(max(self.phase, 0), 1)] + int(iteration)
+        phase = " (early exaggeration)" if self.phase <= 0 else ""
+        message = f"KL divergence {float(error):.4f}{phase}"
+        self.bar.update(max(0, done - self.bar.done), message=message)
+        return False
 
 
 def check_tsne_settings(
@@ -156,24 +185,35 @@ def tsne_on_distances(
         init: Any = np.random.default_rng(random_state).normal(0.0, 1e-4, (n, 2))
     else:
         init = "spectral"
-    # learning rate n / exaggeration in each phase (n / 12, then n), passed explicitly: with it
-    # the gradient steps are scaled to the size of the data and a few hundred iterations converge
-    # (Belkina et al. 2019; Linderman and Steinerberger 2019); Rtsne's fixed 200 needs thousands
-    tsne = TSNE(
-        n_components=2,
-        perplexity=eff,
-        early_exaggeration_iter=early,
-        n_iter=n_iter - early,
-        early_exaggeration=EARLY_EXAGGERATION,
-        learning_rate="auto",
-        theta=theta,
-        metric="precomputed",
-        n_jobs=n_jobs,
-        negative_gradient_method=gradient,
-        random_state=random_state,
-        verbose=False,
-    )
-    emb = tsne.fit(affinities=affinities, initialization=init)
+    # a line every PROGRESS_EVERY_ITER iterations; the callback only reads the KL divergence
+    # (openTSNE evaluates it on those iterations; the gradient steps are unchanged)
+    every = min(1.0, PROGRESS_EVERY_ITER / n_iter)
+    with Progress(n_iter, f"t-SNE of {n} points", every=every) as bar:
+        # learning rate n / exaggeration in each phase (n / 12, then n), passed explicitly: with
+        # it the gradient steps are scaled to the size of the data and a few hundred iterations
+        # converge (Belkina et al. 2019; Linderman and Steinerberger 2019); Rtsne's fixed 200
+        # needs thousands
+        tsne = TSNE(
+            n_components=2,
+            perplexity=eff,
+            early_exaggeration_iter=early,
+            n_iter=n_iter - early,
+            early_exaggeration=EARLY_EXAGGERATION,
+            learning_rate="auto",
+            theta=theta,
+            metric="precomputed",
+            n_jobs=n_jobs,
+            negative_gradient_method=gradient,
+            random_state=random_state,
+            verbose=False,
+            callbacks=_IterationProgress(bar, early),
+            callbacks_every_iters=PROGRESS_EVERY_ITER,
+        )
+        emb = tsne.fit(affinities=affinities, initialization=init)
+        if bar.done < n_iter:  # the last iterations fell between two callbacks
+            bar.update(n_iter - bar.done, message=f"KL divergence {emb.kl_divergence:.4f}")
+    # the embedding keeps its optimisation settings (transform() reuses them): drop the callback
+    emb.gradient_descent_params["callbacks"] = None
     info = {
         "perplexity": perplexity,
         "perplexity_effective": eff,
