@@ -36,7 +36,9 @@ from distributed import as_completed
 
 from mlearner_dist.core.distances import effect_distances
 from mlearner_dist.core.embedding import (
+    TSNE_SETTINGS,
     LandmarkEmbedding,
+    check_embedding_settings,
     combine_partial_sums,
     effect_matrix,
     embed_exact,
@@ -205,6 +207,19 @@ def dask_embed(
         The embedding info (path, effective openTSNE settings, timings, ``n_units``).
     """
     started = time.perf_counter()
+    s = check_embedding_settings(
+        exact_max_n=exact_max_n,
+        n_landmarks=n_landmarks,
+        grid_size=grid_size,
+        perplexity=perplexity,
+        n_iter=n_iter,
+        kernel_power=kernel_power,
+        random_state=random_state,
+        n_jobs=n_jobs,
+        reference_size=reference_size,
+        block_size=block_size,
+    )
+    tsne = {name: s[name] for name in TSNE_SETTINGS if name in s}
     effects = list(effects)
     ddf = dd.read_parquet(str(effects_dir), columns=[UNIT, *effects])
     parts = ddf.to_delayed()
@@ -222,14 +237,7 @@ def dask_embed(
     if n <= exact_max_n:
         frame = ddf.compute().sort_values(UNIT, kind="stable").reset_index(drop=True)
         V = effect_matrix(frame, effects, scaling)
-        Y, info = embed_exact(
-            V,
-            perplexity=perplexity,
-            n_iter=n_iter,
-            kernel_power=kernel_power,
-            random_state=random_state,
-            n_jobs=n_jobs,
-        )
+        Y, info = embed_exact(V, **tsne)
         out = pd.DataFrame(
             {
                 UNIT: frame[UNIT].to_numpy(),
@@ -274,14 +282,10 @@ def dask_embed(
     V_ref = ref[[f"v{j}" for j in range(len(effects))]].to_numpy()
     model = LandmarkEmbedding(
         n_landmarks=n_landmarks,
-        perplexity=perplexity,
-        n_iter=n_iter,
-        kernel_power=kernel_power,
         grid_size=grid_size,
-        random_state=random_state,
-        n_jobs=n_jobs,
         reference_size=reference_size,
         block_size=min(block_size, 4096),
+        **tsne,
     )
     plan = model.plan(n, v_min, v_max, V_ref)
     cand = pd.concat(

@@ -9,18 +9,18 @@ thread count. See :mod:`mlearner_dist.core.embedding` for the iteration schedule
 from __future__ import annotations
 
 import logging
-from numbers import Integral
 from typing import Any
 
 import numpy as np
 
-from mlearner_dist.core.distances import (
-    distance_power,
-    effect_distances,
+from mlearner_dist.core.distances import effect_distances
+from mlearner_dist.core.embedding_checks import (
+    INITIALIZATIONS,
+    check_embedding_settings,
+    check_vectors,
 )
-from mlearner_dist.core.embedding_checks import check_int, check_real, check_vectors
 from mlearner_dist.core.progress import Progress
-from mlearner_dist.exceptions import ConfigError, MLearnerError
+from mlearner_dist.exceptions import MLearnerError
 
 __all__ = [
     "EARLY_EXAGGERATION",
@@ -35,8 +35,6 @@ __all__ = [
 ]
 
 logger = logging.getLogger(__name__)
-
-INITIALIZATIONS = ("random", "spectral")
 
 #: openTSNE switches from Barnes-Hut to FFT gradients at this many points; we pin the same rule.
 FFT_MIN_POINTS = 10_000
@@ -103,18 +101,15 @@ def check_tsne_settings(
     ------
     ConfigError
     """
-    perplexity = check_real("perplexity", perplexity, 1.0)
-    n_iter = check_int("n_iter", n_iter, 1)
-    distance_power(kernel_power)
-    if isinstance(n_jobs, bool) or not isinstance(n_jobs, Integral) or int(n_jobs) < 1:
-        raise ConfigError(
-            f"n_jobs must be an explicit positive integer, got {n_jobs!r} (openTSNE's -1 counts "
-            f"the host's cores, not the container's)"
-        )
-    theta = check_real("theta", theta, 0.0, 1.0)
-    if init not in INITIALIZATIONS:
-        raise ConfigError(f"initialization must be one of {INITIALIZATIONS}, got {init!r}")
-    return perplexity, n_iter, int(kernel_power), int(n_jobs), theta
+    s = check_embedding_settings(
+        perplexity=perplexity,
+        n_iter=n_iter,
+        kernel_power=kernel_power,
+        n_jobs=n_jobs,
+        theta=theta,
+        initialization=init,
+    )
+    return s["perplexity"], s["n_iter"], s["kernel_power"], s["n_jobs"], s["theta"]
 
 
 def _effective_perplexity(perplexity: float, n: int) -> tuple[float, int]:
@@ -295,22 +290,20 @@ def embed_exact(
         Effective settings (``path="exact"``, perplexity, neighbours, gradient method, ...).
     """
     V = check_vectors(V)
-    perplexity, n_iter, kernel_power, n_jobs, theta = check_tsne_settings(
-        perplexity, n_iter, kernel_power, n_jobs, theta, initialization
+    s = check_embedding_settings(
+        perplexity=perplexity,
+        n_iter=n_iter,
+        kernel_power=kernel_power,
+        random_state=random_state,
+        n_jobs=n_jobs,
+        theta=theta,
+        initialization=initialization,
     )
-    random_state = check_int("random_state", random_state, 0)
     n = V.shape[0]
     if n < 4:
         raise MLearnerError(f"the embedding needs at least 4 units, got {n}")
-    D = effect_distances(V, kernel_power=kernel_power)
-    emb, info = tsne_on_distances(
-        D,
-        perplexity=perplexity,
-        n_iter=n_iter,
-        theta=theta,
-        random_state=random_state,
-        n_jobs=n_jobs,
-        initialization=initialization,
-    )
+    D = effect_distances(V, kernel_power=s["kernel_power"])
+    kernel_power = s.pop("kernel_power")
+    emb, info = tsne_on_distances(D, **s)
     Y = np.array(emb, dtype=np.float64)
     return Y, {"path": "exact", "n_units": n, **kernel_info(kernel_power), **info}

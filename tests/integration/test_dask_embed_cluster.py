@@ -175,6 +175,10 @@ def test_errors(tmp_path, dask_client) -> None:
     src = write_parts(frame, tmp_path / "effects", 2, 0)
     with pytest.raises(MLearnerError, match="'indirect' has 1 missing"):
         dask_embed(src, tmp_path / "emb", dask_client, effects=["indirect"], **EMBED)
+    # settings are checked before any pass over the data (the folder need not exist)
+    with pytest.raises(ConfigError, match=r"perplexity must be a number"):
+        dask_embed(tmp_path / "none", tmp_path / "emb", dask_client, effects=["indirect"],
+                   **{**EMBED, "perplexity": 0.1})
     with pytest.raises(ConfigError, match=r"cluster\.engine must be dask_ml or sklearn"):
         dask_cluster_embedding(src, tmp_path / "clu", dask_client, k_values=[2], engine="spark")
 
