@@ -20,6 +20,7 @@ from mlearner_dist.core.column_stats import (
     ColumnStats,
     TableStats,
     check_roles,
+    check_unique_columns,
     used_roles,
 )
 from mlearner_dist.core.roles import Roles
@@ -106,11 +107,7 @@ def spark_column_stats(sdf: DataFrame, roles: Roles, *, fold_col: str | None = N
 
     check_roles(roles)
     columns = tuple(sdf.columns)
-    dup = sorted({c for c in columns if columns.count(c) > 1})
-    if dup:
-        raise InputValidationError(
-            [f"columns {dup} appear more than once in the table; rename them"]
-        )
+    check_unique_columns(columns)
     if fold_col is not None and fold_col not in columns:
         raise InputValidationError([f"fold_col {fold_col!r}: no such column in the table"])
     dtypes = {f.name: f.dataType for f in sdf.schema.fields}

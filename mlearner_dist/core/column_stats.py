@@ -8,6 +8,8 @@ aggregations. Conventions shared by both engines are in :mod:`mlearner_dist.core
 
 from __future__ import annotations
 
+from collections import Counter
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -144,6 +146,15 @@ def role_assignments(roles: Roles) -> list[tuple[str, str]]:
     ]
 
 
+def check_unique_columns(columns: Iterable[object]) -> None:
+    """Raise InputValidationError naming the column names that occur more than once."""
+    dup = sorted(name for name, n in Counter(str(c) for c in columns).items() if n > 1)
+    if dup:
+        raise InputValidationError(
+            [f"columns {dup} appear more than once in the table; rename them"]
+        )
+
+
 def check_roles(roles: object) -> None:
     """Raise ConfigError unless ``roles`` is a :class:`~mlearner_dist.core.roles.Roles`."""
     if not isinstance(roles, Roles):
@@ -276,11 +287,7 @@ def pandas_column_stats(
     check_roles(roles)
     if not isinstance(df, pd.DataFrame):
         raise InputValidationError([f"data: expected a pandas DataFrame, found {type(df)}"])
-    dup = sorted({str(c) for c in df.columns[df.columns.duplicated()]})
-    if dup:
-        raise InputValidationError(
-            [f"columns {dup} appear more than once in the table; rename them"]
-        )
+    check_unique_columns(df.columns)
     fold_arr = None
     if folds is not None:
         fold_arr = np.asarray(folds)
@@ -343,6 +350,7 @@ __all__ = [
     "TableStats",
     "as_float_array",
     "check_roles",
+    "check_unique_columns",
     "pandas_column_stats",
     "role_assignments",
     "series_stats",

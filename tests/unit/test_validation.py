@@ -330,3 +330,11 @@ def test_missing_or_absent_stratum_column():
 def test_stratum_cannot_be_the_treatment():
     roles = Roles("id", "T", "Y", ("M",), ("X1",), strata=("T",))
     assert any("can play one role only" in p for p in problems_of(make_frame(), roles))
+
+
+def test_duplicated_column_names_are_named_once_each():
+    from mlearner_dist.core.column_stats import check_unique_columns
+
+    check_unique_columns(["a", "b", 3])
+    with pytest.raises(InputValidationError, match=r"columns \['a', 'c'\] appear more than once"):
+        check_unique_columns(["c", "a", "b", "a", "c", "a"])
