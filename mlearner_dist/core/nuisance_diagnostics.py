@@ -229,9 +229,7 @@ def learner_diagnostics(spec: NuisanceSpec, models: FoldModels) -> dict[str, Any
         "estimator": spec.estimator,
         "design": spec.design,
         "learner": describe_learner(spec.learner),
-        "learners": {
-            g: describe_learner(spec.learner_of(g)) for g in NUISANCE_GROUPS
-        },
+        "learners": {g: describe_learner(spec.learner_of(g)) for g in NUISANCE_GROUPS},
         "learner_choice": {k: c.to_dict() for k, c in sorted(models.choices.items())},
     }
 
