@@ -71,14 +71,23 @@ def _close(a, b, atol: float) -> bool:
     return abs(float(a) - float(b)) <= atol
 
 
-def test_spark_and_in_memory_diagnostics_come_from_one_builder(spark, data):
+def test_spark_and_in_memory_diagnostics_come_from_one_builder(spark, data, caplog):
     """Same keys in the same order (Spark adds only ``timings``), equal values on the same data:
-    R2 from Spark's sums to 1e-8, AUC from its 4096-bin histogram to 2e-3."""
+    R2 from Spark's sums to 1e-8, AUC from its 4096-bin histogram to 2e-3. Both paths log one
+    progress line per fold."""
+    import logging
+    import re
+
     df, roles = data
+    caplog.set_level(logging.INFO, logger="mlearner_dist.core.progress")
     _, mem = cross_fit_effects(df, roles, SPEC, n_folds=3, seed=11)
     _, got = spark_cross_fit_effects(
         spark.createDataFrame(df).repartition(3), roles, SPEC, n_folds=3, seed=11
     )
+    lines = [r.getMessage() for r in caplog.records]
+    for prefix in ("cross-fitting", "cross-fitting (Spark)"):
+        folds = [m for m in lines if re.match(rf"{re.escape(prefix)}: \d/3 .* - fold \d/3 on", m)]
+        assert len(folds) == 3 and all("mediator 2 models" in m for m in folds), lines
     assert list(got) == [*mem, "timings"]
     for key in ("estimator", "design", "learner", "learners", "learner_choice", "mediator_kind",
                 "n_folds", "n_units", "cross_fitted", "training_rows"):
