@@ -16,11 +16,11 @@ from typing import TYPE_CHECKING, Any
 
 from mlearner_dist.core.column_stats import (
     DISTINCT_LIMIT,
-    MAX_LISTED_VALUES,
     ColumnStats,
     TableStats,
     check_roles,
     check_unique_columns,
+    distinct_summary,
     used_roles,
 )
 from mlearner_dist.core.roles import Roles
@@ -191,8 +191,7 @@ def spark_column_stats(sdf: DataFrame, roles: Roles, *, fold_col: str | None = N
             uniq = sorted(str(v) for v in collected)
         else:
             uniq = sorted({float(v) for v in collected})
-        n_distinct = min(len(uniq), DISTINCT_LIMIT + 1)
-        values = tuple(uniq) if kind != "other" and n_distinct <= MAX_LISTED_VALUES else None
+        n_distinct, values = distinct_summary(kind, uniq)
         lo = row1.get(f"c{i}_min") if kind in ("numeric", "boolean") else None
         hi = row1.get(f"c{i}_max") if kind in ("numeric", "boolean") else None
         stats[c] = ColumnStats(

@@ -9,7 +9,7 @@ aggregations. Conventions shared by both engines are in :mod:`mlearner_dist.core
 from __future__ import annotations
 
 from collections import Counter
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -204,12 +204,23 @@ def as_float_array(s: pd.Series, kind: str) -> np.ndarray:
     return pd.to_numeric(s, errors="coerce").to_numpy(dtype=float, na_value=np.nan)
 
 
+def distinct_summary(kind: str, distinct: Sequence[Any]) -> tuple[int, tuple[Any, ...] | None]:
+    """``n_distinct`` and ``values`` of a column from its sorted distinct usable values.
+
+    ``n_distinct`` is capped at ``DISTINCT_LIMIT + 1`` (an engine may pass that many
+    placeholders when it did not enumerate the values); the values are listed when there are at
+    most :data:`MAX_LISTED_VALUES` of them and the column is not of kind ``other``.
+    """
+    n_distinct = min(len(distinct), DISTINCT_LIMIT + 1)
+    listed = kind != "other" and n_distinct <= MAX_LISTED_VALUES
+    return n_distinct, tuple(distinct) if listed else None
+
+
 def series_stats(s: pd.Series, name: str, role: str) -> tuple[ColumnStats, np.ndarray]:
     """Statistics of one column and its mask of usable (non-missing, finite) rows."""
     kind = _pandas_kind(s)
     n = len(s)
     lo = hi = None
-    values: tuple[Any, ...] | None = None
     n_unparseable, example = 0, None
     if kind in ("numeric", "boolean"):
         x = as_float_array(s, kind)
@@ -238,9 +249,7 @@ def series_stats(s: pd.Series, name: str, role: str) -> tuple[ColumnStats, np.nd
         valid = ~missing
         n_null, n_nonfinite = int(missing.sum()), 0
         uniq, listed = np.array([]), []
-    n_distinct = min(len(uniq), DISTINCT_LIMIT + 1)
-    if kind != "other" and n_distinct <= MAX_LISTED_VALUES:
-        values = tuple(listed)
+    n_distinct, values = distinct_summary(kind, listed)
     stats = ColumnStats(
         name=name,
         role=role,
@@ -351,6 +360,7 @@ __all__ = [
     "as_float_array",
     "check_roles",
     "check_unique_columns",
+    "distinct_summary",
     "pandas_column_stats",
     "role_assignments",
     "series_stats",
