@@ -136,3 +136,23 @@ def test_quiet_silences_the_progress_lines(caplog, monkeypatch, units):
     cross_fit_effects(df, roles, NuisanceSpec(learner="linear"), n_folds=2, seed=1)
     embed_exact(np.random.default_rng(0).normal(size=(30, 1)), n_iter=250)
     assert [r for r in caplog.records if r.name == LOGGER] == []
+
+
+def test_a_loop_inside_a_reported_loop_adds_no_lines(caplog, units):
+    """Null replicates that re-run the selection report themselves, not their folds."""
+    from mlearner_dist.core.calibration import progress_map
+
+    df, roles = units
+    caplog.set_level(logging.INFO, logger=LOGGER)
+
+    def replicate(r: int) -> int:
+        cross_fit_effects(df, roles, NuisanceSpec(learner="linear"), n_folds=2, seed=r)
+        return r
+
+    assert progress_map(replicate, [0, 1], desc="null replicates", every=0.5) == [0, 1]
+    messages = [r.getMessage() for r in caplog.records if r.name == LOGGER]
+    assert messages and all(m.startswith("null replicates: ") for m in messages), messages
+    assert len(messages) == 4  # starting, 1/2, 2/2, done
+    # and on its own the inner loop reports again
+    cross_fit_effects(df, roles, NuisanceSpec(learner="linear"), n_folds=2, seed=0)
+    assert any(r.getMessage().startswith("cross-fitting: 2/2") for r in caplog.records)
