@@ -219,22 +219,15 @@ def run_embed(ctx: RunContext) -> Manifest:
     cfg = ctx.cfg
     has_mediator = ctx.roles.has_mediator
     names = resolve_effect_names(cfg.embed.effects, has_mediator)
-    e = cfg.embed
+    model = MLearner(**estimator_params(cfg))
     info = dask_embed(
         ctx.output / "effects",
         ctx.output / "embedding",
         ctx.dask,
         effects=names,
-        scaling=e.scaling,
-        exact_max_n=e.exact_max_n,
-        n_landmarks=e.n_landmarks,
-        perplexity=e.perplexity,
-        n_iter=e.n_iter,
-        kernel_power=e.kernel_power,
-        grid_size=e.grid_size,
-        block_size=e.block_size,
-        random_state=cfg.random_state,
-        n_jobs=e.n_jobs,
+        scaling=model.scaling,
+        block_size=cfg.embed.block_size,
+        **model.embedding_settings(),
     )
     n_out = int(info.get("n_units", -1))
     _expect_rows(ctx, "embed", n_out)

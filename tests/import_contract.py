@@ -15,6 +15,9 @@ every violation. The layers, from the bottom (a module may import its own layer 
 
 Every ``import`` statement counts, including those inside functions: a lazy import is still a
 dependency. docs/architecture.md shows the same map.
+
+A module may not import an underscore-prefixed name (``from mlearner_dist.x import _name``) from
+another mlearner_dist module: what other modules use is public in the module that owns it.
 """
 
 from __future__ import annotations
@@ -90,23 +93,42 @@ def _module_name(path: Path, root: Path) -> str:
     return ".".join(rel.parts)
 
 
+def _source(node: ast.ImportFrom, module: str) -> str:
+    """The absolute module a ``from ... import`` statement of ``module`` reads from."""
+    if not node.level:
+        return node.module or ""
+    base = module.rsplit(".", 1)[0].split(".")
+    base = base[: len(base) - (node.level - 1)]
+    return ".".join([*base, node.module] if node.module else base)
+
+
 def _imports(tree: ast.AST, module: str) -> list[tuple[int, str]]:
     out: list[tuple[int, str]] = []
-    package = module.rsplit(".", 1)[0]
     for node in ast.walk(tree):
         if isinstance(node, ast.Import):
             out.extend((node.lineno, a.name) for a in node.names)
         elif isinstance(node, ast.ImportFrom):
-            if node.level:
-                base = package.split(".")
-                base = base[: len(base) - (node.level - 1)]
-                name = ".".join([*base, node.module] if node.module else base)
-            else:
-                name = node.module or ""
+            name = _source(node, module)
             if name == "mlearner_dist" or name.endswith(".mlearner_dist"):
                 out.extend((node.lineno, f"mlearner_dist.{a.name}") for a in node.names)
             else:
                 out.append((node.lineno, name))
+    return out
+
+
+def _private_imports(tree: ast.AST, module: str) -> list[tuple[int, str]]:
+    """``(line, "mlearner_dist.x._name")`` for each private name imported from another module."""
+    out: list[tuple[int, str]] = []
+    for node in ast.walk(tree):
+        if not isinstance(node, ast.ImportFrom):
+            continue
+        source = _source(node, module)
+        if source.split(".")[0] != "mlearner_dist" or source == module:
+            continue
+        for alias in node.names:
+            name = alias.name
+            if name.startswith("_") and not (name.startswith("__") and name.endswith("__")):
+                out.append((node.lineno, f"{source}.{name}"))
     return out
 
 
@@ -122,7 +144,16 @@ def check_file(path: Path, module: str) -> list[Violation]:
     """Violations of one source file whose dotted module name is ``module``."""
     tree = ast.parse(path.read_text(), filename=str(path))
     own = layer_of(module)
-    problems: list[Violation] = []
+    problems: list[Violation] = [
+        Violation(
+            str(path),
+            line,
+            module,
+            imported,
+            "a private (underscore) name of another module; make it public where it is defined",
+        )
+        for line, imported in _private_imports(tree, module)
+    ]
     for line, imported in _imports(tree, module):
         top = imported.split(".")[0]
         if top in FRAMEWORKS and own != 2:

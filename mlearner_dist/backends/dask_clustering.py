@@ -22,9 +22,9 @@ import numpy as np
 import pandas as pd
 
 from mlearner_dist.core.clustering import (
-    _check_ks,
     assign,
     best_restart,
+    check_ks,
     lloyd,
     squared_distances,
 )
@@ -116,7 +116,7 @@ def dask_cluster_embedding(
     if n_sample == 0:
         raise MLearnerError(f"the embedding {embedding_dir} has no rows: run the embed stage")
     Ys = sample[XY].to_numpy(dtype=np.float64)
-    ks = _check_ks(k_values, n)
+    ks = check_ks(k_values, n)
     whole = n_sample == n
     X = None
     Y_all = None

@@ -13,7 +13,8 @@ Every pass works partition by partition and sends only summaries to the driver:
 5. the landmark distance matrix blockwise with dask.array, openTSNE on the landmarks, the codebook
    projected against the fixed landmark embedding (driver, bounded by ``n_landmarks`` and
    ``grid_size``);
-6. every unit placed from the codebook, partition by partition on the workers, and written.
+6. every unit placed from the codebook, partition by partition on the workers, and written
+   (one parquet file per non-empty partition, a progress line as each one finishes).
 
 At ``n <= exact_max_n`` the table is small and the exact path runs in memory as the reference does.
 """
@@ -31,10 +32,13 @@ import dask.array as da
 import dask.dataframe as dd
 import numpy as np
 import pandas as pd
+from distributed import as_completed
 
 from mlearner_dist.core.distances import effect_distances
 from mlearner_dist.core.embedding import (
+    TSNE_SETTINGS,
     LandmarkEmbedding,
+    check_embedding_settings,
     combine_partial_sums,
     effect_matrix,
     embed_exact,
@@ -44,6 +48,7 @@ from mlearner_dist.core.embedding import (
     scale_from_partials,
     unit_keys,
 )
+from mlearner_dist.core.progress import Progress
 from mlearner_dist.exceptions import MLearnerError
 from mlearner_dist.stages import atomic_output
 
@@ -118,6 +123,13 @@ def _place(
     if is_lm.any():
         Y[is_lm] = landmarks[["tsne_1", "tsne_2"]].to_numpy()[pos[is_lm]]
     return pd.DataFrame({UNIT: ids, "is_landmark": is_lm, "tsne_1": Y[:, 0], "tsne_2": Y[:, 1]})
+
+
+def _write_block(frame: pd.DataFrame, path: str) -> int:
+    """Write one placed partition (nothing for an empty one); returns its rows."""
+    if len(frame):
+        frame.to_parquet(path, index=False)
+    return len(frame)
 
 
 def dask_distances(client: Any, kernel_power: int, block_size: int):
@@ -195,6 +207,19 @@ def dask_embed(
         The embedding info (path, effective openTSNE settings, timings, ``n_units``).
     """
     started = time.perf_counter()
+    s = check_embedding_settings(
+        exact_max_n=exact_max_n,
+        n_landmarks=n_landmarks,
+        grid_size=grid_size,
+        perplexity=perplexity,
+        n_iter=n_iter,
+        kernel_power=kernel_power,
+        random_state=random_state,
+        n_jobs=n_jobs,
+        reference_size=reference_size,
+        block_size=block_size,
+    )
+    tsne = {name: s[name] for name in TSNE_SETTINGS if name in s}
     effects = list(effects)
     ddf = dd.read_parquet(str(effects_dir), columns=[UNIT, *effects])
     parts = ddf.to_delayed()
@@ -212,14 +237,7 @@ def dask_embed(
     if n <= exact_max_n:
         frame = ddf.compute().sort_values(UNIT, kind="stable").reset_index(drop=True)
         V = effect_matrix(frame, effects, scaling)
-        Y, info = embed_exact(
-            V,
-            perplexity=perplexity,
-            n_iter=n_iter,
-            kernel_power=kernel_power,
-            random_state=random_state,
-            n_jobs=n_jobs,
-        )
+        Y, info = embed_exact(V, **tsne)
         out = pd.DataFrame(
             {
                 UNIT: frame[UNIT].to_numpy(),
@@ -264,14 +282,10 @@ def dask_embed(
     V_ref = ref[[f"v{j}" for j in range(len(effects))]].to_numpy()
     model = LandmarkEmbedding(
         n_landmarks=n_landmarks,
-        perplexity=perplexity,
-        n_iter=n_iter,
-        kernel_power=kernel_power,
         grid_size=grid_size,
-        random_state=random_state,
-        n_jobs=n_jobs,
         reference_size=reference_size,
         block_size=min(block_size, 4096),
+        **tsne,
     )
     plan = model.plan(n, v_min, v_max, V_ref)
     cand = pd.concat(
@@ -311,8 +325,19 @@ def dask_embed(
     )
     placed = ddf.map_partitions(_place, effects, scale, model, landmarks, meta=meta)
     with atomic_output(Path(out_dir)) as tmp:
-        written = placed.to_parquet(str(tmp), write_index=False, compute=False)
-        client.compute(written, sync=True)
+        tmp.mkdir(parents=True)
+        blocks = placed.to_delayed()
+        futures = client.compute(
+            [
+                dask.delayed(_write_block)(block, str(tmp / f"part.{i:05d}.parquet"))
+                for i, block in enumerate(blocks)
+            ]
+        )
+        placed_rows = 0
+        with Progress(len(futures), f"placing {n} units (partitions)") as bar:
+            for fut in as_completed(futures):
+                placed_rows += fut.result()
+                bar.update(message=f"{placed_rows}/{n} units placed")
     info = dict(model.info_)
     info.update(
         n_units=n,

@@ -21,7 +21,7 @@ import pandas as pd
 from mlflow.exceptions import MlflowException
 from mlflow.models import infer_signature
 
-from mlearner_dist.backends.mlflow_store import _use_tracking_uri
+from mlearner_dist.backends.mlflow_store import use_tracking_uri
 from mlearner_dist.exceptions import InputValidationError, TrackingError
 from mlearner_dist.scoring import RULE_COLUMN, SUBGROUP_COLUMN, SubgroupModel
 
@@ -80,7 +80,7 @@ def log_pyfunc_model(
         # the output's integer subgroup column never holds missing values
         warnings.filterwarnings("ignore", message=".*Inferred schema contains integer")
         signature = infer_signature(example, model.predict(example))
-    with _use_tracking_uri(tracking_uri):
+    with use_tracking_uri(tracking_uri):
         nested = mlflow.active_run() is not None
         with mlflow.start_run(run_id=run_id, nested=nested):
             info = mlflow.pyfunc.log_model(
@@ -122,7 +122,7 @@ class SubgroupPyfunc(mlflow.pyfunc.PythonModel):
 
 def _load_model(model_uri: str, tracking_uri: str | None) -> Any:
     try:
-        with _use_tracking_uri(tracking_uri):
+        with use_tracking_uri(tracking_uri):
             return mlflow.pyfunc.load_model(model_uri)
     except (MlflowException, OSError) as exc:
         raise TrackingError(
@@ -223,7 +223,7 @@ def spark_score(spark: Any, model_uri: str, sdf: Any, *, tracking_uri: str | Non
     """
     from pyspark.sql import functions as F
 
-    with _use_tracking_uri(tracking_uri):
+    with use_tracking_uri(tracking_uri):
         try:
             info = mlflow.models.get_model_info(model_uri)
             udf = mlflow.pyfunc.spark_udf(

@@ -23,7 +23,7 @@ from urllib.parse import urlparse
 import mlflow
 import mlflow.pyfunc
 
-from mlearner_dist.backends.mlflow_store import _FIX, _sqlite_path
+from mlearner_dist.backends.mlflow_store import TRACKING_FIX, sqlite_path
 from mlearner_dist.exceptions import TrackingError
 
 logger = logging.getLogger(__name__)
@@ -74,11 +74,12 @@ def _probe_with_client(uri: str, timeout: float) -> None:
         finished, error = _within(timeout, probe)
     if not finished:
         raise TrackingError(
-            f"MLflow tracking URI {uri!r} did not answer within {timeout:g} s. {_FIX}"
+            f"MLflow tracking URI {uri!r} did not answer within {timeout:g} s. {TRACKING_FIX}"
         )
     if error is not None:
         raise TrackingError(
-            f"MLflow tracking URI {uri!r} is not usable: {type(error).__name__}: {error}. {_FIX}"
+            f"MLflow tracking URI {uri!r} is not usable: {type(error).__name__}: {error}. "
+            f"{TRACKING_FIX}"
         )
 
 
@@ -95,22 +96,23 @@ def _probe_http(uri: str, timeout: float) -> None:
             return
         raise TrackingError(
             f"MLflow tracking server {uri!r} answered HTTP {exc.code} ({exc.reason}) on /health: "
-            f"it is up but failing; check its logs. {_FIX}"
+            f"it is up but failing; check its logs. {TRACKING_FIX}"
         ) from exc
     except (urllib.error.URLError, TimeoutError, OSError) as exc:
         reason = getattr(exc, "reason", exc)
         raise TrackingError(
             f"MLflow tracking server {uri!r} cannot be reached ({reason}). Start it (e.g. "
             f"`mlflow server --host 127.0.0.1 --port {urlparse(uri).port or 5000}`), check the "
-            f"host and port, or {_FIX.split(' or ', 1)[1]}"
+            f"host and port, or {TRACKING_FIX.split(' or ', 1)[1]}"
         ) from exc
 
 
 def _check_sqlite(uri: str) -> None:
-    db = _sqlite_path(uri)
+    db = sqlite_path(uri)
     if db is None:
         raise TrackingError(
-            f"tracking URI {uri!r} is not a sqlite:///<absolute or relative path> URI. {_FIX}"
+            f"tracking URI {uri!r} is not a sqlite:///<absolute or relative path> URI. "
+            f"{TRACKING_FIX}"
         )
     try:
         db.parent.mkdir(parents=True, exist_ok=True)
@@ -157,7 +159,7 @@ def check_tracking_reachable(uri: str, *, timeout: float = DEFAULT_CHECK_TIMEOUT
         without ``MLFLOW_ALLOW_FILE_STORE=true``; any other store MLflow cannot query in time.
     """
     if not isinstance(uri, str) or not uri.strip():
-        raise TrackingError(f"tracking URI must be a non-empty string, got {uri!r}. {_FIX}")
+        raise TrackingError(f"tracking URI must be a non-empty string, got {uri!r}. {TRACKING_FIX}")
     if timeout <= 0:
         raise TrackingError(f"timeout must be positive, got {timeout!r}")
     started = time.monotonic()
@@ -176,7 +178,9 @@ def check_tracking_reachable(uri: str, *, timeout: float = DEFAULT_CHECK_TIMEOUT
         folder = Path(urlparse(uri).path if scheme == "file" else uri)
         folder.mkdir(parents=True, exist_ok=True)
         if not os.access(folder, os.W_OK):
-            raise TrackingError(f"the MLflow file store {str(folder)!r} is not writable. {_FIX}")
+            raise TrackingError(
+                f"the MLflow file store {str(folder)!r} is not writable. {TRACKING_FIX}"
+            )
     else:
         _probe_with_client(uri, timeout)
     logger.info("tracking store %s reachable (%.2f s)", uri, time.monotonic() - started)

@@ -20,8 +20,8 @@ import numpy as np
 import pandas as pd
 from mlflow.exceptions import MlflowException
 
-from mlearner_dist.backends.mlflow_store import _FIX
-from mlearner_dist.backends.mlflow_tracker import _PARENT_TAG, MlflowTracker
+from mlearner_dist.backends.mlflow_store import TRACKING_FIX
+from mlearner_dist.backends.mlflow_tracker import PARENT_TAG, MlflowTracker
 from mlearner_dist.core.jsonable import to_jsonable
 from mlearner_dist.exceptions import MLearnerError, TrackingError
 from mlearner_dist.stages import manifest_path
@@ -241,7 +241,9 @@ def list_runs(tracking_uri: str, experiment: str) -> pd.DataFrame:
     try:
         exp = client.get_experiment_by_name(experiment)
     except MlflowException as exc:
-        raise TrackingError(f"cannot read experiments at {tracking_uri}: {exc}. {_FIX}") from exc
+        raise TrackingError(
+            f"cannot read experiments at {tracking_uri}: {exc}. {TRACKING_FIX}"
+        ) from exc
     if exp is None:
         return pd.DataFrame(columns=_RUN_COLUMNS)
     rows = []
@@ -255,7 +257,7 @@ def list_runs(tracking_uri: str, experiment: str) -> pd.DataFrame:
         )
         for run in page:
             tags = run.data.tags
-            if _PARENT_TAG in tags:
+            if PARENT_TAG in tags:
                 continue
             declared = tags.get(TAG_DECLARED)
             rows.append(

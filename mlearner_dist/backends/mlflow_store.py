@@ -17,12 +17,13 @@ import mlflow.pyfunc
 
 logger = logging.getLogger(__name__)
 
-_FIX = (
+#: What to do when the tracking store fails, appended to tracking error messages.
+TRACKING_FIX = (
     "fix the URI (tracking.uri / --tracking-uri) or turn tracking off with tracking.enabled: false"
 )
 
 
-def _sqlite_path(uri: str) -> Path | None:
+def sqlite_path(uri: str) -> Path | None:
     """The database file of a ``sqlite:///`` URI (None for other schemes or in-memory)."""
     if not uri.startswith("sqlite:"):
         return None
@@ -43,14 +44,14 @@ def default_artifact_location(tracking_uri: str) -> str | None:
     URI), so an embedded run keeps everything under its output folder; None (the server's
     default) otherwise.
     """
-    db = _sqlite_path(tracking_uri)
+    db = sqlite_path(tracking_uri)
     if db is None:
         return None
     return (db.resolve().parent / "mlartifacts").as_uri()
 
 
 @contextlib.contextmanager
-def _use_tracking_uri(uri: str | None) -> Iterator[None]:
+def use_tracking_uri(uri: str | None) -> Iterator[None]:
     """Point MLflow's fluent API at ``uri`` for the duration of the block, then restore it."""
     if not uri:
         yield

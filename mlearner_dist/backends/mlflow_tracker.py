@@ -30,7 +30,7 @@ from mlflow.exceptions import MlflowException
 from mlflow.utils.mlflow_tags import MLFLOW_DATASET_CONTEXT
 
 from mlearner_dist.backends.mlflow_model import log_pyfunc_model
-from mlearner_dist.backends.mlflow_store import _FIX, _sqlite_path, default_artifact_location
+from mlearner_dist.backends.mlflow_store import TRACKING_FIX, default_artifact_location, sqlite_path
 from mlearner_dist.backends.storage_paths import is_spark_only_input
 from mlearner_dist.core.jsonable import to_jsonable
 from mlearner_dist.exceptions import MLearnerError, TrackingError
@@ -48,7 +48,8 @@ from mlearner_dist.tracking import (
 
 logger = logging.getLogger(__name__)
 
-_PARENT_TAG = "mlflow.parentRunId"
+#: The MLflow tag that links a nested run to its parent.
+PARENT_TAG = "mlflow.parentRunId"
 _MAX_TAG_VALUE_LENGTH = 8000
 _STATUSES = ("FINISHED", "FAILED", "KILLED")
 
@@ -81,13 +82,13 @@ class MlflowTracker:
     def __init__(self, tracking_uri: str, experiment: str) -> None:
         if not isinstance(tracking_uri, str) or not tracking_uri.strip():
             raise TrackingError(
-                f"tracking_uri must be a non-empty string, got {tracking_uri!r}: " + _FIX
+                f"tracking_uri must be a non-empty string, got {tracking_uri!r}: " + TRACKING_FIX
             )
         if not isinstance(experiment, str) or not experiment.strip():
             raise TrackingError(f"experiment must be a non-empty name, got {experiment!r}")
         self.tracking_uri = tracking_uri
         self.experiment = experiment
-        db = _sqlite_path(tracking_uri)
+        db = sqlite_path(tracking_uri)
         if db is not None:
             db.parent.mkdir(parents=True, exist_ok=True)
         try:
@@ -96,7 +97,7 @@ class MlflowTracker:
         except MlflowException as exc:
             raise TrackingError(
                 f"MLflow tracking store {tracking_uri!r} refused experiment {experiment!r}: "
-                f"{exc}. {_FIX}"
+                f"{exc}. {TRACKING_FIX}"
             ) from exc
         self._stack: list[str] = []
 
@@ -155,7 +156,7 @@ class MlflowTracker:
             run = self._client.create_run(self.experiment_id, run_name=str(name), tags=str_tags)
         except MlflowException as exc:
             raise TrackingError(
-                f"could not create run {name!r} at {self.tracking_uri}: {exc}. {_FIX}"
+                f"could not create run {name!r} at {self.tracking_uri}: {exc}. {TRACKING_FIX}"
             ) from exc
         self._stack.append(run.info.run_id)
         logger.info("MLflow run %s (%s) started at %s", run.info.run_id, name, self.tracking_uri)
@@ -194,7 +195,7 @@ class MlflowTracker:
         """
         parent = self._require_run()
         str_tags = {k: param_value(v, _MAX_TAG_VALUE_LENGTH) for k, v in (tags or {}).items()}
-        str_tags[_PARENT_TAG] = parent
+        str_tags[PARENT_TAG] = parent
         run = self._client.create_run(
             self.experiment_id, run_name=str(name), tags=str_tags, start_time=start_time
         )

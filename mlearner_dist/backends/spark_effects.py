@@ -16,7 +16,8 @@ The plan, per run:
    :func:`~mlearner_dist.core.effects.compute_effects`). The models travel in the closure:
    DataFrame API only, no RDD and no ``sparkContext.broadcast``, so this runs on Spark Connect and
    Databricks serverless too.
-5. Diagnostics from Spark aggregations of the scored rows.
+5. Diagnostics from Spark aggregations of the scored rows, assembled by the core's one builder
+   (:func:`~mlearner_dist.core.nuisance_diagnostics.effects_diagnostics`).
 
 The result equals :func:`~mlearner_dist.core.effects.cross_fit_effects` for the same seed and
 settings, whatever the number of partitions.
@@ -37,21 +38,27 @@ from pyspark.sql import functions as F
 from pyspark.sql import types as St
 
 from mlearner_dist.core.effects import (
-    binned_auc,
     compute_effects,
     density_ratio,
     density_ratio_summary,
-    diagnostic_targets,
     effect_columns,
     fold_problems,
-    learner_diagnostics,
 )
+from mlearner_dist.core.fold_progress import FoldTally, cross_fitting_progress, report_fold
 from mlearner_dist.core.folds import assign_folds, check_n_folds, stable_uniform
 from mlearner_dist.core.nuisance import (
     FoldModels,
     NuisanceSpec,
     fit_fold_models,
     predict_nuisances,
+)
+from mlearner_dist.core.nuisance_diagnostics import (
+    OVERLAP_BOUNDS,
+    binned_auc,
+    diagnostic_targets,
+    effects_diagnostics,
+    model_quality,
+    overlap_record,
 )
 from mlearner_dist.core.roles import Roles
 from mlearner_dist.exceptions import ConfigError, InputValidationError
@@ -219,13 +226,8 @@ def _spark_diagnostics(
                 pos[r["fold"], r["bin"]] += r["pos"]
                 neg[r["fold"], r["bin"]] += r["neg"]
             by_fold = [_finite(binned_auc(pos[k], neg[k])) for k in range(n_folds)]
-        vals = [v for v in by_fold if v is not None]
-        models[d.name] = {
-            "metric": d.metric,
-            "by_fold": by_fold,
-            "mean": float(np.mean(vals)) if vals else None,
-        }
-    lo, hi = 0.05, 0.95
+        models[d.name] = model_quality(d.metric, by_fold)
+    lo, hi = OVERLAP_BOUNDS
     cols = ["propensity", *(["propensity_mx"] if roles.has_mediator else [])]
     aggs = []
     for c in cols:
@@ -236,11 +238,9 @@ def _spark_diagnostics(
         ]
     row = scored.agg(*aggs).collect()[0]
     overlap = {
-        c: {
-            "min": _finite(row[f"{c}_min"]),
-            "max": _finite(row[f"{c}_max"]),
-            "share_outside": _finite(row[f"{c}_out"]),
-        }
+        c: overlap_record(
+            _finite(row[f"{c}_min"]), _finite(row[f"{c}_max"]), _finite(row[f"{c}_out"])
+        )
         for c in cols
     }
     return {"models": models, "overlap": overlap}
@@ -382,44 +382,48 @@ def spark_cross_fit_effects(
     fold_models: dict[int, FoldModels] = {}
     training_rows: list[dict[str, Any]] = []
     if spec.estimator == "reference":
-        train = _collect_training(base, roles, None, arm_totals, budget)
-        models = fit_fold_models(
-            train,
-            roles,
-            spec,
-            mediator_kind=kind,
-            arm_counts=(arm_totals[0], arm_totals[1]),
-            assignment_probability=share,
-        )
-        fold_models = dict.fromkeys(range(n_folds), models)
-        training_rows.append({"fold": None, "models": dict(models.n_train)})
-    else:
-        choices = None
-        for k in range(n_folds):
-            n_arm = (
-                arm_totals[0] - counts.get((k, 0), 0),
-                arm_totals[1] - counts.get((k, 1), 0),
-            )
-            train = _collect_training(base, roles, F.col(_FOLD) != k, n_arm, budget)
-            fold_models[k] = fit_fold_models(
+        tally = FoldTally()
+        with cross_fitting_progress(1, "nuisance models (Spark)") as bar:
+            train = _collect_training(base, roles, None, arm_totals, budget)
+            models = fit_fold_models(
                 train,
                 roles,
                 spec,
                 mediator_kind=kind,
-                arm_counts=n_arm,
+                arm_counts=(arm_totals[0], arm_totals[1]),
                 assignment_probability=share,
-                choices=choices,
+                on_model=tally,
             )
-            # ``auto`` decides once, on fold 0's training rows (the same rows as in memory)
-            choices = fold_models[k].choices
-            training_rows.append({"fold": k, "models": dict(fold_models[k].n_train)})
-            logger.info(
-                "effects (Spark): fold %d/%d fitted on %d collected rows of %d",
-                k + 1,
-                n_folds,
-                len(train),
-                sum(n_arm),
-            )
+            report_fold(bar, "in-sample (reference estimator)", sum(arm_totals), tally)
+        fold_models = dict.fromkeys(range(n_folds), models)
+        training_rows.append({"fold": None, "models": dict(models.n_train)})
+    else:
+        choices = None
+        with cross_fitting_progress(n_folds, "cross-fitting (Spark)") as bar:
+            for k in range(n_folds):
+                n_arm = (
+                    arm_totals[0] - counts.get((k, 0), 0),
+                    arm_totals[1] - counts.get((k, 1), 0),
+                )
+                train = _collect_training(base, roles, F.col(_FOLD) != k, n_arm, budget)
+                tally = FoldTally()
+                fold_models[k] = fit_fold_models(
+                    train,
+                    roles,
+                    spec,
+                    mediator_kind=kind,
+                    arm_counts=n_arm,
+                    assignment_probability=share,
+                    choices=choices,
+                    on_model=tally,
+                )
+                # ``auto`` decides once, on fold 0's training rows (the same rows as in memory)
+                choices = fold_models[k].choices
+                training_rows.append({"fold": k, "models": dict(fold_models[k].n_train)})
+                what = f"fold {k + 1}/{n_folds}"
+                if len(train) < sum(n_arm):
+                    what += f" ({len(train)} rows collected to the driver)"
+                report_fold(bar, what, sum(n_arm), tally)
     t_fit = time.perf_counter()
 
     out_cols = effect_columns(roles, spec.estimator)
@@ -478,26 +482,26 @@ def spark_cross_fit_effects(
             yield pd.concat(parts, ignore_index=True)
 
     scored = _persist(base.mapInPandas(score, schema), "the effects table")
-    diag = _spark_diagnostics(scored, roles, kind, n_folds, target_cols)
-    if with_ratio:
-        diag["density_ratio"] = _spark_density_ratio(scored, target_cols[T], bound)
+    quality = _spark_diagnostics(scored, roles, kind, n_folds, target_cols)
+    ratio = _spark_density_ratio(scored, target_cols[T], bound) if with_ratio else None
     n_units = sum(counts.values())
     base.unpersist()
     t_score = time.perf_counter()
-    diagnostics = {
-        **learner_diagnostics(spec, fold_models[0]),
-        "mediator_kind": kind,
-        "n_folds": n_folds,
-        "n_units": n_units,
-        "cross_fitted": spec.estimator == "nested",
-        **diag,
-        "training_rows": training_rows,
-        "timings": {
+    diagnostics = effects_diagnostics(
+        spec,
+        fold_models[0],
+        mediator_kind=kind,
+        n_folds=n_folds,
+        n_units=n_units,
+        quality=quality,
+        training_rows=training_rows,
+        density_ratio=ratio,
+        timings={
             "checks": t_checks - t0,
             "fit": t_fit - t_checks,
             "score_and_diagnostics": t_score - t_fit,
         },
-    }
+    )
     logger.info(
         "effects (Spark): %d units, fit %.1f s, scoring and diagnostics %.1f s",
         n_units,

@@ -16,15 +16,16 @@ from typing import TYPE_CHECKING, Any
 
 from mlearner_dist.core.column_stats import (
     DISTINCT_LIMIT,
-    MAX_LISTED_VALUES,
     ColumnStats,
     TableStats,
-    _check_roles,
+    check_roles,
+    check_unique_columns,
+    distinct_summary,
     used_roles,
 )
 from mlearner_dist.core.roles import Roles
 from mlearner_dist.core.row_account import RowAccount
-from mlearner_dist.core.validation import MissingPolicy, _check_params, apply_checks
+from mlearner_dist.core.validation import MissingPolicy, apply_checks, check_validation_params
 from mlearner_dist.exceptions import ConfigError, InputValidationError
 
 if TYPE_CHECKING:
@@ -104,13 +105,9 @@ def spark_column_stats(sdf: DataFrame, roles: Roles, *, fold_col: str | None = N
     """
     from pyspark.sql import functions as F
 
-    _check_roles(roles)
+    check_roles(roles)
     columns = tuple(sdf.columns)
-    dup = sorted({c for c in columns if columns.count(c) > 1})
-    if dup:
-        raise InputValidationError(
-            [f"columns {dup} appear more than once in the table; rename them"]
-        )
+    check_unique_columns(columns)
     if fold_col is not None and fold_col not in columns:
         raise InputValidationError([f"fold_col {fold_col!r}: no such column in the table"])
     dtypes = {f.name: f.dataType for f in sdf.schema.fields}
@@ -194,8 +191,7 @@ def spark_column_stats(sdf: DataFrame, roles: Roles, *, fold_col: str | None = N
             uniq = sorted(str(v) for v in collected)
         else:
             uniq = sorted({float(v) for v in collected})
-        n_distinct = min(len(uniq), DISTINCT_LIMIT + 1)
-        values = tuple(uniq) if kind != "other" and n_distinct <= MAX_LISTED_VALUES else None
+        n_distinct, values = distinct_summary(kind, uniq)
         lo = row1.get(f"c{i}_min") if kind in ("numeric", "boolean") else None
         hi = row1.get(f"c{i}_max") if kind in ("numeric", "boolean") else None
         stats[c] = ColumnStats(
@@ -279,7 +275,7 @@ def validate_spark_frame(
     """
     from pyspark.sql import DataFrame as SparkDataFrame
 
-    _check_params(min_treated, min_control, n_folds, missing)
+    check_validation_params(min_treated, min_control, n_folds, missing)
     if not isinstance(sdf, SparkDataFrame):
         raise ConfigError(f"sdf must be a Spark DataFrame, found {type(sdf).__name__}")
 

@@ -55,6 +55,7 @@ __all__ = [
     "assign",
     "best_restart",
     "canonical_labels",
+    "check_ks",
     "initial_centers",
     "kmeans_for_k",
     "lloyd",
@@ -72,7 +73,16 @@ def _check_points(Y: np.ndarray) -> np.ndarray:
     return Y
 
 
-def _check_ks(ks: Sequence[int], n: int) -> list[int]:
+def check_ks(ks: Sequence[int], n: int) -> list[int]:
+    """The K range as ints, checked: not empty, every K >= 2 and at most ``n`` units.
+
+    Raises
+    ------
+    ConfigError
+        Empty range or a K below 2.
+    MLearnerError
+        More clusters than units.
+    """
     ks = [int(k) for k in ks]
     if not ks:
         raise ConfigError("the K range is empty: set cluster.k_min <= cluster.k_max")
@@ -238,7 +248,7 @@ def kmeans_for_k(
         ``{k: (labels (n,), centers (k, d), wcss)}`` with canonical labels.
     """
     Y = _check_points(Y)
-    ks = _check_ks(ks, Y.shape[0])
+    ks = check_ks(ks, Y.shape[0])
     if sample_order is None:
         idx = np.arange(min(sample_size, Y.shape[0]))
     else:

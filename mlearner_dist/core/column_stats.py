@@ -8,6 +8,8 @@ aggregations. Conventions shared by both engines are in :mod:`mlearner_dist.core
 
 from __future__ import annotations
 
+from collections import Counter
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -134,7 +136,7 @@ def role_assignments(roles: Roles) -> list[tuple[str, str]]:
         stratum, cluster or weight column that is also a covariate is listed once, as a
         covariate).
     """
-    _check_roles(roles)
+    check_roles(roles)
     return [
         (roles.unit_id, "unit_id"),
         (roles.treatment, "treatment"),
@@ -150,7 +152,17 @@ def role_assignments(roles: Roles) -> list[tuple[str, str]]:
     ]
 
 
-def _check_roles(roles: object) -> None:
+def check_unique_columns(columns: Iterable[object]) -> None:
+    """Raise InputValidationError naming the column names that occur more than once."""
+    dup = sorted(name for name, n in Counter(str(c) for c in columns).items() if n > 1)
+    if dup:
+        raise InputValidationError(
+            [f"columns {dup} appear more than once in the table; rename them"]
+        )
+
+
+def check_roles(roles: object) -> None:
+    """Raise ConfigError unless ``roles`` is a :class:`~mlearner_dist.core.roles.Roles`."""
     if not isinstance(roles, Roles):
         raise ConfigError(
             f"roles must be a mlearner_dist.core.roles.Roles, found {type(roles).__name__}"
@@ -189,7 +201,8 @@ def _pandas_kind(s: pd.Series) -> str:
     return "other"
 
 
-def _as_float(s: pd.Series, kind: str) -> np.ndarray:
+def as_float_array(s: pd.Series, kind: str) -> np.ndarray:
+    """A column of kind ``numeric`` or ``boolean`` as float64, shape (n,); NaN where missing."""
     if kind == "boolean":
         return pd.array(s, dtype="boolean").to_numpy(dtype=float, na_value=np.nan)
     if isinstance(s.dtype, np.dtype) and s.dtype.kind in "iuf":
@@ -197,15 +210,26 @@ def _as_float(s: pd.Series, kind: str) -> np.ndarray:
     return pd.to_numeric(s, errors="coerce").to_numpy(dtype=float, na_value=np.nan)
 
 
-def _pandas_column(s: pd.Series, name: str, role: str) -> tuple[ColumnStats, np.ndarray]:
+def distinct_summary(kind: str, distinct: Sequence[Any]) -> tuple[int, tuple[Any, ...] | None]:
+    """``n_distinct`` and ``values`` of a column from its sorted distinct usable values.
+
+    ``n_distinct`` is capped at ``DISTINCT_LIMIT + 1`` (an engine may pass that many
+    placeholders when it did not enumerate the values); the values are listed when there are at
+    most :data:`MAX_LISTED_VALUES` of them and the column is not of kind ``other``.
+    """
+    n_distinct = min(len(distinct), DISTINCT_LIMIT + 1)
+    listed = kind != "other" and n_distinct <= MAX_LISTED_VALUES
+    return n_distinct, tuple(distinct) if listed else None
+
+
+def series_stats(s: pd.Series, name: str, role: str) -> tuple[ColumnStats, np.ndarray]:
     """Statistics of one column and its mask of usable (non-missing, finite) rows."""
     kind = _pandas_kind(s)
     n = len(s)
     lo = hi = None
-    values: tuple[Any, ...] | None = None
     n_unparseable, example = 0, None
     if kind in ("numeric", "boolean"):
-        x = _as_float(s, kind)
+        x = as_float_array(s, kind)
         is_nan, is_inf = np.isnan(x), np.isinf(x)
         valid = ~(is_nan | is_inf)
         n_null, n_nonfinite = int(is_nan.sum()), int(is_inf.sum())
@@ -231,9 +255,7 @@ def _pandas_column(s: pd.Series, name: str, role: str) -> tuple[ColumnStats, np.
         valid = ~missing
         n_null, n_nonfinite = int(missing.sum()), 0
         uniq, listed = np.array([]), []
-    n_distinct = min(len(uniq), DISTINCT_LIMIT + 1)
-    if kind != "other" and n_distinct <= MAX_LISTED_VALUES:
-        values = tuple(listed)
+    n_distinct, values = distinct_summary(kind, listed)
     stats = ColumnStats(
         name=name,
         role=role,
@@ -277,14 +299,10 @@ def pandas_column_stats(
         If ``df`` is not a DataFrame, has duplicated column names, or ``folds`` has the wrong
         length.
     """
-    _check_roles(roles)
+    check_roles(roles)
     if not isinstance(df, pd.DataFrame):
         raise InputValidationError([f"data: expected a pandas DataFrame, found {type(df)}"])
-    dup = sorted({str(c) for c in df.columns[df.columns.duplicated()]})
-    if dup:
-        raise InputValidationError(
-            [f"columns {dup} appear more than once in the table; rename them"]
-        )
+    check_unique_columns(df.columns)
     fold_arr = None
     if folds is not None:
         fold_arr = np.asarray(folds)
@@ -300,7 +318,7 @@ def pandas_column_stats(
     for col, role in used_roles(roles).items():
         if col not in df.columns:
             continue
-        st, valid = _pandas_column(df[col], col, role)
+        st, valid = series_stats(df[col], col, role)
         stats[col] = st
         valid_of[col] = valid
         first_bad = ~valid & ~covered
@@ -313,7 +331,7 @@ def pandas_column_stats(
     n_treated = n_control = None
     t = stats.get(roles.treatment)
     if t is not None and t.kind in ("numeric", "boolean"):
-        x = _as_float(df[roles.treatment], t.kind)
+        x = as_float_array(df[roles.treatment], t.kind)
         n_treated, n_control = int((x == 1).sum()), int((x == 0).sum())
     single: dict[str, tuple[str, ...]] = {}
     if fold_arr is not None:
@@ -344,7 +362,12 @@ __all__ = [
     "MAX_LISTED_VALUES",
     "ColumnStats",
     "TableStats",
+    "as_float_array",
+    "check_roles",
+    "check_unique_columns",
+    "distinct_summary",
     "pandas_column_stats",
     "role_assignments",
+    "series_stats",
     "used_roles",
 ]

@@ -3,7 +3,10 @@
 :func:`cross_fit_effects` is the in-memory path: folds from a hash of the unit id, nuisance models
 fitted on the other folds (:mod:`mlearner_dist.core.nuisance`), predictions on the held-out fold,
 then :func:`compute_effects` turns the nuisance table into effects and doubly robust scores. The
-Spark backend runs the same functions per fold and per partition.
+Spark backend runs the same functions per fold and per partition. The diagnostics record
+(:func:`~mlearner_dist.core.nuisance_diagnostics.effects_diagnostics`, one builder for both
+engines) and its parts live in :mod:`mlearner_dist.core.nuisance_diagnostics` and are re-exported
+here.
 
 Effects (``nested``, the default):
 
@@ -31,25 +34,32 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
 import pandas as pd
-from sklearn.metrics import roc_auc_score
 
 from mlearner_dist.core.clusters import cluster_codes, cluster_shares
+from mlearner_dist.core.fold_progress import FoldTally, cross_fitting_progress, report_fold
 from mlearner_dist.core.folds import assign_folds, check_n_folds
-from mlearner_dist.core.learners import describe_learner
 from mlearner_dist.core.nuisance import (
     ESTIMATORS,
-    FoldModels,
     NuisanceSpec,
     fit_fold_models,
     infer_mediator_kind,
-    mediator_column_names,
     nuisance_columns,
     predict_nuisances,
+)
+from mlearner_dist.core.nuisance_diagnostics import (
+    OVERLAP_BOUNDS,
+    DiagnosticTarget,
+    binned_auc,
+    diagnostic_targets,
+    effects_diagnostics,
+    learner_diagnostics,
+    nuisance_diagnostics,
+    overlap_mask,
+    overlap_summary,
 )
 from mlearner_dist.core.roles import Roles
 from mlearner_dist.core.strata import stratum_codes, stratum_shares
@@ -79,7 +89,6 @@ __all__ = [
 
 logger = logging.getLogger(__name__)
 
-OVERLAP_BOUNDS = (0.05, 0.95)
 SCORE_COLUMNS = ("score_total", "score_indirect", "score_direct")
 #: ``indirect_supported`` needs at most this share of truncated treated weights ...
 SUPPORT_MAX_TRUNCATED = 0.05
@@ -370,188 +379,6 @@ def check_effects_frame(frame: pd.DataFrame, roles: Roles) -> list[str]:
     return problems
 
 
-@dataclass(frozen=True)
-class DiagnosticTarget:
-    """One out-of-fold quality measure: prediction column against a target, on some rows.
-
-    Attributes
-    ----------
-    name : str
-        Model name in the diagnostics.
-    prediction : str
-        Column of the effects table.
-    target : str
-        ``treatment``, ``outcome``, a mediator name (role columns of the frame) or ``mu_y1m``.
-    arm : int or None
-        Rows with T = arm, or all rows.
-    metric : {"r2", "auc"}
-    """
-
-    name: str
-    prediction: str
-    target: str
-    arm: int | None
-    metric: str
-
-
-def diagnostic_targets(roles: Roles, mediator_kind: str) -> list[DiagnosticTarget]:
-    """The diagnostics computed for these roles (same list in memory and on Spark)."""
-    y, t = roles.outcome, roles.treatment
-    out = [
-        DiagnosticTarget("mu_y1", "mu_y1", y, 1, "r2"),
-        DiagnosticTarget("mu_y0", "mu_y0", y, 0, "r2"),
-    ]
-    metric = "auc" if mediator_kind == "binary" else "r2"
-    for m, c1, c0 in mediator_column_names(roles) if roles.has_mediator else []:
-        out += [DiagnosticTarget(c1, c1, m, 1, metric), DiagnosticTarget(c0, c0, m, 0, metric)]
-    if roles.has_mediator:
-        out += [
-            DiagnosticTarget("mu_y1m", "mu_y1m", y, 1, "r2"),
-            DiagnosticTarget("eta", "eta", "mu_y1m", 0, "r2"),
-        ]
-    out.append(DiagnosticTarget("propensity", "propensity", t, None, "auc"))
-    if roles.has_mediator:
-        out.append(DiagnosticTarget("propensity_mx", "propensity_mx", t, None, "auc"))
-    return out
-
-
-def _finite_or_none(x: float) -> float | None:
-    return float(x) if np.isfinite(x) else None
-
-
-def binned_auc(pos_counts: np.ndarray, neg_counts: np.ndarray) -> float:
-    """AUC from histograms of the scores of positives and negatives over the same ordered bins.
-
-    AUC = (sum_b pos_b (neg_{<b} + neg_b / 2)) / (n_pos n_neg): pairs in the same bin count as
-    ties. Exact when every bin holds one distinct score.
-
-    Parameters
-    ----------
-    pos_counts, neg_counts : ndarray of shape (n_bins,)
-        Counts per bin, bins in increasing score order.
-
-    Returns
-    -------
-    float
-        NaN when a class is empty.
-    """
-    pos = np.asarray(pos_counts, dtype=np.float64)
-    neg = np.asarray(neg_counts, dtype=np.float64)
-    n_pos, n_neg = pos.sum(), neg.sum()
-    if n_pos == 0 or n_neg == 0:
-        return float("nan")
-    below = np.cumsum(neg) - neg
-    return float((pos * (below + 0.5 * neg)).sum() / (n_pos * n_neg))
-
-
-def _r2(y: np.ndarray, p: np.ndarray) -> float:
-    if len(y) < 2:
-        return float("nan")
-    sst = float(((y - y.mean()) ** 2).sum())
-    return 1.0 - float(((y - p) ** 2).sum()) / sst if sst > 0 else float("nan")
-
-
-def overlap_summary(p: np.ndarray) -> dict[str, float | None]:
-    """Min, max and share outside [0.05, 0.95] of propensities; shape (n,) in."""
-    p = np.asarray(p, dtype=np.float64)
-    lo, hi = OVERLAP_BOUNDS
-    return {
-        "min": _finite_or_none(p.min()) if len(p) else None,
-        "max": _finite_or_none(p.max()) if len(p) else None,
-        "share_outside": _finite_or_none(((p < lo) | (p > hi)).mean()) if len(p) else None,
-    }
-
-
-def overlap_mask(propensity: np.ndarray, trim: float) -> np.ndarray:
-    """Units with enough overlap to be tested: propensity in ``[trim, 1 - trim]``.
-
-    The rule of Crump, Hotz, Imbens and Mitnik (2008, "Nonparametric tests for treatment effect
-    heterogeneity", Review of Economics and Statistics), who test heterogeneity on the units
-    whose propensity lies in [0.1, 0.9]. Where the propensity is near 0 or 1 the doubly robust
-    score of a unit is dominated by an inverse weight (up to ``1 / propensity_clip``) times the
-    outcome model's extrapolation error in the sparse arm: its leaf means are unbiased but so
-    skewed that most samples show a spurious leaf difference and the symmetric score replicates
-    do not reproduce it (issue "inference": confounded-null, total target).
-
-    Parameters
-    ----------
-    propensity : ndarray of shape (n,)
-        Estimated P(T = 1 | X).
-    trim : float in [0, 0.5)
-        0: every unit.
-
-    Returns
-    -------
-    ndarray of bool, shape (n,)
-    """
-    e = np.asarray(propensity, dtype=np.float64)
-    if not 0.0 <= float(trim) < 0.5:
-        raise ConfigError(f"trim={trim!r}: give a number in [0, 0.5)")
-    if trim == 0:
-        return np.ones(len(e), dtype=bool)
-    return (e >= trim) & (e <= 1.0 - trim)
-
-
-def _summarise(by_fold: list[float | None]) -> float | None:
-    vals = [v for v in by_fold if v is not None]
-    return float(np.mean(vals)) if vals else None
-
-
-def nuisance_diagnostics(
-    effects: pd.DataFrame,
-    frame: pd.DataFrame,
-    roles: Roles,
-    *,
-    mediator_kind: str,
-    n_folds: int,
-) -> dict[str, Any]:
-    """Out-of-fold quality of every nuisance model per fold, and propensity overlap.
-
-    R2 = 1 - sum (y - p)^2 / sum (y - mean y)^2 for regression models, ROC AUC for classifiers,
-    on the held-out rows of each fold (the model's arm only for arm models; ``eta`` is scored
-    against ``mu_y1m`` among controls). ``None`` where undefined (constant target, one class).
-
-    Parameters
-    ----------
-    effects : DataFrame
-        The effects table, row-aligned with ``frame``.
-    frame : DataFrame
-        The units (treatment, outcome, mediators).
-    roles : Roles
-    mediator_kind : {"none", "continuous", "binary"}
-    n_folds : int
-
-    Returns
-    -------
-    dict
-        ``{"models": {name: {"metric", "by_fold", "mean"}}, "overlap": {column: {"min", "max",
-        "share_outside"}}}``, JSON-serialisable.
-    """
-    fold = effects["fold"].to_numpy()
-    T = frame[roles.treatment].to_numpy(dtype=np.float64)
-    models: dict[str, Any] = {}
-    for d in diagnostic_targets(roles, mediator_kind):
-        src = effects if d.target == "mu_y1m" else frame
-        y_all = src[d.target].to_numpy(dtype=np.float64)
-        p_all = effects[d.prediction].to_numpy(dtype=np.float64)
-        by_fold: list[float | None] = []
-        for k in range(n_folds):
-            rows = fold == k
-            if d.arm is not None:
-                rows &= T == d.arm
-            y, p = y_all[rows], p_all[rows]
-            if d.metric == "r2":
-                value = _r2(y, p)
-            else:
-                value = float(roc_auc_score(y, p)) if len(np.unique(y)) == 2 else float("nan")
-            by_fold.append(_finite_or_none(value))
-        models[d.name] = {"metric": d.metric, "by_fold": by_fold, "mean": _summarise(by_fold)}
-    overlap = {"propensity": overlap_summary(effects["propensity"].to_numpy())}
-    if roles.has_mediator:
-        overlap["propensity_mx"] = overlap_summary(effects["propensity_mx"].to_numpy())
-    return {"models": models, "overlap": overlap}
-
-
 def fold_problems(counts: Mapping[tuple[int, int], int], n_folds: int, treatment: str) -> list[str]:
     """Every reason the cross-fitting folds cannot be used (empty list: fine).
 
@@ -661,14 +488,18 @@ def cross_fit_effects(
         else:
             share = shares
     if spec.estimator == "reference":
-        models = fit_fold_models(
-            frame,
-            roles,
-            spec,
-            mediator_kind=kind,
-            assignment_probability=share,
-            stratum_probabilities=by_stratum,
-        )
+        tally = FoldTally()
+        with cross_fitting_progress(1, "nuisance models") as bar:
+            models = fit_fold_models(
+                frame,
+                roles,
+                spec,
+                mediator_kind=kind,
+                assignment_probability=share,
+                stratum_probabilities=by_stratum,
+                on_model=tally,
+            )
+            report_fold(bar, "in-sample (reference estimator)", len(frame), tally)
         chosen = models
         part = predict_nuisances(models, frame, roles)
         part.insert(1, "fold", folds)
@@ -684,29 +515,31 @@ def cross_fit_effects(
         if problems:
             raise InputValidationError(problems)
         choices = None
-        for k in range(n_folds):
-            train = frame[folds != k]
-            models = fit_fold_models(
-                train,
-                roles,
-                spec,
-                mediator_kind=kind,
-                assignment_probability=share,
-                stratum_probabilities=by_stratum,
-                choices=choices,
-            )
-            # ``auto`` decides once, on the first fold's training set
-            choices = models.choices
-            chosen = models
-            held = frame[folds == k]
-            part = predict_nuisances(models, held, roles)
-            part.insert(1, "fold", np.full(len(held), k, dtype=np.int64))
-            parts.append(part)
-            training_rows.append({"fold": k, "models": dict(models.n_train)})
-            msg = f"effects: fold {k + 1}/{n_folds} fitted on {len(train)} units"
-            logger.info(msg)
-            if progress is not None:
-                progress(msg)
+        with cross_fitting_progress(n_folds) as bar:
+            for k in range(n_folds):
+                train = frame[folds != k]
+                tally = FoldTally()
+                models = fit_fold_models(
+                    train,
+                    roles,
+                    spec,
+                    mediator_kind=kind,
+                    assignment_probability=share,
+                    stratum_probabilities=by_stratum,
+                    choices=choices,
+                    on_model=tally,
+                )
+                # ``auto`` decides once, on the first fold's training set
+                choices = models.choices
+                chosen = models
+                held = frame[folds == k]
+                part = predict_nuisances(models, held, roles)
+                part.insert(1, "fold", np.full(len(held), k, dtype=np.int64))
+                parts.append(part)
+                training_rows.append({"fold": k, "models": dict(models.n_train)})
+                msg = report_fold(bar, f"fold {k + 1}/{n_folds}", len(train), tally)
+                if progress is not None:
+                    progress(f"effects: {msg}")
     nuis = pd.concat(parts, ignore_index=True)
     # nested parts come fold by fold: restore the frame's (unit_id-sorted) order
     nuis = nuis.iloc[pd.Index(nuis["unit_id"]).get_indexer(frame[roles.unit_id])]
@@ -720,17 +553,7 @@ def cross_fit_effects(
         max_density_ratio=spec.max_density_ratio,
     )
     effects = attach_design(effects, frame, roles)
-    diagnostics = {
-        **learner_diagnostics(spec, chosen),
-        "mediator_kind": kind,
-        "n_folds": n_folds,
-        "n_units": len(frame),
-        "cross_fitted": spec.estimator == "nested",
-        **nuisance_diagnostics(effects, frame, roles, mediator_kind=kind, n_folds=n_folds),
-        "training_rows": training_rows,
-    }
-    if roles.cluster or roles.weight:
-        diagnostics["design"] = design_summary(frame, roles)
+    ratio = None
     if roles.has_mediator:
         T = frame[roles.treatment].to_numpy(dtype=np.float64) == 1.0
         raw = density_ratio(
@@ -738,7 +561,19 @@ def cross_fit_effects(
             effects["propensity_mx"].to_numpy(),
             _check_clip(spec.propensity_clip),
         )[T]
-        diagnostics["density_ratio"] = _density_ratio_from_raw(raw, spec.max_density_ratio)
+        ratio = _density_ratio_from_raw(raw, spec.max_density_ratio)
+    diagnostics = effects_diagnostics(
+        spec,
+        chosen,
+        mediator_kind=kind,
+        n_folds=n_folds,
+        n_units=len(frame),
+        quality=nuisance_diagnostics(effects, frame, roles, mediator_kind=kind, n_folds=n_folds),
+        training_rows=training_rows,
+        density_ratio=ratio,
+    )
+    if roles.cluster or roles.weight:
+        diagnostics["design"] = design_summary(frame, roles)
     return effects, diagnostics
 
 
@@ -829,25 +664,3 @@ def _density_ratio_from_raw(raw: np.ndarray, bound: float) -> dict[str, Any]:
         float(raw.max()) if len(raw) else None,
         float(bound),
     )
-
-
-def learner_diagnostics(spec: NuisanceSpec, models: FoldModels) -> dict[str, Any]:
-    """The learner settings and the ``auto`` choices, as recorded in the diagnostics.
-
-    Returns
-    -------
-    dict
-        ``estimator``, ``design``, ``learner`` (a name or the estimator's class name),
-        ``learners`` (per model group), and ``learner_choice``: per nuisance model the chosen
-        candidate, its metric, the cross-validated loss of every candidate, the rows and inner
-        folds they were compared on (empty unless a group uses ``auto``).
-    """
-    return {
-        "estimator": spec.estimator,
-        "design": spec.design,
-        "learner": describe_learner(spec.learner),
-        "learners": {
-            g: describe_learner(spec.learner_of(g)) for g in ("outcome", "mediator", "propensity")
-        },
-        "learner_choice": {k: c.to_dict() for k, c in sorted(models.choices.items())},
-    }

@@ -66,7 +66,12 @@ from mlearner_dist.core.effect_vectors import (
     scale_from_partials,
 )
 from mlearner_dist.core.effect_vectors import SCALINGS as SCALINGS
-from mlearner_dist.core.embedding_checks import check_int, check_vectors
+from mlearner_dist.core.embedding_checks import INITIALIZATIONS as INITIALIZATIONS
+from mlearner_dist.core.embedding_checks import (
+    TSNE_SETTINGS,
+    check_embedding_settings,
+    check_vectors,
+)
 from mlearner_dist.core.landmark_embedding import GAP_FACTOR as GAP_FACTOR
 from mlearner_dist.core.landmark_embedding import TRANSFORM_CHUNK as TRANSFORM_CHUNK
 from mlearner_dist.core.landmark_embedding import TRANSFORM_SETTINGS as TRANSFORM_SETTINGS
@@ -87,15 +92,16 @@ from mlearner_dist.core.landmarks import (
 from mlearner_dist.core.tsne import EARLY_EXAGGERATION as EARLY_EXAGGERATION
 from mlearner_dist.core.tsne import EARLY_EXAGGERATION_ITER as EARLY_EXAGGERATION_ITER
 from mlearner_dist.core.tsne import FFT_MIN_POINTS as FFT_MIN_POINTS
-from mlearner_dist.core.tsne import INITIALIZATIONS as INITIALIZATIONS
 from mlearner_dist.core.tsne import embed_exact
 
 # ``X as X``: names of this module before the split that are not in __all__ (still importable).
 __all__ = [
     "EFFECT_NAMES",
+    "TSNE_SETTINGS",
     "LandmarkEmbedding",
     "LandmarkPlan",
     "build_codebook",
+    "check_embedding_settings",
     "combine_partial_sums",
     "effect_matrix",
     "embed",
@@ -147,30 +153,23 @@ def embed(
         Effective settings, ``info["path"]`` in {"exact", "landmark"}.
     """
     V = check_vectors(V)
-    exact_max_n = check_int("exact_max_n", exact_max_n, 4)
-    if V.shape[0] <= exact_max_n:
-        return embed_exact(
-            V,
-            perplexity=perplexity,
-            n_iter=n_iter,
-            kernel_power=kernel_power,
-            random_state=random_state,
-            n_jobs=n_jobs,
-            theta=theta,
-            initialization=initialization,
-        )
-    model = fit_landmark_embedding(
-        V,
+    s = check_embedding_settings(
+        exact_max_n=exact_max_n,
         n_landmarks=n_landmarks,
+        grid_size=grid_size,
         perplexity=perplexity,
         n_iter=n_iter,
         kernel_power=kernel_power,
-        grid_size=grid_size,
         random_state=random_state,
         n_jobs=n_jobs,
-        keys=keys,
         theta=theta,
         initialization=initialization,
+    )
+    tsne = {name: s[name] for name in TSNE_SETTINGS}
+    if V.shape[0] <= s["exact_max_n"]:
+        return embed_exact(V, **tsne)
+    model = fit_landmark_embedding(
+        V, n_landmarks=s["n_landmarks"], grid_size=s["grid_size"], keys=keys, **tsne
     )
     Y = model.transform(V)
     Y[model.landmark_index_] = model.landmark_embedding_

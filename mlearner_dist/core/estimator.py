@@ -394,6 +394,20 @@ class MLearner(BaseEstimator):
             model_propensity=self.model_propensity,
         )
 
+    def embedding_settings(self, random_state: int | None = None) -> dict[str, Any]:
+        """The t-SNE and landmark settings as :func:`~mlearner_dist.core.embedding.embed` and
+        the Dask backend's ``dask_embed`` take them (``random_state`` overrides the model's)."""
+        return {
+            "exact_max_n": self.exact_max_n,
+            "n_landmarks": self.n_landmarks,
+            "perplexity": self.perplexity,
+            "n_iter": self.n_iter,
+            "kernel_power": self.kernel_power,
+            "grid_size": self.grid_size,
+            "random_state": self.random_state if random_state is None else int(random_state),
+            "n_jobs": self.n_jobs,
+        }
+
     def profile_settings(self) -> ProfileSettings:
         """How candidate profile trees are grown and chosen."""
         return ProfileSettings(
@@ -854,15 +868,8 @@ class MLearner(BaseEstimator):
         else:
             Y2, info = embed(
                 effect_matrix(effects, names, self.scaling),
-                exact_max_n=self.exact_max_n,
-                n_landmarks=self.n_landmarks,
-                perplexity=self.perplexity,
-                n_iter=self.n_iter,
-                kernel_power=self.kernel_power,
-                grid_size=self.grid_size,
-                random_state=rs,
-                n_jobs=self.n_jobs,
                 keys=keys,
+                **self.embedding_settings(rs),
             )
         km = kmeans_for_k(
             Y2,

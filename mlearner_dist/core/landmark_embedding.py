@@ -19,7 +19,11 @@ from scipy.spatial import cKDTree
 from mlearner_dist.core.distances import (
     effect_distances_blockwise,
 )
-from mlearner_dist.core.embedding_checks import check_int, check_real, check_vectors
+from mlearner_dist.core.embedding_checks import (
+    TSNE_SETTINGS,
+    check_embedding_settings,
+    check_vectors,
+)
 from mlearner_dist.core.landmarks import (
     LandmarkPlan,
     landmark_candidates,
@@ -27,11 +31,13 @@ from mlearner_dist.core.landmarks import (
     reference_mask,
     resolve_keys,
 )
-from mlearner_dist.core.tsne import check_tsne_settings, kernel_info, tsne_on_distances
+from mlearner_dist.core.progress import Progress
+from mlearner_dist.core.tsne import kernel_info, tsne_on_distances
 from mlearner_dist.exceptions import MLearnerError
 
 __all__ = [
     "GAP_FACTOR",
+    "LANDMARK_SETTINGS",
     "TRANSFORM_CHUNK",
     "TRANSFORM_SETTINGS",
     "DistanceFn",
@@ -60,6 +66,16 @@ TRANSFORM_CHUNK = 2000
 GAP_FACTOR = 5.0
 
 DistanceFn = Callable[[np.ndarray, np.ndarray], np.ndarray]
+
+#: The settings of :class:`LandmarkEmbedding` besides the t-SNE ones (``TSNE_SETTINGS``).
+LANDMARK_SETTINGS = (
+    "n_landmarks",
+    "grid_size",
+    "n_bins",
+    "tail_fraction",
+    "reference_size",
+    "block_size",
+)
 
 
 def build_codebook(
@@ -188,21 +204,9 @@ class LandmarkEmbedding:
         self.block_size = block_size
 
     def _validate(self) -> None:
-        check_tsne_settings(
-            self.perplexity,
-            self.n_iter,
-            self.kernel_power,
-            self.n_jobs,
-            self.theta,
-            self.initialization,
+        check_embedding_settings(
+            **{name: getattr(self, name) for name in (*TSNE_SETTINGS, *LANDMARK_SETTINGS)}
         )
-        check_int("n_landmarks", self.n_landmarks, 5)
-        check_int("grid_size", self.grid_size, 10)
-        check_int("random_state", self.random_state, 0)
-        check_int("n_bins", self.n_bins, 1)
-        check_real("tail_fraction", self.tail_fraction, 0.0, 0.9)
-        check_int("reference_size", self.reference_size, 10)
-        check_int("block_size", self.block_size, 1)
 
     def plan(
         self, n_units: int, v_min: np.ndarray, v_max: np.ndarray, V_ref: np.ndarray
@@ -310,24 +314,28 @@ class LandmarkEmbedding:
         is_anchor = anchor >= 0
         Yc[is_anchor] = YL[anchor[is_anchor]]
         todo = np.flatnonzero(~is_anchor)
-        for start in range(0, todo.size, TRANSFORM_CHUNK):
-            rows = todo[start : start + TRANSFORM_CHUNK]
-            block = distance_fn(codebook[rows], VL)
-            # transform() moves its reference in place: work on a full copy (pickle keeps the
-            # affinities and optimizer settings; copy.deepcopy drops them)
-            ref = pickle.loads(pickle.dumps(emb))
-            Yc[rows] = np.asarray(
-                ref.transform(
-                    block,
-                    perplexity=TRANSFORM_SETTINGS["perplexity"],
-                    k=TRANSFORM_SETTINGS["k"],
-                    n_iter=TRANSFORM_SETTINGS["n_iter"],
-                    learning_rate=TRANSFORM_SETTINGS["learning_rate"],
-                    exaggeration=TRANSFORM_SETTINGS["exaggeration"],
-                    initialization=TRANSFORM_SETTINGS["initialization"],
-                ),
-                dtype=np.float64,
-            )
+        starts = range(0, todo.size, TRANSFORM_CHUNK)
+        desc = f"projecting {todo.size} codebook points onto {m} landmarks (blocks)"
+        with Progress(len(starts), desc, every=min(1.0, 1.0 / max(1, len(starts)))) as bar:
+            for start in starts:
+                rows = todo[start : start + TRANSFORM_CHUNK]
+                block = distance_fn(codebook[rows], VL)
+                # transform() moves its reference in place: work on a full copy (pickle keeps
+                # the affinities and optimizer settings; copy.deepcopy drops them)
+                ref = pickle.loads(pickle.dumps(emb))
+                Yc[rows] = np.asarray(
+                    ref.transform(
+                        block,
+                        perplexity=TRANSFORM_SETTINGS["perplexity"],
+                        k=TRANSFORM_SETTINGS["k"],
+                        n_iter=TRANSFORM_SETTINGS["n_iter"],
+                        learning_rate=TRANSFORM_SETTINGS["learning_rate"],
+                        exaggeration=TRANSFORM_SETTINGS["exaggeration"],
+                        initialization=TRANSFORM_SETTINGS["initialization"],
+                    ),
+                    dtype=np.float64,
+                )
+                bar.update(message=f"{start + len(rows)}/{todo.size} points placed")
         self.landmark_index_ = None
         self.landmark_vectors_ = VL
         self.landmark_embedding_ = YL

@@ -32,7 +32,8 @@ Models (t = treatment, m = mediator, x = covariates):
 from __future__ import annotations
 
 import logging
-from collections.abc import Mapping
+import time
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from numbers import Integral, Real
 from typing import Any, Literal
@@ -525,6 +526,7 @@ def fit_fold_models(
     assignment_probability: float | None = None,
     stratum_probabilities: Mapping[tuple[object, ...], float] | None = None,
     choices: Mapping[str, LearnerChoice] | None = None,
+    on_model: Callable[[str, str, int, float], None] | None = None,
 ) -> FoldModels:
     """Fit every nuisance model on one training set.
 
@@ -580,6 +582,10 @@ def fit_fold_models(
         without strata or when observational.
     choices : mapping of str to LearnerChoice, optional
         Choices of the ``auto`` learner made on another training set (reused, not re-made).
+    on_model : callable, optional
+        ``on_model(name, group, n_rows, seconds)`` after each model is fitted (``group`` one of
+        ``outcome``, ``mediator``, ``propensity``), e.g. a
+        :class:`~mlearner_dist.core.fold_progress.FoldTally` for the progress lines.
 
     Returns
     -------
@@ -640,7 +646,8 @@ def fit_fold_models(
         fm.n_train[name] = len(rows)
         if roles.weight:
             weight = _with_sampling_weights(rows[roles.weight].to_numpy(np.float64), weight)
-        return _fit(
+        started = time.perf_counter()
+        model = _fit(
             spec,
             name,
             task,
@@ -653,6 +660,9 @@ def fit_fold_models(
             weight,
             rows[roles.cluster].to_numpy() if roles.cluster else None,
         )
+        if on_model is not None:
+            on_model(name, _group(choice_key(name)), len(rows), time.perf_counter() - started)
+        return model
 
     def target(rows: pd.DataFrame, col: str) -> np.ndarray:
         return rows[col].to_numpy(dtype=np.float64)

@@ -3,6 +3,8 @@
 On a TTY, :class:`Progress` redraws one line on stderr (``desc: 40/100 (40%) 12.3 s, about 18 s
 left``); when stderr
 is not a TTY (batch jobs, Spark drivers, CI) it logs at INFO about every 10 % so logs stay quiet.
+A :class:`Progress` opened while another one is running (the folds and t-SNE iterations of a
+selection re-run inside a null replicate) counts silently: only the outermost loop reports.
 :func:`progress_callback` gives the ``callable(str)`` that core functions accept for per-step
 messages (``progress=...``).
 """
@@ -14,12 +16,16 @@ import os
 import sys
 import time
 from collections.abc import Callable
+from contextvars import ContextVar
 from types import TracebackType
-from typing import TextIO
+from typing import Any, TextIO
 
 from mlearner_dist.exceptions import MLearnerError
 
 logger = logging.getLogger(__name__)
+
+#: How many :class:`Progress` contexts are open in this thread of control.
+_OPEN: ContextVar[int] = ContextVar("mlearner_dist_progress_open", default=0)
 
 
 def _is_tty(stream: TextIO) -> bool:
@@ -45,6 +51,11 @@ class Progress:
         Force the live line on (True) or off (False); default: whether ``stream`` is a TTY.
     every : float, default 0.1
         When not live, log at INFO each time another ``every`` fraction of ``total`` is done.
+
+    Notes
+    -----
+    Entered inside another open :class:`Progress`, it is silent (``silent`` is True): it counts
+    but neither logs nor draws, so a loop nested in a reported loop adds no lines.
 
     Examples
     --------
@@ -74,14 +85,19 @@ class Progress:
         self.live = bool(live)
         self.every = every
         self.done = 0
+        self.silent = False
         self._start = 0.0
         self._logged_bucket = 0
         self._last_draw = 0.0
+        self._token: Any = None
 
     def __enter__(self) -> Progress:
         self._start = time.monotonic()
         self._logged_bucket = 0
-        if not self.live:
+        depth = _OPEN.get()
+        self.silent = depth > 0
+        self._token = _OPEN.set(depth + 1)
+        if not self.live and not self.silent:
             logger.info("%s: starting %d steps", self.desc, self.total)
         return self
 
@@ -110,6 +126,8 @@ class Progress:
         if n < 0:
             raise MLearnerError(f"Progress.update: n must be >= 0, got {n!r}")
         self.done = min(self.total, self.done + n)
+        if self.silent:
+            return
         if self.live:
             now = time.monotonic()
             if now - self._last_draw >= 0.1 or self.done >= self.total:
@@ -128,6 +146,11 @@ class Progress:
         exc: BaseException | None,
         tb: TracebackType | None,
     ) -> None:
+        if self._token is not None:
+            _OPEN.reset(self._token)
+            self._token = None
+        if self.silent:
+            return
         status = "failed" if exc_type is not None else "done"
         if self.live:
             self.stream.write("\r\033[K" + self.line(status) + "\n")

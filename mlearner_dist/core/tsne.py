@@ -9,23 +9,25 @@ thread count. See :mod:`mlearner_dist.core.embedding` for the iteration schedule
 from __future__ import annotations
 
 import logging
-from numbers import Integral
 from typing import Any
 
 import numpy as np
 
-from mlearner_dist.core.distances import (
-    distance_power,
-    effect_distances,
+from mlearner_dist.core.distances import effect_distances
+from mlearner_dist.core.embedding_checks import (
+    INITIALIZATIONS,
+    check_embedding_settings,
+    check_vectors,
 )
-from mlearner_dist.core.embedding_checks import check_int, check_real, check_vectors
-from mlearner_dist.exceptions import ConfigError, MLearnerError
+from mlearner_dist.core.progress import Progress
+from mlearner_dist.exceptions import MLearnerError
 
 __all__ = [
     "EARLY_EXAGGERATION",
     "EARLY_EXAGGERATION_ITER",
     "FFT_MIN_POINTS",
     "INITIALIZATIONS",
+    "PROGRESS_EVERY_ITER",
     "check_tsne_settings",
     "embed_exact",
     "kernel_info",
@@ -33,8 +35,6 @@ __all__ = [
 ]
 
 logger = logging.getLogger(__name__)
-
-INITIALIZATIONS = ("random", "spectral")
 
 #: openTSNE switches from Barnes-Hut to FFT gradients at this many points; we pin the same rule.
 FFT_MIN_POINTS = 10_000
@@ -45,6 +45,33 @@ EARLY_EXAGGERATION_ITER = 250
 
 #: Early exaggeration factor (Rtsne's and openTSNE's 12).
 EARLY_EXAGGERATION = 12.0
+
+#: t-SNE iterations between two progress lines (each with openTSNE's KL divergence then).
+PROGRESS_EVERY_ITER = 250
+
+
+class _IterationProgress:
+    """openTSNE callback: counts iterations over both phases on a :class:`Progress`.
+
+    openTSNE numbers iterations within each phase (early exaggeration, then the rest) and calls
+    ``optimization_about_to_start`` before each; the second phase starts at ``early``. The KL
+    divergence it passes is corrected for the exaggeration. Returns False: never stops the run.
+    """
+
+    def __init__(self, bar: Progress, early: int) -> None:
+        self.bar = bar
+        self.starts = (0, early)
+        self.phase = -1
+
+    def optimization_about_to_start(self) -> None:
+        self.phase += 1
+
+    def __call__(self, iteration: int, error: float, embedding: Any) -> bool:
+        done = self.starts[min(max(self.phase, 0), 1)] + int(iteration)
+        phase = " (early exaggeration)" if self.phase <= 0 else ""
+        message = f"KL divergence {float(error):.4f}{phase}"
+        self.bar.update(max(0, done - self.bar.done), message=message)
+        return False
 
 
 def check_tsne_settings(
@@ -74,18 +101,15 @@ def check_tsne_settings(
     ------
     ConfigError
     """
-    perplexity = check_real("perplexity", perplexity, 1.0)
-    n_iter = check_int("n_iter", n_iter, 1)
-    distance_power(kernel_power)
-    if isinstance(n_jobs, bool) or not isinstance(n_jobs, Integral) or int(n_jobs) < 1:
-        raise ConfigError(
-            f"n_jobs must be an explicit positive integer, got {n_jobs!r} (openTSNE's -1 counts "
-            f"the host's cores, not the container's)"
-        )
-    theta = check_real("theta", theta, 0.0, 1.0)
-    if init not in INITIALIZATIONS:
-        raise ConfigError(f"initialization must be one of {INITIALIZATIONS}, got {init!r}")
-    return perplexity, n_iter, int(kernel_power), int(n_jobs), theta
+    s = check_embedding_settings(
+        perplexity=perplexity,
+        n_iter=n_iter,
+        kernel_power=kernel_power,
+        n_jobs=n_jobs,
+        theta=theta,
+        initialization=init,
+    )
+    return s["perplexity"], s["n_iter"], s["kernel_power"], s["n_jobs"], s["theta"]
 
 
 def _effective_perplexity(perplexity: float, n: int) -> tuple[float, int]:
@@ -156,24 +180,35 @@ def tsne_on_distances(
         init: Any = np.random.default_rng(random_state).normal(0.0, 1e-4, (n, 2))
     else:
         init = "spectral"
-    # learning rate n / exaggeration in each phase (n / 12, then n), passed explicitly: with it
-    # the gradient steps are scaled to the size of the data and a few hundred iterations converge
-    # (Belkina et al. 2019; Linderman and Steinerberger 2019); Rtsne's fixed 200 needs thousands
-    tsne = TSNE(
-        n_components=2,
-        perplexity=eff,
-        early_exaggeration_iter=early,
-        n_iter=n_iter - early,
-        early_exaggeration=EARLY_EXAGGERATION,
-        learning_rate="auto",
-        theta=theta,
-        metric="precomputed",
-        n_jobs=n_jobs,
-        negative_gradient_method=gradient,
-        random_state=random_state,
-        verbose=False,
-    )
-    emb = tsne.fit(affinities=affinities, initialization=init)
+    # a line every PROGRESS_EVERY_ITER iterations; the callback only reads the KL divergence
+    # (openTSNE evaluates it on those iterations; the gradient steps are unchanged)
+    every = min(1.0, PROGRESS_EVERY_ITER / n_iter)
+    with Progress(n_iter, f"t-SNE of {n} points", every=every) as bar:
+        # learning rate n / exaggeration in each phase (n / 12, then n), passed explicitly: with
+        # it the gradient steps are scaled to the size of the data and a few hundred iterations
+        # converge (Belkina et al. 2019; Linderman and Steinerberger 2019); Rtsne's fixed 200
+        # needs thousands
+        tsne = TSNE(
+            n_components=2,
+            perplexity=eff,
+            early_exaggeration_iter=early,
+            n_iter=n_iter - early,
+            early_exaggeration=EARLY_EXAGGERATION,
+            learning_rate="auto",
+            theta=theta,
+            metric="precomputed",
+            n_jobs=n_jobs,
+            negative_gradient_method=gradient,
+            random_state=random_state,
+            verbose=False,
+            callbacks=_IterationProgress(bar, early),
+            callbacks_every_iters=PROGRESS_EVERY_ITER,
+        )
+        emb = tsne.fit(affinities=affinities, initialization=init)
+        if bar.done < n_iter:  # the last iterations fell between two callbacks
+            bar.update(n_iter - bar.done, message=f"KL divergence {emb.kl_divergence:.4f}")
+    # the embedding keeps its optimisation settings (transform() reuses them): drop the callback
+    emb.gradient_descent_params["callbacks"] = None
     info = {
         "perplexity": perplexity,
         "perplexity_effective": eff,
@@ -255,22 +290,20 @@ def embed_exact(
         Effective settings (``path="exact"``, perplexity, neighbours, gradient method, ...).
     """
     V = check_vectors(V)
-    perplexity, n_iter, kernel_power, n_jobs, theta = check_tsne_settings(
-        perplexity, n_iter, kernel_power, n_jobs, theta, initialization
+    s = check_embedding_settings(
+        perplexity=perplexity,
+        n_iter=n_iter,
+        kernel_power=kernel_power,
+        random_state=random_state,
+        n_jobs=n_jobs,
+        theta=theta,
+        initialization=initialization,
     )
-    random_state = check_int("random_state", random_state, 0)
     n = V.shape[0]
     if n < 4:
         raise MLearnerError(f"the embedding needs at least 4 units, got {n}")
-    D = effect_distances(V, kernel_power=kernel_power)
-    emb, info = tsne_on_distances(
-        D,
-        perplexity=perplexity,
-        n_iter=n_iter,
-        theta=theta,
-        random_state=random_state,
-        n_jobs=n_jobs,
-        initialization=initialization,
-    )
+    D = effect_distances(V, kernel_power=s["kernel_power"])
+    kernel_power = s.pop("kernel_power")
+    emb, info = tsne_on_distances(D, **s)
     Y = np.array(emb, dtype=np.float64)
     return Y, {"path": "exact", "n_units": n, **kernel_info(kernel_power), **info}

@@ -43,10 +43,10 @@ from mlearner_dist.core.column_stats import (
     DISTINCT_LIMIT,
     ColumnStats,
     TableStats,
-    _as_float,
-    _pandas_column,
+    as_float_array,
     pandas_column_stats,
     role_assignments,
+    series_stats,
     used_roles,
 )
 from mlearner_dist.core.roles import Roles
@@ -81,7 +81,8 @@ class CategoryFoldWarning(UserWarning):
     """
 
 
-def _check_params(min_treated: int, min_control: int, n_folds: int, missing: str) -> None:
+def check_validation_params(min_treated: int, min_control: int, n_folds: int, missing: str) -> None:
+    """Raise ConfigError unless the counts are integers >= 1 and ``missing`` is error or drop."""
     for name, value, low in (
         ("min_treated", min_treated, 1),
         ("min_control", min_control, 1),
@@ -169,7 +170,7 @@ def check_table(
     ConfigError
         Invalid parameters.
     """
-    _check_params(min_treated, min_control, n_folds, missing)
+    check_validation_params(min_treated, min_control, n_folds, missing)
     if not isinstance(stats, TableStats):
         raise ConfigError(f"stats must be a TableStats, found {type(stats).__name__}")
     problems: list[str] = []
@@ -531,7 +532,7 @@ def apply_checks(
     stats : TableStats of ``clean``
     account : RowAccount
     """
-    _check_params(min_treated, min_control, n_folds, missing)
+    check_validation_params(min_treated, min_control, n_folds, missing)
     stats = stats_of(table)
     kw = {"min_treated": min_treated, "min_control": min_control, "n_folds": n_folds}
     problems = check_table(stats, roles, missing=missing, **kw)
@@ -608,7 +609,7 @@ def validate_frame(
     CategoryFoldWarning
         A category of a categorical covariate is seen in a single fold.
     """
-    _check_params(min_treated, min_control, n_folds, missing)
+    check_validation_params(min_treated, min_control, n_folds, missing)
     # the fold labels of the rows currently checked (the kept ones after a drop)
     current_folds = [None if folds is None else np.asarray(folds)]
 
@@ -618,7 +619,7 @@ def validate_frame(
     def drop_invalid(frame: pd.DataFrame, stats: TableStats) -> pd.DataFrame:
         keep = np.ones(len(frame), dtype=bool)
         for col, role in used_roles(roles).items():
-            keep &= _pandas_column(frame[col], col, role)[1]
+            keep &= series_stats(frame[col], col, role)[1]
         if current_folds[0] is not None:
             current_folds[0] = current_folds[0][keep]
         return frame.loc[keep]
@@ -637,7 +638,7 @@ def validate_frame(
     clean = clean.reset_index(drop=True)
     t = stats.stats[roles.treatment]
     if t.kind == "boolean" or pd.api.types.is_object_dtype(clean[roles.treatment].dtype):
-        clean[roles.treatment] = _as_float(clean[roles.treatment], t.kind).astype(np.int64)
+        clean[roles.treatment] = as_float_array(clean[roles.treatment], t.kind).astype(np.int64)
     problems = strata_problems(clean, roles) + design_problems(clean, roles)
     if problems:
         raise InputValidationError(problems)
@@ -651,6 +652,7 @@ __all__ = [
     "MissingPolicy",
     "apply_checks",
     "check_table",
+    "check_validation_params",
     "cluster_warnings",
     "design_problems",
     "removal_reasons",

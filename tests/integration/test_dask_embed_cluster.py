@@ -175,5 +175,34 @@ def test_errors(tmp_path, dask_client) -> None:
     src = write_parts(frame, tmp_path / "effects", 2, 0)
     with pytest.raises(MLearnerError, match="'indirect' has 1 missing"):
         dask_embed(src, tmp_path / "emb", dask_client, effects=["indirect"], **EMBED)
+    # settings are checked before any pass over the data (the folder need not exist)
+    with pytest.raises(ConfigError, match=r"perplexity must be a number"):
+        dask_embed(
+            tmp_path / "none",
+            tmp_path / "emb",
+            dask_client,
+            effects=["indirect"],
+            **{**EMBED, "perplexity": 0.1},
+        )
     with pytest.raises(ConfigError, match=r"cluster\.engine must be dask_ml or sklearn"):
         dask_cluster_embedding(src, tmp_path / "clu", dask_client, k_values=[2], engine="spark")
+
+
+def test_dask_placement_logs_a_line_per_partition(tmp_path, dask_client, caplog) -> None:
+    import logging
+    import re
+
+    caplog.set_level(logging.INFO, logger="mlearner_dist.core.progress")
+    src = write_parts(effects_frame(1200, 2), tmp_path / "effects", 3, 1)
+    settings = {**EMBED, "n_iter": 250, "exact_max_n": 500}
+    dask_embed(src, tmp_path / "emb", dask_client, effects=["indirect"], **settings)
+    messages = [r.getMessage() for r in caplog.records]
+    (start,) = [m for m in messages if m.startswith("placing 1200 units (partitions): starting")]
+    n_parts = int(start.split()[-2])
+    pattern = rf"placing 1200 units \(partitions\): \d+/{n_parts} "
+    placed = [m for m in messages if re.match(pattern, m)]
+    assert len(placed) == n_parts >= 2, messages
+    assert placed[-1].endswith("1200/1200 units placed")
+    assert any(m.startswith("projecting ") and "(blocks): 1/1" in m for m in messages)
+    assert any(re.match(r"t-SNE of \d+ points: 250/250 .*KL divergence", m) for m in messages)
+    assert len(read_sorted(tmp_path / "emb")) == 1200

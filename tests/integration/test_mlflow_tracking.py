@@ -32,10 +32,9 @@ from mlearner_dist.backends.mlflow_tracking import (
     score_with_model_uri,
     spark_score,
 )
-from mlearner_dist.config import Config
+from mlearner_dist.config import config_from_dict
 from mlearner_dist.exceptions import InputValidationError, TrackingError
 from mlearner_dist.report import write_report
-from mlearner_dist.result_schema import SCHEMA_VERSION, result_problems
 from mlearner_dist.scoring import score_frame
 from mlearner_dist.tracking import Tracker
 
@@ -63,111 +62,6 @@ class UnnamedQuadrantTree(QuadrantTree):
     """The same tree without covariate names: the model then reads the example's columns."""
 
     covariates = None
-
-
-def _ci(est: float) -> dict[str, float]:
-    return {"estimate": est, "ci_low": est - 0.1, "ci_high": est + 0.1}
-
-
-def _result(config: dict) -> dict:
-    subgroups = [
-        {
-            "leaf": leaf,
-            "rule": QuadrantTree.rules[leaf],
-            "n": n,
-            **{e: _ci(v) for e, v in (("indirect", eff), ("direct", 0.0), ("total", eff))},
-            "prop_mediated": _ci(1.0),
-            "unadjusted": {e: _ci(1.3 * eff) for e in ("indirect", "direct", "total")},
-        }
-        for leaf, n, eff in ((1, 500, 0.0), (2, 250, 0.4), (3, 250, 1.7))
-    ]
-    doc = {
-        "schema_version": SCHEMA_VERSION,
-        "run_id": "0123456789abcdef",
-        "mlflow_run_id": None,
-        "created": "2026-11-22T21:00:00+00:00",
-        "version": "0.1.0",
-        "config": config,
-        "row_account": {"n_input": 1010, "n_used": 1000, "removed": {"missing outcome": 10}},
-        "has_mediator": True,
-        "average_effects": {
-            e: _ci(v)
-            for e, v in (("indirect", 0.5), ("direct", 0.0), ("total", 0.5), ("prop_mediated", 1.0))
-        },
-        "nuisance_diagnostics": {},
-        "embedding": {"path": "exact", "perplexity": 30},
-        "clustering": {"k_values": [2, 3], "wcss": {"2": 812.5, "3": 401.25}},
-        "configurations": [
-            {
-                "k": 2,
-                "tree_id": 0,
-                "n_leaves": 2,
-                "variables": ["x1"],
-                "cv_error": 0.2,
-                "selected_for_test": True,
-                "p_y": 0.02,
-                "p_m": 1e-4,
-            },
-            {
-                "k": 3,
-                "tree_id": 0,
-                "n_leaves": 3,
-                "variables": ["x1", "x2"],
-                "cv_error": 0.1,
-                "selected_for_test": True,
-                "p_y": 0.001,
-                "p_m": 3.5e-9,
-            },
-            {
-                "k": 3,
-                "tree_id": 1,
-                "n_leaves": 2,
-                "variables": ["x2"],
-                "cv_error": 0.15,
-                "selected_for_test": False,
-                "p_y": None,
-                "p_m": None,
-            },
-        ],
-        "chosen": {
-            "k": 3,
-            "tree_id": 0,
-            "n_leaves": 3,
-            "variables": ["x1", "x2"],
-            "cv_error": 0.1,
-            "selected_for_test": True,
-            "p_y": 0.001,
-            "p_m": 3.5e-9,
-            "response": "m",
-        },
-        "p_leaf": 3.5e-9,
-        "p_leaf_y": 0.001,
-        "p_leaf_m": 3.5e-9,
-        "threshold": 0.0043,
-        "calibration": {
-            "mode": "null",
-            "threshold": 0.0043,
-            "alpha": 0.05,
-            "n_replicates": 30,
-            "null_p_leaf": list(np.geomspace(1e-4, 0.9, 30)),
-            "mc_pvalue": 0.032,
-            "how": "null replicates",
-        },
-        "declared": True,
-        "subgroups": subgroups,
-        "record": {
-            "data_hash": {"n_rows": 1000, "columns": ["id", "T", "M", "Y"], "sha256": "0" * 64},
-            "config_fingerprint": "0123456789abcdef",
-            "version": "0.1.0",
-            "code_commit": None,
-            "python": "3.11.7",
-            "libraries": {"numpy": "2.4.6"},
-        },
-        "timings": {"validate": 0.5, "effects": 12.25, "report": 1.0},
-    }
-    problems = result_problems(doc)
-    assert problems == [], f"the fixture must be a result the report could write: {problems}"
-    return doc
 
 
 def _covariates(n: int, seed: int) -> pd.DataFrame:
@@ -254,9 +148,9 @@ def test_tracker_rejects_misuse(store):
         MlflowTracker(store, "")
 
 
-def test_log_analysis_records_the_result_model_and_lists_the_run(store, tmp_path):
-    cfg = Config()
-    result = _result(cfg.to_dict() | {"data": {"source": "/data/units.parquet"}})
+def test_log_analysis_records_the_result_model_and_lists_the_run(store, tmp_path, real_result):
+    result = real_result  # a real pipeline output (tests/fixtures/result_mediated.json)
+    cfg = config_from_dict(result["config"])
     out = tmp_path / "run"
     out.mkdir()
     plots.save_figure(plots.plot_subgroup_forest(result["subgroups"]), out / "figures" / "f.png")
@@ -271,11 +165,19 @@ def test_log_analysis_records_the_result_model_and_lists_the_run(store, tmp_path
     assert run.info.status == "FINISHED"
     assert run.info.experiment_id == client.get_experiment_by_name("mlearner").experiment_id
     m = run.data.metrics
-    assert m["p_m.k3.tree0"] == pytest.approx(3.5e-9) and m["p_y.k2.tree0"] == 0.02
-    assert (m["declared"], m["threshold"], m["mc_pvalue"]) == (1.0, 0.0043, 0.032)
-    assert m["indirect.ci_low"] == pytest.approx(0.4) and m["wcss.k3"] == 401.25
+    tested = [c for c in result["configurations"] if c["selected_for_test"]]
+    for c in tested:
+        assert m[f"p_m.k{c['k']}.tree{c['tree_id']}"] == pytest.approx(c["p_m"])
+        assert m[f"p_y.k{c['k']}.tree{c['tree_id']}"] == pytest.approx(c["p_y"])
+    calib = result["calibration"]
+    assert (m["declared"], m["threshold"]) == (1.0, result["threshold"])
+    assert m["mc_pvalue"] == pytest.approx(calib["mc_pvalue"])
+    assert m["indirect.ci_low"] == pytest.approx(result["average_effects"]["indirect"]["ci_low"])
+    wcss = result["clustering"]["wcss"]
+    assert m["wcss.k3"] == pytest.approx(wcss["3"])
     tags = run.data.tags
-    assert tags["mlearner.chosen_k"] == "3" and tags["mlearner.declared"] == "true"
+    assert tags["mlearner.chosen_k"] == str(result["chosen"]["k"])
+    assert tags["mlearner.declared"] == "true"
     assert tags["mlearner.calibration_mode"] == "null"
     assert tags["mlearner.output_dir"] == str(out.resolve())
     assert run.data.params["embed.perplexity"] == str(cfg.embed.perplexity)
@@ -294,22 +196,26 @@ def test_log_analysis_records_the_result_model_and_lists_the_run(store, tmp_path
     null = pd.read_csv(
         client.download_artifacts(run_id, "calibration/null_p_leaf.csv", str(tmp_path / "dl"))
     )
-    assert len(null) == 30 and null["p_leaf"].iloc[0] == pytest.approx(1e-4)
+    assert len(null) == calib["n_replicates"] == len(calib["null_p_leaf"])
+    assert null["p_leaf"].iloc[0] == pytest.approx(calib["null_p_leaf"][0])
     children = client.search_runs([run.info.experiment_id], f"tags.mlflow.parentRunId = '{run_id}'")
     names = sorted(c.info.run_name for c in children)
-    assert names == ["K=2", "K=3", "stage effects", "stage report", "stage validate"]
+    assert names == sorted([f"K={k}" for k in wcss] + [f"stage {s}" for s in result["timings"]])
     k3 = next(c for c in children if c.info.run_name == "K=3")
-    assert k3.data.metrics == {
-        "wcss": 401.25,
-        "p_y.tree0": 0.001,
-        "p_m.tree0": 3.5e-9,
-    }  # tree 1 was not selected for testing: no p-values
+    want = {"wcss": pytest.approx(wcss["3"])}
+    for c in tested:
+        if c["k"] == 3:
+            want[f"p_y.tree{c['tree_id']}"] = pytest.approx(c["p_y"])
+            want[f"p_m.tree{c['tree_id']}"] = pytest.approx(c["p_m"])
+    assert k3.data.metrics == want  # trees not selected for testing: no p-values
 
     runs = list_runs(store, "mlearner")
     assert runs["run_id"].tolist() == [run_id]  # children are not listed
     row = runs.iloc[0]
-    assert (row["chosen_k"], row["declared"], row["n_used"]) == (3, True, 1000.0)
-    assert row["data_source"] == "/data/units.parquet" and row["status"] == "FINISHED"
+    want_row = (result["chosen"]["k"], True, float(result["row_account"]["n_used"]))
+    assert (row["chosen_k"], row["declared"], row["n_used"]) == want_row
+    assert row["data_source"] == result["config"]["data"]["source"]
+    assert row["status"] == "FINISHED"
     assert list_runs(store, "no such experiment").empty
 
     # the pyfunc model, reloaded, scores exactly like the in-memory tree

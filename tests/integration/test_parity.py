@@ -48,6 +48,11 @@ def _close(a, b, rtol=1e-9):
 
 def _assert_same(result: dict, model: MLearner) -> None:
     assert result["declared"] == model.declared_
+    # one diagnostics builder (core.nuisance_diagnostics): Spark's record adds only its timings
+    # (result.json is written with sorted keys)
+    spark_diag, memory_diag = result["nuisance_diagnostics"], model.selection_.diagnostics
+    assert sorted(spark_diag) == sorted([*memory_diag, "timings"])
+    assert sorted(spark_diag["models"]) == sorted(memory_diag["models"])
     for key in ("k", "tree_id", "n_leaves", "variables"):
         assert result["chosen"][key] == model.selection_.chosen[key], key
     assert _close(result["p_leaf"], model.p_leaf_)

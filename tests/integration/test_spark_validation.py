@@ -105,3 +105,12 @@ def test_spark_missing_values_are_errors_by_default(frames):
     _, sdf = frames
     with pytest.raises(InputValidationError, match=r"M \(mediator\): 1 infinite values"):
         validate_spark_frame(sdf, ROLES, **KW)
+
+
+def test_duplicated_column_names_are_refused_alike(frames):
+    df, sdf = frames
+    want = r"columns \['M'\] appear more than once in the table; rename them"
+    with pytest.raises(InputValidationError, match=want):
+        pandas_column_stats(pd.concat([df, df[["M"]]], axis=1), ROLES)
+    with pytest.raises(InputValidationError, match=want):
+        spark_column_stats(sdf.select(*sdf.columns, sdf["M"]), ROLES)

@@ -363,3 +363,21 @@ def test_a_stratum_with_one_arm_stops_the_effects():
     roles = Roles("unit_id", "T", "Y", (), ("X1",), strata=("site",))
     with pytest.raises(InputValidationError, match="site='a' has 200 units, all control"):
         _fit(df, roles, learner="constant")
+
+
+def test_diagnostics_record_is_built_by_the_one_builder():
+    """cross_fit_effects returns effects_diagnostics(...) with the model-quality pieces."""
+    from mlearner_dist.core.nuisance_diagnostics import diagnostic_targets
+
+    df, _ = simulate(300, seed=4)
+    _, diag = _fit(df, learner="linear")
+    keys = "estimator design learner learners learner_choice mediator_kind n_folds n_units"
+    keys += " cross_fitted models overlap density_ratio training_rows"
+    assert list(diag) == keys.split()
+    assert list(diag["models"]) == [d.name for d in diagnostic_targets(ROLES, "continuous")]
+    for rec in diag["models"].values():
+        assert list(rec) == ["metric", "by_fold", "mean"] and len(rec["by_fold"]) == 3
+        defined = [v for v in rec["by_fold"] if v is not None]
+        assert rec["mean"] == (float(np.mean(defined)) if defined else None)
+    assert list(diag["overlap"]) == ["propensity", "propensity_mx"]
+    assert list(diag["overlap"]["propensity"]) == ["min", "max", "share_outside"]

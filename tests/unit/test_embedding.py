@@ -280,3 +280,33 @@ def test_landmark_path_agrees_with_exact_path_3000() -> None:
     ari_paths, ari_truth = _agreement(3000, 1000, 500, 1000)
     assert ari_paths >= 0.9
     assert ari_truth >= 0.9
+
+
+def test_one_check_names_every_bad_embedding_setting_at_once() -> None:
+    from mlearner_dist.core.embedding import check_embedding_settings
+
+    with pytest.raises(ConfigError) as err:
+        check_embedding_settings(perplexity=0.5, n_jobs=-1, kernel_power=3, n_landmarks=2)
+    text = str(err.value)
+    for name in ("perplexity", "n_jobs", "kernel_power", "n_landmarks"):
+        assert name in text, name
+    assert check_embedding_settings(perplexity=30, initialization="spectral") == {
+        "perplexity": 30.0,
+        "initialization": "spectral",
+    }
+    with pytest.raises(TypeError, match="unknown embedding setting"):
+        check_embedding_settings(perplexityy=30)
+
+
+@pytest.mark.parametrize(
+    "call",
+    [
+        lambda V: embed(V, exact_max_n=100, grid_size=3),  # exact path: landmark settings too
+        lambda V: embed_exact(V, theta=2.0),
+        lambda V: LandmarkEmbedding(tail_fraction=0.95).fit(V),
+    ],
+)
+def test_every_entry_point_uses_the_one_check(call) -> None:
+    V = np.random.default_rng(0).normal(size=(20, 1))
+    with pytest.raises(ConfigError, match=r"must be (an integer|a number)"):
+        call(V)

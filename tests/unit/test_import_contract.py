@@ -85,3 +85,32 @@ def test_a_module_off_the_map_is_refused(tmp_path):
     (pkg / "utils.py").write_text("x = 1\n")
     with pytest.raises(ValueError, match="no floor"):
         contract.check_tree(pkg)
+
+
+@pytest.mark.parametrize(
+    ("target", "line"),
+    [
+        ("backends/mlflow_runs.py", "from mlearner_dist.backends.mlflow_store import _secret"),
+        ("core/folds.py", "from .effects import _r2"),
+        ("pipeline.py", "    from mlearner_dist.core.effects import density_ratio, _r2"),
+    ],
+)
+def test_a_planted_private_import_is_found(tmp_path, target, line):
+    pkg = _copy(tmp_path)
+    path = pkg / target
+    text = path.read_text()
+    if line.startswith("    "):
+        text += "\n\ndef _planted():\n" + line + "\n"
+    else:
+        text += "\n" + line + "  # planted\n"
+    path.write_text(text)
+    problems = [p for p in contract.check_tree(pkg) if "private" in p.why]
+    assert len(problems) == 1, problems
+    assert problems[0].path.endswith(target.split("/")[-1])
+    assert problems[0].imported.endswith("._secret") or problems[0].imported.endswith("._r2")
+
+
+def test_dunder_and_own_module_names_are_not_private_imports(tmp_path):
+    pkg = _copy(tmp_path)
+    (pkg / "core" / "planted.py").write_text("from mlearner_dist import __version__\n")
+    assert [p for p in contract.check_tree(pkg) if "private" in p.why] == []

@@ -1,7 +1,14 @@
-"""Figures, the HTML report, progress reporting, the scoring model and the tracking helpers."""
+"""Figures, the HTML report, progress reporting, the scoring model and the tracking helpers.
+
+The result documents are real pipeline outputs (the ``real_result`` fixtures of tests/conftest.py,
+tests/fixtures/result_*.json); the expected numbers are read from them and formatted as the
+report formats them.
+"""
 
 from __future__ import annotations
 
+import copy
+import html
 import html.parser
 import io
 import logging
@@ -15,11 +22,9 @@ import pandas as pd
 import pytest
 
 from mlearner_dist import plots
-from mlearner_dist.config import config_from_dict
 from mlearner_dist.core.progress import Progress, progress_callback
 from mlearner_dist.exceptions import InputValidationError, MLearnerError
 from mlearner_dist.report import render_report, write_report
-from mlearner_dist.result_schema import SCHEMA_VERSION, result_problems
 from mlearner_dist.scoring import SubgroupModel, score_frame
 from mlearner_dist.tracking import (
     MAX_PARAM_VALUE_LENGTH,
@@ -52,128 +57,6 @@ class QuadrantTree:
         return np.where(x1 <= 0, 1, np.where(x2 <= 0, 2, 3))
 
 
-def _ci(est: float, half: float = 0.1) -> dict[str, float]:
-    return {"estimate": est, "ci_low": est - half, "ci_high": est + half}
-
-
-def toy_result() -> dict:
-    """A result.json following docs/architecture.md, with hand-chosen numbers."""
-    rules = QuadrantTree.rules
-    subgroups = [
-        {
-            "leaf": leaf,
-            "rule": rules[leaf],
-            "n": n,
-            "indirect": _ci(eff),
-            "direct": _ci(0.01),
-            "total": _ci(eff + 0.01),
-            "prop_mediated": _ci(0.9),
-            "unadjusted": {
-                "indirect": _ci(eff * 1.3, 0.2),
-                "direct": _ci(-0.05, 0.2),
-                "total": _ci(eff * 1.3 - 0.05, 0.2),
-                "prop_mediated": _ci(1.35, 0.3),
-            },
-        }
-        for leaf, n, eff in ((1, 500, 0.0), (2, 250, 0.4), (3, 250, 1.7321))
-    ]
-    doc = {
-        "schema_version": SCHEMA_VERSION,
-        "run_id": "abc123def456",
-        "mlflow_run_id": None,
-        "created": "2026-11-22T21:00:00+00:00",
-        "version": "0.1.0",
-        "config": config_from_dict(
-            {
-                "data": {"source": "/data/units.parquet", "format": "parquet"},
-                "columns": {"unit_id": "id", "treatment": "T", "outcome": "Y", "mediator": ["M"]},
-                "embed": {"perplexity": 30, "effects": ["indirect"]},
-            }
-        ).to_dict(),
-        "row_account": {"n_input": 1010, "n_used": 1000, "removed": {"missing outcome": 10}},
-        "has_mediator": True,
-        "average_effects": {
-            "indirect": _ci(0.53),
-            "direct": _ci(0.01),
-            "total": _ci(0.54),
-            "prop_mediated": _ci(0.98),
-        },
-        "nuisance_diagnostics": {},
-        "embedding": {"path": "exact", "n_landmarks": None, "perplexity": 30},
-        "clustering": {"k_values": [2, 3], "wcss": {"2": 812.5, "3": 401.25}},
-        "configurations": [
-            {
-                "k": 2,
-                "tree_id": 0,
-                "n_leaves": 2,
-                "variables": ["x1"],
-                "cv_error": 0.2,
-                "selected_for_test": True,
-                "p_y": 0.02,
-                "p_m": 1e-4,
-            },
-            {
-                "k": 3,
-                "tree_id": 0,
-                "n_leaves": 3,
-                "variables": ["x1", "x2"],
-                "cv_error": 0.1,
-                "selected_for_test": True,
-                "p_y": 0.001,
-                "p_m": 3.5e-9,
-            },
-            {
-                "k": 3,
-                "tree_id": 1,
-                "n_leaves": 2,
-                "variables": ["x2"],
-                "cv_error": 0.15,
-                "selected_for_test": False,
-                "p_y": None,
-                "p_m": None,
-            },
-        ],
-        "chosen": {
-            "k": 3,
-            "tree_id": 0,
-            "n_leaves": 3,
-            "variables": ["x1", "x2"],
-            "cv_error": 0.1,
-            "selected_for_test": True,
-            "p_y": 0.001,
-            "p_m": 3.5e-9,
-            "response": "m",
-        },
-        "p_leaf": 3.5e-9,
-        "p_leaf_y": 0.001,
-        "p_leaf_m": 3.5e-9,
-        "threshold": 0.0043,
-        "calibration": {
-            "mode": "null",
-            "threshold": 0.0043,
-            "alpha": 0.05,
-            "n_replicates": 40,
-            "null_p_leaf": list(np.geomspace(1e-4, 0.9, 40)),
-            "mc_pvalue": 0.0244,
-            "how": "the whole selection re-run on 40 null replicates",
-        },
-        "declared": True,
-        "subgroups": subgroups,
-        "record": {
-            "data_hash": {"n_rows": 1000, "columns": ["id", "T", "M", "Y"], "sha256": "0" * 64},
-            "config_fingerprint": "0123456789abcdef",
-            "version": "0.1.0",
-            "code_commit": None,
-            "python": "3.11.7",
-            "libraries": {"numpy": "2.4.6"},
-        },
-        "timings": {"validate": 0.5, "effects": 12.25, "report": 1.0},
-    }
-    problems = result_problems(doc)
-    assert problems == [], f"the fixture must be a result the report could write: {problems}"
-    return doc
-
-
 # -- figures ---------------------------------------------------------------------------------------
 
 
@@ -184,11 +67,11 @@ def _assert_real_png(path: Path) -> None:
     assert float(np.var(img[..., :3])) > 0.0, f"{path.name} is blank"
 
 
-def test_every_figure_is_a_nonblank_png(tmp_path):
+def test_every_figure_is_a_nonblank_png(tmp_path, real_result):
     rng = np.random.default_rng(7)
     n = 600
     emb = pd.DataFrame({"tsne_1": rng.normal(size=n), "tsne_2": rng.normal(size=n)})
-    result = toy_result()
+    result = real_result
     figures = {
         "clusters": plots.plot_embedding(emb, rng.integers(0, 3, n), title="clusters"),
         "effect": plots.plot_embedding(emb, rng.normal(size=n), title="effect"),
@@ -198,28 +81,7 @@ def test_every_figure_is_a_nonblank_png(tmp_path):
         "null": plots.plot_null_calibration(
             result["calibration"]["null_p_leaf"], result["p_leaf"], result["threshold"]
         ),
-        "sensitivity": plots.plot_sensitivity(
-            {
-                "whole": {
-                    "n": 900,
-                    "rho": [-0.5, 0.0, 0.5],
-                    "estimate": [0.4, 0.2, -0.1],
-                    "ci_low": [0.2, 0.05, -0.3],
-                    "ci_high": [0.6, 0.35, 0.1],
-                    "rho_zero": 0.33,
-                },
-                "subgroups": [
-                    {
-                        "leaf": 1,
-                        "rule": "x1 <= 0",
-                        "n": 400,
-                        "rho": [-0.5, 0.0, 0.5],
-                        "estimate": [0.3, 0.1, -0.2],
-                    },
-                    {"leaf": 2, "rule": "x1 > 0", "n": 20, "note": "too small"},
-                ],
-            }
-        ),
+        "sensitivity": plots.plot_sensitivity(result["sensitivity"]),
         "ecdf": plots.plot_pleaf_ecdf(
             {"Simple-All": rng.uniform(0, 1e-3, 30), "Simple-Null1": rng.uniform(size=30)},
             threshold=0.0043,
@@ -254,10 +116,12 @@ def test_embedding_subsample_is_deterministic_and_bounded():
     np.testing.assert_array_equal(offsets[0], offsets[1])
 
 
-def test_p_leaf_by_k_circles_the_smallest_p_value():
-    fig = plots.plot_p_leaf_by_k(toy_result()["configurations"], 0.0043)
+def test_p_leaf_by_k_circles_the_smallest_p_value(real_result):
+    confs = real_result["configurations"]
+    smallest = min(c[key] for c in confs for key in ("p_y", "p_m") if c[key] is not None)
+    fig = plots.plot_p_leaf_by_k(confs, 0.0043)
     labels = [t.get_text() for t in fig.axes[0].get_legend().get_texts()]
-    assert "smallest p = 3.5e-09" in labels
+    assert f"smallest p = {smallest:.3g}" in labels
     assert "threshold p** = 0.0043" in labels
 
 
@@ -270,27 +134,23 @@ def test_profile_tree_shows_rules_and_sizes():
     assert "Subgroup 3  (n = 25, 25.0%)" in texts
 
 
-def test_forest_draws_adjusted_and_unadjusted_for_each_effect():
-    fig = plots.plot_subgroup_forest(toy_result()["subgroups"])
+def test_forest_draws_adjusted_and_unadjusted_for_each_effect(real_result):
+    subgroups = real_result["subgroups"]
+    fig = plots.plot_subgroup_forest(subgroups)
     titles = [ax.get_title() for ax in fig.axes]
     assert titles == ["indirect effect", "direct effect", "total effect"]
-    # 3 subgroups x (adjusted + unadjusted) error bars per panel
-    assert all(len(ax.containers) == 6 for ax in fig.axes)
+    # one error bar per subgroup with an estimate, adjusted and unadjusted, in each panel
+    for ax, effect in zip(fig.axes, ("indirect", "direct", "total"), strict=True):
+        bars = sum(
+            src.get(effect) is not None and src[effect]["estimate"] is not None
+            for sg in subgroups
+            for src in (sg, sg["unadjusted"])
+        )
+        assert len(ax.containers) == bars == 2 * len(subgroups), effect
 
 
-def test_forest_without_mediator_has_only_total_panel():
-    subgroups = [
-        {
-            "leaf": 1,
-            "rule": "a",
-            "n": 3,
-            "indirect": None,
-            "direct": None,
-            "total": _ci(1.0),
-            "unadjusted": {"indirect": None, "direct": None, "total": _ci(1.2)},
-        },
-    ]
-    fig = plots.plot_subgroup_forest(subgroups)
+def test_forest_without_mediator_has_only_total_panel(real_result_total):
+    fig = plots.plot_subgroup_forest(real_result_total["subgroups"])
     assert [ax.get_title() for ax in fig.axes] == ["total effect"]
 
 
@@ -338,8 +198,16 @@ class _TagChecker(html.parser.HTMLParser):
         self.text.append(data)
 
 
-def test_report_contains_rules_numbers_figures_and_balanced_tags(tmp_path):
-    result = toy_result()
+def _num(x: float) -> str:
+    return f"{x:.4g}"  # as the report prints numbers
+
+
+def _ci_text(ci: dict) -> str:
+    return f"{_num(ci['estimate'])} [{_num(ci['ci_low'])}, {_num(ci['ci_high'])}]"
+
+
+def test_report_contains_rules_numbers_figures_and_balanced_tags(tmp_path, real_result):
+    result = real_result
     fig = plots.plot_subgroup_forest(result["subgroups"])
     plots.save_figure(fig, tmp_path / "figures" / "subgroup_effects.png")
     path = write_report(result, tmp_path)
@@ -349,47 +217,48 @@ def test_report_contains_rules_numbers_figures_and_balanced_tags(tmp_path):
     checker.feed(text)
     assert checker.errors == [] and checker.stack == []
     plain = " ".join(checker.text)
-    for rule in QuadrantTree.rules.values():
-        assert rule in plain  # unescaped by the parser: the rule text is in the report
-    assert "x1 &lt;= 0" in text  # ...and it was escaped in the HTML
+    for sg in result["subgroups"]:
+        assert sg["rule"] in plain  # unescaped by the parser: the rule text is in the report
+        assert _ci_text(sg["indirect"]) in plain  # adjusted
+        assert _ci_text(sg["unadjusted"]["indirect"]) in plain
+    first = result["subgroups"][0]["rule"]
+    assert "<=" in first and first.replace("<", "&lt;").replace(">", "&gt;") in text  # escaped
     assert "Heterogeneity declared" in plain
-    assert "p_leaf = 3.5e-09" in plain and "p** = 0.0043" in plain
-    assert "1.732 [1.632, 1.832]" in plain  # adjusted indirect of subgroup 3
-    assert "2.252 [2.052, 2.452]" in plain  # unadjusted indirect of subgroup 3 (1.3 x 1.7321)
-    assert "1,010" in plain and "missing outcome" in plain
-    assert "401.2" in plain  # wcss for K = 3
-    assert "re-run on 40 null replicates" in plain
+    assert f"p_leaf = {_num(result['p_leaf'])}" in plain
+    assert f"p** = {_num(result['threshold'])}" in plain
+    account = result["row_account"]
+    ((reason, n_removed),) = account["removed"].items()
+    assert f"removed: {reason}" in plain and f"{n_removed:,}" in plain
+    assert f"{account['n_input']:,}" in plain and f"{account['n_used']:,}" in plain
+    assert _num(result["clustering"]["wcss"]["3"]) in plain
+    assert html.unescape(result["calibration"]["how"]) in plain
     assert len(re.findall(r"data:image/png;base64,", text)) == 1
-    assert "<h2>Timings (seconds)</h2>" in text and "13.75" in plain
+    total = sum(result["timings"].values())
+    assert "<h2>Timings (seconds)</h2>" in text and f"{total:.2f}" in plain
 
 
-def test_report_escapes_hostile_text_and_says_not_declared():
-    result = toy_result()
+def test_report_escapes_hostile_text_and_says_not_declared(real_result):
+    # a rule quotes covariate names, which come from the user's columns
+    result = real_result
     result["declared"] = False
-    result["subgroups"][0]["rule"] = "<script>alert(1)</script>"
+    result["subgroups"][0]["rule"] = "<script>alert(1)</script> <= 0"
     text = render_report(result)
     assert "<script>" not in text
-    assert "&lt;script&gt;alert(1)&lt;/script&gt;" in text
+    assert "&lt;script&gt;alert(1)&lt;/script&gt; &lt;= 0" in text
     assert "Heterogeneity not declared" in text
 
 
-def test_report_without_mediator_shows_dashes_for_missing_effects():
-    result = toy_result()
-    result["has_mediator"] = False
-    result["average_effects"] = {
-        "indirect": None,
-        "direct": None,
-        "total": _ci(0.5),
-        "prop_mediated": None,
-    }
-    text = render_report(result)
+def test_report_without_mediator_shows_dashes_for_missing_effects(real_result_total):
+    text = render_report(real_result_total)
     assert "No mediator: only the total effect is studied." in text
     assert '<td>indirect</td><td class="num">&ndash;</td>' in text
+    total = real_result_total["average_effects"]["total"]
+    assert f'<td>total</td><td class="num">{_ci_text(total)}</td>' in text
 
 
 def test_write_report_validates_its_inputs(tmp_path):
     with pytest.raises(MLearnerError, match="is not a folder"):
-        write_report(toy_result(), tmp_path / "missing")
+        write_report({}, tmp_path / "missing")
     with pytest.raises(MLearnerError, match=r"result must be the result\.json mapping"):
         write_report(["not", "a", "dict"], tmp_path)  # type: ignore[arg-type]
 
@@ -510,32 +379,45 @@ def test_chunking_and_truncation_respect_mlflow_limits():
     assert param_value(True) == "True"
 
 
-def test_result_metrics_and_tags_follow_the_naming_contract(tmp_path):
-    result = toy_result()
+def test_result_metrics_and_tags_follow_the_naming_contract(tmp_path, real_result):
+    result = real_result
     metrics = result_metrics(result)
-    assert metrics["p_m.k3.tree0"] == pytest.approx(3.5e-9)
-    # tree 1 of K=3 was not selected for testing: its null p-values are left out
-    assert "p_y.k3.tree1" not in metrics and "p_m.k3.tree1" not in metrics
+    for conf in result["configurations"]:
+        k, tree = conf["k"], conf["tree_id"]
+        if conf["selected_for_test"]:
+            assert metrics[f"p_m.k{k}.tree{tree}"] == pytest.approx(conf["p_m"])
+            assert metrics[f"p_y.k{k}.tree{tree}"] == pytest.approx(conf["p_y"])
+        else:  # not tested: its null p-values are left out
+            assert f"p_y.k{k}.tree{tree}" not in metrics and f"p_m.k{k}.tree{tree}" not in metrics
+    assert any(not c["selected_for_test"] for c in result["configurations"])
     assert metrics["declared"] == 1.0
-    assert metrics["wcss.k3"] == pytest.approx(401.25)
-    assert metrics["indirect.ci_high"] == pytest.approx(0.63)
-    assert metrics["mc_pvalue"] == pytest.approx(0.0244)
-    assert metrics["n_removed"] == 10 and metrics["n_subgroups"] == 3
+    assert metrics["wcss.k3"] == pytest.approx(result["clustering"]["wcss"]["3"])
+    ci_high = result["average_effects"]["indirect"]["ci_high"]
+    assert metrics["indirect.ci_high"] == pytest.approx(ci_high)
+    assert metrics["mc_pvalue"] == pytest.approx(result["calibration"]["mc_pvalue"])
+    assert metrics["n_removed"] == sum(result["row_account"]["removed"].values()) == 10
+    assert metrics["n_subgroups"] == len(result["subgroups"])
     tags = result_tags(result, tmp_path)
-    assert tags["mlearner.chosen_k"] == "3"
+    assert tags["mlearner.chosen_k"] == str(result["chosen"]["k"])
     assert tags["mlearner.declared"] == "true"
-    assert tags["mlearner.threshold"] == "0.0043"
-    assert tags["mlearner.calibration_mode"] == "null"
+    assert tags["mlearner.threshold"] == str(result["threshold"])
+    assert tags["mlearner.calibration_mode"] == result["calibration"]["mode"] == "null"
     assert tags["mlearner.output_dir"] == str(tmp_path.resolve())
     with pytest.raises(MLearnerError, match=r"result must be the result\.json mapping"):
         result_metrics([])  # type: ignore[arg-type]
 
 
-def test_subgroup_frame_flattens_adjusted_and_unadjusted():
-    table = subgroup_frame(toy_result()["subgroups"])
-    assert table["leaf"].tolist() == [1, 2, 3]
-    assert table.loc[2, "indirect"] == pytest.approx(1.7321)
-    assert table.loc[2, "unadjusted_indirect_ci_low"] == pytest.approx(1.7321 * 1.3 - 0.2)
+def test_subgroup_frame_flattens_adjusted_and_unadjusted(real_result):
+    subgroups = real_result["subgroups"]
+    table = subgroup_frame(subgroups)
+    assert table["leaf"].tolist() == [sg["leaf"] for sg in subgroups]
+    last = subgroups[-1]
+    assert table.iloc[-1]["indirect"] == pytest.approx(last["indirect"]["estimate"])
+    low = last["unadjusted"]["indirect"]["ci_low"]
+    assert table.iloc[-1]["unadjusted_indirect_ci_low"] == pytest.approx(low)
+    # prop_mediated is null where the total effect's interval covers 0: NaN in the table
+    missing = [i for i, sg in enumerate(subgroups) if sg["prop_mediated"]["estimate"] is None]
+    assert missing and table["prop_mediated"].iloc[missing].isna().all()
 
 
 def test_null_tracker_is_a_tracker_that_records_nothing(tmp_path):
@@ -553,39 +435,19 @@ def test_null_tracker_is_a_tracker_that_records_nothing(tmp_path):
     assert list(tmp_path.iterdir()) == []
 
 
-def _with_targets(declared_total: bool) -> dict:
-    result = toy_result()
-    total = {
-        "target": "total",
-        "p_leaf": 0.02 if declared_total else 0.6,
-        "threshold": 0.05,
-        "declared": declared_total,
-        "chosen": {"k": 2, "n_leaves": 2, "variables": ["X9"]},
-        "subgroups": [{"n": 10, "rule": "X9 <= 0", "total": _ci(0.4)}],
-    }
-    result["targets"] = {
-        "indirect": {
-            "target": "indirect",
-            "p_leaf": result["p_leaf"],
-            "threshold": result["threshold"],
-            "declared": result["declared"],
-            "chosen": result["chosen"],
-        },
-        "total": total,
-    }
-    return result
-
-
-def test_both_targets_reach_mlflow_the_summary_and_the_report(tmp_path):
+def test_both_targets_reach_mlflow_the_summary_and_the_report(tmp_path, real_result):
     from mlearner_dist.summary import format_summary
 
+    assert set(real_result["targets"]) == {"indirect", "total"}
     for declared in (True, False):
-        result = _with_targets(declared)
+        result = copy.deepcopy(real_result)
+        total = result["targets"]["total"]
+        if not declared:  # as a run whose total-effect target is not declared records it
+            total.update(declared=False, p_leaf=0.6, mc_pvalue=0.6)
+        rule = total["subgroups"][0]["rule"]
         metrics, tags = result_metrics(result), result_tags(result, tmp_path)
         assert metrics["targets.total.declared"] == float(declared)
-        assert metrics["targets.total.p_leaf"] == pytest.approx(
-            result["targets"]["total"]["p_leaf"]
-        )
+        assert metrics["targets.total.p_leaf"] == pytest.approx(total["p_leaf"])
         assert tags["mlearner.targets.total.declared"] == ("true" if declared else "false")
         assert tags["mlearner.targets.indirect.declared"] == tags["mlearner.declared"]
         text = format_summary(result, tmp_path)
@@ -594,35 +456,30 @@ def test_both_targets_reach_mlflow_the_summary_and_the_report(tmp_path):
         if declared:
             assert "total effect target: heterogeneity declared" in text
             assert "<td>total</td><td>declared</td>" in html_text
-            assert "X9 <= 0" in text
+            assert f"{rule}: total " in text
         else:
             # a target that is not declared is not presented as subgroups
             assert "total effect target: heterogeneity not declared" in text
-            assert "X9 <= 0" not in text
+            assert f"{rule}: total " not in text
             assert "(descriptive only)" in html_text
         assert "each target is tested at alpha" in text
 
 
-def test_seed_stability_reaches_the_summary_and_the_report():
-    from mlearner_dist.core.stability import SeedRun, summarise_stability
+def test_seed_stability_reaches_the_summary_and_the_report(real_result):
     from mlearner_dist.summary import format_summary
 
-    leaf = np.array([0, 0, 1, 1, 1, 2])
-    runs = [
-        SeedRun(1, 0.02, leaf.copy(), ("X1 <= 0", "X1 > 0"), ("X1",)),
-        SeedRun(2, 0.30, np.array([0, 1, 0, 1, 0, 1]), ("X5 <= 0", "X5 > 0"), ("X5",)),
-    ]
-    result = toy_result()
-    result["stability"] = {
-        **summarise_stability(leaf, ["X1 <= 0", "X1 > 0"], 0.05, runs),
-        "how": "the cross-split decision re-run with 2 other seeds",
-    }
-    assert result_problems(result) == []
-    html_text = render_report(result)
+    st = real_result["stability"]  # the real cross-split stability of the fixture's run
+    assert st is not None and st["n_seeds"] == 5 and "cross-split" in st["how"]
+    html_text = render_report(real_result)
     assert "<h2>Seed stability</h2>" in html_text
-    assert "50% of 2 other seeds declare" in html_text
-    assert re.search(r"X1 &lt;= 0</td>\s*<td[^>]*>50%</td>", html_text), html_text[-2000:]
+    assert f"{st['share_declared']:.0%} of 5 other seeds declare" in html_text
+    for seed in st["seeds"]:
+        assert f"<td>{seed}</td>" in html_text
+    for rule in st["rule_recurrence"]:
+        assert html.escape(rule) in html_text
     assert "cross-split decision re-run" in html_text
-    assert "seed stability: 50% of 2" in format_summary(result, Path("."))
-    result["stability"] = None
-    assert "Seed stability" not in render_report(result)
+    assert f"seed stability: {st['share_declared']:.0%} of 5" in format_summary(
+        real_result, Path(".")
+    )
+    real_result["stability"] = None
+    assert "Seed stability" not in render_report(real_result)

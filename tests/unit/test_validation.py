@@ -389,3 +389,25 @@ def test_cluster_spanning_strata_is_refused():
     df["site"] = np.tile(["north", "south"], 36)
     lines = problems_of(df, roles)
     assert any("clusters span several strata" in p and "columns.cluster" in p for p in lines)
+
+
+def test_duplicated_column_names_are_named_once_each():
+    from mlearner_dist.core.column_stats import check_unique_columns
+
+    check_unique_columns(["a", "b", 3])
+    with pytest.raises(InputValidationError, match=r"columns \['a', 'c'\] appear more than once"):
+        check_unique_columns(["c", "a", "b", "a", "c", "a"])
+
+
+def test_distinct_values_are_counted_and_listed_by_one_rule():
+    from mlearner_dist.core.column_stats import (
+        DISTINCT_LIMIT,
+        MAX_LISTED_VALUES,
+        distinct_summary,
+    )
+
+    assert distinct_summary("string", ["a", "b"]) == (2, ("a", "b"))
+    assert distinct_summary("other", ["a", "b"]) == (2, None)
+    many = list(range(MAX_LISTED_VALUES + 1))
+    assert distinct_summary("numeric", many) == (len(many), None)
+    assert distinct_summary("numeric", [None] * (DISTINCT_LIMIT + 5))[0] == DISTINCT_LIMIT + 1
