@@ -33,6 +33,9 @@ from typing import Any
 ROOT = Path(__file__).resolve().parents[1]
 DEFAULT_OUTPUT = ROOT / "benchmarks" / "results_study.json"
 
+#: runner option among a setting's overrides (not a configuration key): analyse a stratified or
+#: cluster scenario as if randomised unit by unit
+IGNORE_DESIGN = "study.ignore_design=true"
 #: name -> list of (scenario, n, noise_sd, overrides). Overrides are ``--set`` strings.
 # B = 49 per direction: the cross-split decision p-value 2 / (B + 1) = 0.04 can fall below 0.05
 # (B = 19 cannot); bootstrap intervals and the sensitivity curves are not what the study measures
@@ -64,6 +67,14 @@ GRIDS: dict[str, list[tuple[str, int, float, tuple[str, ...]]]] = {
         ("confounded-alt", 1000, 1.0, FAST),
     ],
     "confounded-null": [("confounded-null", 1000, 1.0, FAST)],
+    # issue "trials": the trial designs analysed by design, and ignoring it (the comparison)
+    "designs": [
+        ("stratified-null", 1000, 1.0, FAST),
+        ("stratified-null", 1000, 1.0, (*FAST, IGNORE_DESIGN)),
+        ("cluster-null", 1000, 1.0, FAST),
+        ("cluster-null", 1000, 1.0, (*FAST, IGNORE_DESIGN)),
+        ("cluster-alt", 1000, 1.0, FAST),
+    ],
     "small": [
         ("confounded-null", 1000, 0.01, FAST),
         ("mediator-slope", 1000, 0.01, FAST),
@@ -115,8 +126,9 @@ def _one(scenario: str, n: int, noise_sd: float, overrides: tuple[str, ...], see
     from mlearner_dist.config import load_config
     from mlearner_dist.study import run_replicate
 
-    cfg = load_config([], list(overrides))
-    return run_replicate(cfg, scenario, n, noise_sd, seed)
+    config_overrides = [o for o in overrides if o != IGNORE_DESIGN]
+    cfg = load_config([], config_overrides)
+    return run_replicate(cfg, scenario, n, noise_sd, seed, ignore_design=IGNORE_DESIGN in overrides)
 
 
 def summarise(setting: dict[str, Any]) -> dict[str, Any]:
@@ -143,6 +155,8 @@ def summarise(setting: dict[str, Any]) -> dict[str, Any]:
     out["B"] = sorted({x.get("n_replicates") for x in reps})
     tot = [x["total"]["declared"] for x in reps if x.get("total")]
     out["total_declared_rate"] = sum(tot) / len(tot) if tot else None
+    # with a mediator the total target is a null too when it has no driver (checked likewise)
+    out["total_null"] = bool(tot) and not SCENARIOS[scenario].drivers("total")
     out["mean_seconds"] = round(sum(x.get("seconds", 0) for x in reps) / r, 1) if r else None
     return out
 
@@ -151,7 +165,7 @@ def format_table(doc: dict[str, Any]) -> str:
     """One line per setting: what it is, R, B, the declared rate and the checks."""
     head = (
         f"{'setting':<34}{'R':>4}{'B':>4}{'declared':>9}{'target':>16}{'drivers':>8}"
-        f"{'noise':>6}{'leaves':>7}{'total':>7}{'sec':>6}  overrides"
+        f"{'noise':>6}{'leaves':>7}{'total':>12}{'sec':>6}  overrides"
     )
     lines = [head]
     for _key, setting in sorted(doc["settings"].items()):
@@ -165,10 +179,12 @@ def format_table(doc: dict[str, Any]) -> str:
         nr = "n/a" if s["noise_covariate_rate"] is None else f"{s['noise_covariate_rate']:.2f}"
         name = f"{setting['scenario']} n={setting['n']} sd={setting['noise_sd']:g}"
         tr = "n/a" if s["total_declared_rate"] is None else f"{s['total_declared_rate']:.2f}"
+        if s["total_null"]:
+            tr += "" if s["total_declared_rate"] <= s["bound"] else " FAIL"
         lines.append(
             f"{name:<34}{s['replicates']:>4}{','.join(map(str, s['B'])):>4}"
             f"{s['declared_rate']:>9.3f}{target:>16}{dr:>8}{nr:>6}{s['median_leaves']:>7.1f}"
-            f"{tr:>7}{s['mean_seconds'] or 0:>6.0f}  {','.join(setting['overrides'])}"
+            f"{tr:>12}{s['mean_seconds'] or 0:>6.0f}  {','.join(setting['overrides'])}"
         )
     return "\n".join(lines)
 

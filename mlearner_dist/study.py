@@ -45,8 +45,20 @@ def study_roles(has_mediator: bool, scenario: str | None = None) -> Roles:
     )
 
 
-def run_replicate(cfg: Config, scenario: str, n: int, noise_sd: float, seed: int) -> dict[str, Any]:
+def run_replicate(
+    cfg: Config,
+    scenario: str,
+    n: int,
+    noise_sd: float,
+    seed: int,
+    *,
+    ignore_design: bool = False,
+) -> dict[str, Any]:
     """One replicate: simulate, fit, and summarise the decision and the reported profile.
+
+    ``ignore_design=True`` analyses a stratified or cluster scenario as if its units had been
+    randomised individually (no strata, no clusters): the comparison the study makes to show
+    what the design-aware analysis buys.
 
     Observational scenarios (``confounded-null``, ``confounded-alt``) are analysed with
     ``design: observational`` whatever ``cfg`` says: their assignment depends on X1.
@@ -54,7 +66,7 @@ def run_replicate(cfg: Config, scenario: str, n: int, noise_sd: float, seed: int
     from mlearner_dist.datasets import SCENARIOS, scenario_has_mediator, simulate
 
     frame = simulate(scenario, n, seed=seed, noise_sd=noise_sd)
-    roles = study_roles(scenario_has_mediator(scenario), scenario)
+    roles = study_roles(scenario_has_mediator(scenario), None if ignore_design else scenario)
     # seed stability is a per-analysis diagnostic: the study measures the decisions themselves
     params = {**estimator_params(cfg), "random_state": int(seed), "stability_seeds": 0}
     if SCENARIOS[scenario].design == "observational":
@@ -75,6 +87,7 @@ def run_replicate(cfg: Config, scenario: str, n: int, noise_sd: float, seed: int
         "n_replicates": int(calib.get("n_replicates", 0)),
         "statistic": str(chosen.get("response")),
         "design": model.design,
+        "design_ignored": bool(ignore_design),
         "k": int(chosen["k"]),
         "n_leaves": int(chosen["n_leaves"]),
         "variables": list(chosen.get("variables") or []),

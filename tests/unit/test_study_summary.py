@@ -42,3 +42,27 @@ def test_scenario_drivers_per_target():
     assert SCENARIOS["simple-null1"].drivers("total") == ("X1", "X2")
     assert SCENARIOS["mediator-slope"].drivers("indirect") == ("X1", "X2")
     assert SCENARIOS["simple-global"].drivers("total") == ()
+
+
+def test_run_replicate_can_ignore_the_design_for_the_comparison_rows(monkeypatch):
+    """study.ignore_design analyses a stratified scenario without its strata (and nothing else)."""
+    import mlearner_dist.study as study
+    from mlearner_dist.config import load_config
+
+    seen = []
+
+    class Stop(Exception):
+        pass
+
+    class Recorder(study.MLearner):
+        def fit_frame(self, frame, roles, **kw):
+            seen.append(roles)
+            raise Stop
+
+    monkeypatch.setattr(study, "MLearner", Recorder)
+    cfg = load_config([], [])
+    for ignore in (False, True):
+        with pytest.raises(Stop):
+            study.run_replicate(cfg, "stratified-null", 200, 1.0, 1, ignore_design=ignore)
+    assert seen[0].strata == ("stratum",) and seen[1].strata == ()
+    assert seen[0].covariates == seen[1].covariates and seen[0].outcome == seen[1].outcome
