@@ -70,11 +70,13 @@ GRIDS: dict[str, list[tuple[str, int, float, tuple[str, ...]]]] = {
     # issue "trials": the trial designs analysed by design, and ignoring it (the comparison)
     "designs": [
         ("stratified-null", 1000, 1.0, FAST),
-        ("stratified-null", 1000, 1.0, (*FAST, IGNORE_DESIGN)),
         ("cluster-null", 1000, 1.0, FAST),
-        ("cluster-null", 1000, 1.0, (*FAST, IGNORE_DESIGN)),
-        ("cluster-alt", 1000, 1.0, FAST),
     ],
+    "designs-ignored": [
+        ("stratified-null", 1000, 1.0, (*FAST, IGNORE_DESIGN)),
+        ("cluster-null", 1000, 1.0, (*FAST, IGNORE_DESIGN)),
+    ],
+    "designs-power": [("cluster-alt", 1000, 1.0, FAST)],
     "small": [
         ("confounded-null", 1000, 0.01, FAST),
         ("mediator-slope", 1000, 0.01, FAST),
