@@ -49,6 +49,11 @@ def decision_response(has_mediator: bool) -> str:
     return "m" if has_mediator else "y"
 
 
+def decision_target(has_mediator: bool) -> str:
+    """The target whose DR score decides: ``indirect`` with a mediator, else ``total``."""
+    return "indirect" if has_mediator else "total"
+
+
 def mediator_pvalue(
     frame: pd.DataFrame, roles: Roles, leaf: np.ndarray, method: str
 ) -> float | None:
@@ -423,6 +428,7 @@ __all__ = [
     "choose_profile",
     "decision_pvalue",
     "decision_response",
+    "decision_target",
     "leaf_pvalues",
     "mediator_pvalue",
     "profiles_document",
