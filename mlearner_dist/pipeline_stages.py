@@ -26,7 +26,7 @@ from mlearner_dist.core.effect_summaries import average_effects, subgroup_table
 from mlearner_dist.core.effects import cross_fit_effects
 from mlearner_dist.core.estimator import MLearner
 from mlearner_dist.core.honest_calibration import cross_split_stability
-from mlearner_dist.core.profiles import ProfileTree
+from mlearner_dist.core.profile_tree import ProfileTree
 from mlearner_dist.core.roles import Roles
 from mlearner_dist.core.row_account import RowAccount
 from mlearner_dist.core.score_calibration import ScoreReplicateBasis

@@ -42,7 +42,7 @@ from mlearner_dist.core.honest_calibration import (
     winning_direction,
 )
 from mlearner_dist.core.nuisance import NuisanceSpec
-from mlearner_dist.core.profiles import ProfileTree
+from mlearner_dist.core.profile_tree import ProfileTree
 from mlearner_dist.core.roles import Roles
 from mlearner_dist.core.score_calibration import (
     SCORE_REPLICATE_STREAM,

@@ -30,7 +30,7 @@ from mlearner_dist.core.cross_split import DirectionTest, bonferroni_pvalue, dir
 from mlearner_dist.core.design_variance import design_of
 from mlearner_dist.core.effect_summaries import subgroup_table
 from mlearner_dist.core.effects import cross_fit_effects, design_blocks, overlap_mask
-from mlearner_dist.core.profiles import ProfileTree
+from mlearner_dist.core.profile_tree import ProfileTree
 from mlearner_dist.core.roles import Roles
 from mlearner_dist.core.score_selection import target_score
 from mlearner_dist.core.score_test import score_pvalue

@@ -23,7 +23,8 @@ import pandas as pd
 
 from mlearner_dist.core.design_variance import Design
 from mlearner_dist.core.interaction_test import interaction_pvalue, select_configuration
-from mlearner_dist.core.profiles import ProfileTree, choose_tree, fit_profile_trees
+from mlearner_dist.core.profile_tree import ProfileTree
+from mlearner_dist.core.profiles import choose_tree, fit_profile_trees
 from mlearner_dist.core.roles import Roles
 from mlearner_dist.core.score_selection import choose_by_score, score_candidates
 from mlearner_dist.exceptions import ConfigError, MLearnerError
