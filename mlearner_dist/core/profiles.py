@@ -18,9 +18,10 @@ This module does the same with scikit-learn's CART and its minimal cost-complexi
   Cross-validation folds use the same counts, as rpart does.
 * **pruning by CV.** The tree is grown without pruning, its weakest-link pruning sequence
   ``0 = a_0 < a_1 < ... < a_S`` computed (scikit-learn's ``_cost_complexity_prune`` algorithm,
-  reimplemented so that one grown tree gives every pruned tree), and each candidate subtree ``j``
-  scored by the misclassification rate of 10-fold CV trees pruned at the geometric mid-point
-  ``sqrt(a_j a_{j+1})`` of its interval (rpart's convention). For a grid value ``cp`` the candidates
+  reimplemented in :mod:`mlearner_dist.core.tree_pruning` so that one grown tree gives every
+  pruned tree), and each candidate subtree ``j`` scored by the misclassification rate of 10-fold
+  CV trees pruned at the geometric mid-point ``sqrt(a_j a_{j+1})`` of its interval (rpart's
+  convention). For a grid value ``cp`` the candidates
   are the subtrees with ``a_j >= cp * i(root)``; the one with the smallest CV error is kept (ties to
   the smaller tree, as rpart's ``which.min`` over its cp table). ``cv_error`` is the absolute CV
   misclassification rate and ``cv_error_se`` its standard error over units (rpart reports the same
@@ -58,6 +59,7 @@ from sklearn.model_selection import StratifiedKFold
 from sklearn.tree import DecisionTreeClassifier
 
 from mlearner_dist.core.profile_tree import ProfileTree, TreeNode, format_threshold, rule_text
+from mlearner_dist.core.tree_pruning import collapse_alphas, distinct_alphas, stop_nodes
 from mlearner_dist.exceptions import InputValidationError, MLearnerError
 
 logger = logging.getLogger(__name__)
@@ -127,71 +129,6 @@ def _encode_design(
                 cols.append((vals == v).astype(float))
                 spec.append(_Column(var, "onehot", (v,)))
     return np.column_stack(cols), spec, levels
-
-
-# ---------------------------------------------------------------------------------------------
-# Weakest-link pruning on a grown scikit-learn tree
-# ---------------------------------------------------------------------------------------------
-def _collapse_alphas(tree: Any) -> np.ndarray:
-    """For every node, the smallest ``ccp_alpha`` at which it is a leaf of the pruned tree.
-
-    Reimplements scikit-learn's ``_cost_complexity_prune`` (weakest link, first argmin on ties);
-    the running maximum of the effective alphas makes the sequence monotone, which gives the same
-    pruned tree as scikit-learn's stopping rule for every ``ccp_alpha``. Leaves of the grown tree
-    get 0; nodes never pruned before the root get the root's alpha.
-    """
-    left, right = tree.children_left, tree.children_right
-    n_nodes = tree.node_count
-    w = tree.weighted_n_node_samples
-    r_node = w * tree.impurity / w[0]
-    parent = np.full(n_nodes, -1)
-    for i in range(n_nodes):
-        if left[i] >= 0:
-            parent[left[i]] = i
-            parent[right[i]] = i
-    is_leaf_now = left < 0
-    alive = np.ones(n_nodes, dtype=bool)
-    collapse = np.where(is_leaf_now, 0.0, np.inf)
-    running = 0.0
-    while not is_leaf_now[0]:
-        r_branch = np.where(is_leaf_now & alive, r_node, 0.0)
-        n_leaves = (is_leaf_now & alive).astype(float)
-        for i in range(n_nodes - 1, 0, -1):  # children have larger ids than their parent
-            if alive[i]:
-                r_branch[parent[i]] += r_branch[i]
-                n_leaves[parent[i]] += n_leaves[i]
-        cand = np.flatnonzero(alive & ~is_leaf_now)
-        g = (r_node[cand] - r_branch[cand]) / (n_leaves[cand] - 1)
-        pick = int(cand[int(np.argmin(g))])
-        running = max(running, float(g.min()))
-        collapse[pick] = running
-        is_leaf_now[pick] = True
-        stack = [int(left[pick]), int(right[pick])]
-        while stack:
-            j = stack.pop()
-            alive[j] = False
-            if left[j] >= 0:
-                stack.extend((int(left[j]), int(right[j])))
-    return collapse
-
-
-def _stop_nodes(tree: Any, X: Any, collapse: np.ndarray, alpha: float) -> np.ndarray:
-    """Node where each row stops in the tree pruned at ``alpha`` (shape (n,)).
-
-    ``X`` is the rows' features, or their ``tree.decision_path`` computed once and reused for
-    every ``alpha`` (the path through the grown tree does not depend on the pruning level).
-    """
-    path = X if hasattr(X, "indptr") else tree.decision_path(np.asarray(X, dtype=np.float32))
-    stop = (tree.children_left < 0) | (collapse <= alpha)
-    flags = stop[path.indices]
-    # node ids increase along a root-to-leaf path (depth-first builder): first flagged node
-    ids = np.where(flags, path.indices, np.iinfo(np.int64).max)
-    return np.minimum.reduceat(ids, path.indptr[:-1])
-
-
-def _distinct_alphas(collapse: np.ndarray, left: np.ndarray) -> np.ndarray:
-    inner = collapse[left >= 0]
-    return np.unique(np.concatenate([[0.0], inner[np.isfinite(inner)]]))
 
 
 # ---------------------------------------------------------------------------------------------
@@ -493,17 +430,17 @@ def fit_profile_trees(
                 "random_state": random_state,
             }
             grown = DecisionTreeClassifier(**kw).fit(design32, y)
-            collapse = _collapse_alphas(grown.tree_)
-            alphas = _distinct_alphas(collapse, grown.tree_.children_left)
+            collapse = collapse_alphas(grown.tree_)
+            alphas = distinct_alphas(collapse, grown.tree_.children_left)
             betas = np.append(np.sqrt(alphas[:-1] * alphas[1:]), np.inf)
             losses = np.zeros((alphas.size, n_fit))
             for train, test in folds:
                 fold_tree = DecisionTreeClassifier(**kw).fit(design32[train], y[train]).tree_
-                fold_collapse = _collapse_alphas(fold_tree)
+                fold_collapse = collapse_alphas(fold_tree)
                 majority = np.argmax(fold_tree.value[:, 0, :], axis=1)
                 path = fold_tree.decision_path(design32[test])  # once for every pruning level
                 for j, beta in enumerate(betas):
-                    stop = _stop_nodes(fold_tree, path, fold_collapse, beta)
+                    stop = stop_nodes(fold_tree, path, fold_collapse, beta)
                     losses[j, test] = majority[stop] != y[test]
             err = losses.mean(axis=1)
             se = losses.std(axis=1) / math.sqrt(n_fit)
