@@ -61,6 +61,7 @@ from mlearner_dist.core.selection import (
 )
 from mlearner_dist.core.sensitivity import sensitivity_analysis
 from mlearner_dist.core.stability import SeedRun, summarise_stability
+from mlearner_dist.core.targets import cross_split_targets, target_records
 from mlearner_dist.core.validation import validate_frame
 from mlearner_dist.exceptions import ConfigError
 
@@ -675,90 +676,11 @@ class MLearner(BaseEstimator):
             reported.leaf_of(X), list(reported.rules.values()), threshold, runs
         )
 
-    def _target_record(
-        self, target: str, p_leaf: float, calib: dict[str, Any], chosen: dict[str, Any], subgroups
-    ) -> dict[str, Any]:
-        threshold = float(calib["threshold"])
-        return {
-            "target": target,
-            "p_leaf": float(p_leaf),
-            "threshold": threshold,
-            "declared": bool(p_leaf < threshold),
-            "mc_pvalue": calib.get("mc_pvalue"),
-            "mc_se": calib.get("mc_se"),
-            "null_p_leaf": list(calib.get("null_p_leaf", [])),
-            "chosen": dict(chosen),
-            "subgroups": list(subgroups),
-        }
-
     def _targets(
         self, frame: pd.DataFrame, roles: Roles, sel: Selection, *, map_fn: cal.MapFn | None
     ) -> dict[str, Any]:
-        """Both targets side by side (the indirect one is the top-level decision).
-
-        With a mediator, the DR-score statistic and null (score replicates) or fixed
-        calibration, the total effect gets its own embedding, profile, p_leaf, threshold and
-        ``declared``; each target is tested at alpha. ``familywise=True`` replaces both
-        thresholds by the alpha order statistic of the paired replicates' minimum over targets
-        (Westfall and Young's single-step min-p), so that P(any target declared | no
-        heterogeneity of either) <= alpha.
-        """
-        main = decision_target(roles.has_mediator)
-        out = {
-            main: self._target_record(
-                main, self.p_leaf_, self.calibration_, self.chosen_, self.subgroups_
-            )
-        }
-        mode = self.calibration_["mode"]
-        scores_null = mode == "null" and self.calibration_.get("replicates") == "scores"
-        if not (roles.has_mediator and self.test_statistic == "dr_score"):
-            return out
-        if scores_null and self.calibration_.get("honest"):
-            return self.cross_split_targets(frame, roles, self.calibration_, map_fn=map_fn)
-        if not (scores_null or mode == "fixed"):
-            out["total"] = {
-                "target": "total",
-                "note": f"the total target is analysed with score replicates or a fixed "
-                f"threshold; calibration mode {mode!r} ran for the indirect target only",
-            }
-            return out
-        sel_t = self.select_target(frame, roles, sel.effects, "total")
-        if scores_null:
-            calib_t = score_calibration(
-                self,
-                frame,
-                roles,
-                ScoreReplicateBasis.of(sel_t),
-                sel_t.p_leaf,
-                map_fn=map_fn,
-                target="total",
-            )
-        else:
-            calib_t = dict(self.calibration_)
-        tree = sel_t.chosen_tree
-        subgroups = subgroup_table(
-            frame,
-            roles,
-            sel.effects,
-            tree.leaf_of(frame[list(roles.covariates)]),
-            tree.rules,
-            n_bootstrap=self.n_bootstrap,
-            level=self.level,
-            min_size=self.min_subgroup,
-            random_state=self.random_state,
-        )
-        out["total"] = self._target_record("total", sel_t.p_leaf, calib_t, sel_t.chosen, subgroups)
-        out["total"]["configurations"] = sel_t.configurations
-        if self.familywise and scores_null:
-            paired = np.minimum(
-                np.asarray(out[main]["null_p_leaf"]), np.asarray(out["total"]["null_p_leaf"])
-            )
-            thr = cal.null_threshold(paired, self.alpha)
-            for rec in out.values():
-                rec["threshold"] = float(thr)
-                rec["declared"] = bool(rec["p_leaf"] < thr)
-                rec["familywise"] = True
-        return out
+        """Both targets side by side (:func:`mlearner_dist.core.targets.target_records`)."""
+        return target_records(self, frame, roles, sel, map_fn=map_fn)
 
     def cross_split_targets(
         self,
@@ -770,55 +692,10 @@ class MLearner(BaseEstimator):
     ) -> dict[str, Any]:
         """Both targets in the cross-split calibration (the total one on the same halves).
 
-        Parameters
-        ----------
-        frame : DataFrame
-            The validated units, ordered by unit id.
-        roles : Roles
-        calibration : dict
-            The decision target's cross-split record (:func:`cross_split_calibration`).
-        map_fn : callable, optional
-
-        Returns
-        -------
-        dict
-            ``{"indirect": ..., "total": ...}`` records (p_leaf, threshold, declared, mc_pvalue,
-            mc_se, null_p_leaf, chosen, subgroups, directions). ``familywise=True``: Bonferroni
-            over the two targets' decision p-values (each already Bonferroni over two
-            directions), so P(any target declared | neither heterogeneous) <= alpha.
+        :func:`mlearner_dist.core.targets.cross_split_targets` with this estimator; ``calibration``
+        is the decision target's cross-split record (:func:`cross_split_calibration`).
         """
-        main = decision_target(roles.has_mediator)
-        out = {
-            main: self._target_record(
-                main,
-                float(calibration["p_decision"]),
-                calibration,
-                calibration["chosen_on_discovery"],
-                calibration["subgroups"],
-            )
-        }
-        out[main]["directions"] = calibration["directions"]
-        calib_t = cross_split_calibration(self, frame, roles, target="total", map_fn=map_fn)
-        rec = self._target_record(
-            "total",
-            float(calib_t["p_decision"]),
-            calib_t,
-            calib_t["chosen_on_discovery"],
-            calib_t["subgroups"],
-        )
-        rec["directions"] = calib_t["directions"]
-        rec["how"] = calib_t["how"]
-        out["total"] = rec
-        if self.familywise:
-            p_fw = {t: min(1.0, 2.0 * float(r["p_leaf"])) for t, r in out.items()}
-            for t, r in out.items():
-                r["p_familywise"] = p_fw[t]
-                r["declared"] = bool(p_fw[t] < float(r["threshold"]))
-                r["familywise"] = True
-            out[main]["familywise_how"] = (
-                "Bonferroni over the indirect and total targets: each target's p_decision times 2"
-            )
-        return out
+        return cross_split_targets(self, frame, roles, calibration, map_fn=map_fn)
 
     def select(self, frame: pd.DataFrame, roles: Roles, *, seed: int | None = None) -> Selection:
         """Steps 1 to 4 without calibration: effects, embedding, K-means, trees, tests, choice.
