@@ -22,22 +22,19 @@ import pandas as pd
 
 from mlearner_dist import __version__
 from mlearner_dist.config import estimator_params
+from mlearner_dist.core.effect_summaries import average_effects, subgroup_table
 from mlearner_dist.core.effects import cross_fit_effects
-from mlearner_dist.core.estimator import (
-    MLearner,
-    ScoreReplicateBasis,
-    average_effects,
-    cross_split_stability,
-    decision_target,
-    subgroup_table,
-)
-from mlearner_dist.core.profiles import ProfileTree
+from mlearner_dist.core.estimator import MLearner
+from mlearner_dist.core.honest_calibration import cross_split_stability
+from mlearner_dist.core.profile_tree import ProfileTree
 from mlearner_dist.core.roles import Roles
 from mlearner_dist.core.row_account import RowAccount
+from mlearner_dist.core.score_calibration import ScoreReplicateBasis
 from mlearner_dist.core.score_selection import target_score
 from mlearner_dist.core.selection import (
     ProfileChoice,
     choose_profile,
+    decision_target,
     profiles_document,
     resolve_effect_names,
     tree_pvalues,

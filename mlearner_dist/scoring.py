@@ -1,6 +1,6 @@
 """The subgroup scoring model: assign new units to the discovered subgroups.
 
-A fitted profile tree (``core.profiles.ProfileTree``) maps covariates to leaves; each leaf is a
+A fitted profile tree (``core.profile_tree.ProfileTree``) maps covariates to leaves; each leaf is a
 subgroup with a rule in words. :class:`SubgroupModel` wraps such a tree (any object with
 ``leaf_of(X) -> int array``, ``rules: dict[int, str]`` and its covariate names) so that it can be
 applied to new data in memory (:func:`score_frame`), or logged as an MLflow pyfunc model by

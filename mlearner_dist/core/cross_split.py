@@ -54,7 +54,7 @@ import pandas as pd
 
 from mlearner_dist.core.calibration import progress_map
 from mlearner_dist.core.design_variance import DESIGN_COLUMNS, design_of
-from mlearner_dist.core.profiles import ProfileTree
+from mlearner_dist.core.profile_tree import ProfileTree
 from mlearner_dist.core.score_replicates import monte_carlo_se, score_null_replicate
 from mlearner_dist.core.score_selection import choose_by_score, score_candidates, target_score
 from mlearner_dist.exceptions import MLearnerError

@@ -12,8 +12,7 @@ import functools
 import logging
 import time
 import warnings
-from collections.abc import Callable, Iterable, Sequence
-from dataclasses import dataclass
+from collections.abc import Iterable, Sequence
 from typing import Any
 
 import numpy as np
@@ -22,54 +21,75 @@ from sklearn.base import BaseEstimator
 
 from mlearner_dist.core import calibration as cal
 from mlearner_dist.core.clustering import kmeans_for_k
-from mlearner_dist.core.cross_split import (
-    DirectionTest,
-    bonferroni_pvalue,
-    check_resolution,
-    direction_test,
+from mlearner_dist.core.cross_split import check_resolution
+from mlearner_dist.core.design_variance import design_of
+from mlearner_dist.core.effect_summaries import (
+    average_effects,
+    merge_subgroup_effects,
+    subgroup_table,
 )
-from mlearner_dist.core.design_variance import design_of, interval_quantile, mean_covariance
-from mlearner_dist.core.effects import cross_fit_effects, design_blocks, overlap_mask
+from mlearner_dist.core.effects import cross_fit_effects
 from mlearner_dist.core.embedding import effect_matrix, embed, unit_keys
+from mlearner_dist.core.honest_calibration import (
+    CrossSplitHalves,
+    cross_split_calibration,
+    cross_split_directions,
+    cross_split_halves,
+    cross_split_stability,
+    holdout_subgroups,
+    split_calibration,
+    tested_units,
+    winning_direction,
+)
 from mlearner_dist.core.nuisance import NuisanceSpec
-from mlearner_dist.core.profiles import ProfileTree
+from mlearner_dist.core.profile_tree import ProfileTree
 from mlearner_dist.core.roles import Roles
-from mlearner_dist.core.score_replicates import score_null_replicate
+from mlearner_dist.core.score_calibration import (
+    SCORE_REPLICATE_STREAM,
+    ScoreReplicateBasis,
+    score_calibration,
+)
 from mlearner_dist.core.score_selection import target_score
-from mlearner_dist.core.score_test import score_pvalue
 from mlearner_dist.core.selection import (
     EFFECTS,
-    ProfileChoice,
     ProfileSettings,
     Selection,
     choose_profile,
-    decision_pvalue,
-    leaf_pvalues,
-    rerun_score_choice,
+    decision_target,
     resolve_effect_names,
     tree_pvalues,
 )
 from mlearner_dist.core.sensitivity import sensitivity_analysis
 from mlearner_dist.core.stability import SeedRun, summarise_stability
-from mlearner_dist.core.subgroup_effects import (
-    adjusted_subgroup_effects,
-    proportion_mediated,
-    unadjusted_subgroup_effects,
-)
+from mlearner_dist.core.targets import cross_split_targets, target_records
 from mlearner_dist.core.validation import validate_frame
 from mlearner_dist.exceptions import ConfigError
 
 logger = logging.getLogger(__name__)
 
+# MLearner and covariate_matrix live here; the other names are re-exported from their modules
+# (core.selection, core.score_calibration, core.honest_calibration, core.effect_summaries).
 __all__ = [
     "EFFECTS",
+    "SCORE_REPLICATE_STREAM",
+    "CrossSplitHalves",
     "MLearner",
+    "ScoreReplicateBasis",
     "Selection",
     "average_effects",
     "covariate_matrix",
+    "cross_split_calibration",
+    "cross_split_directions",
+    "cross_split_halves",
+    "cross_split_stability",
+    "decision_target",
+    "holdout_subgroups",
     "merge_subgroup_effects",
+    "score_calibration",
     "split_calibration",
     "subgroup_table",
+    "tested_units",
+    "winning_direction",
 ]
 
 
@@ -656,90 +676,11 @@ class MLearner(BaseEstimator):
             reported.leaf_of(X), list(reported.rules.values()), threshold, runs
         )
 
-    def _target_record(
-        self, target: str, p_leaf: float, calib: dict[str, Any], chosen: dict[str, Any], subgroups
-    ) -> dict[str, Any]:
-        threshold = float(calib["threshold"])
-        return {
-            "target": target,
-            "p_leaf": float(p_leaf),
-            "threshold": threshold,
-            "declared": bool(p_leaf < threshold),
-            "mc_pvalue": calib.get("mc_pvalue"),
-            "mc_se": calib.get("mc_se"),
-            "null_p_leaf": list(calib.get("null_p_leaf", [])),
-            "chosen": dict(chosen),
-            "subgroups": list(subgroups),
-        }
-
     def _targets(
         self, frame: pd.DataFrame, roles: Roles, sel: Selection, *, map_fn: cal.MapFn | None
     ) -> dict[str, Any]:
-        """Both targets side by side (the indirect one is the top-level decision).
-
-        With a mediator, the DR-score statistic and null (score replicates) or fixed
-        calibration, the total effect gets its own embedding, profile, p_leaf, threshold and
-        ``declared``; each target is tested at alpha. ``familywise=True`` replaces both
-        thresholds by the alpha order statistic of the paired replicates' minimum over targets
-        (Westfall and Young's single-step min-p), so that P(any target declared | no
-        heterogeneity of either) <= alpha.
-        """
-        main = decision_target(roles.has_mediator)
-        out = {
-            main: self._target_record(
-                main, self.p_leaf_, self.calibration_, self.chosen_, self.subgroups_
-            )
-        }
-        mode = self.calibration_["mode"]
-        scores_null = mode == "null" and self.calibration_.get("replicates") == "scores"
-        if not (roles.has_mediator and self.test_statistic == "dr_score"):
-            return out
-        if scores_null and self.calibration_.get("honest"):
-            return self.cross_split_targets(frame, roles, self.calibration_, map_fn=map_fn)
-        if not (scores_null or mode == "fixed"):
-            out["total"] = {
-                "target": "total",
-                "note": f"the total target is analysed with score replicates or a fixed "
-                f"threshold; calibration mode {mode!r} ran for the indirect target only",
-            }
-            return out
-        sel_t = self.select_target(frame, roles, sel.effects, "total")
-        if scores_null:
-            calib_t = score_calibration(
-                self,
-                frame,
-                roles,
-                ScoreReplicateBasis.of(sel_t),
-                sel_t.p_leaf,
-                map_fn=map_fn,
-                target="total",
-            )
-        else:
-            calib_t = dict(self.calibration_)
-        tree = sel_t.chosen_tree
-        subgroups = subgroup_table(
-            frame,
-            roles,
-            sel.effects,
-            tree.leaf_of(frame[list(roles.covariates)]),
-            tree.rules,
-            n_bootstrap=self.n_bootstrap,
-            level=self.level,
-            min_size=self.min_subgroup,
-            random_state=self.random_state,
-        )
-        out["total"] = self._target_record("total", sel_t.p_leaf, calib_t, sel_t.chosen, subgroups)
-        out["total"]["configurations"] = sel_t.configurations
-        if self.familywise and scores_null:
-            paired = np.minimum(
-                np.asarray(out[main]["null_p_leaf"]), np.asarray(out["total"]["null_p_leaf"])
-            )
-            thr = cal.null_threshold(paired, self.alpha)
-            for rec in out.values():
-                rec["threshold"] = float(thr)
-                rec["declared"] = bool(rec["p_leaf"] < thr)
-                rec["familywise"] = True
-        return out
+        """Both targets side by side (:func:`mlearner_dist.core.targets.target_records`)."""
+        return target_records(self, frame, roles, sel, map_fn=map_fn)
 
     def cross_split_targets(
         self,
@@ -751,55 +692,10 @@ class MLearner(BaseEstimator):
     ) -> dict[str, Any]:
         """Both targets in the cross-split calibration (the total one on the same halves).
 
-        Parameters
-        ----------
-        frame : DataFrame
-            The validated units, ordered by unit id.
-        roles : Roles
-        calibration : dict
-            The decision target's cross-split record (:func:`cross_split_calibration`).
-        map_fn : callable, optional
-
-        Returns
-        -------
-        dict
-            ``{"indirect": ..., "total": ...}`` records (p_leaf, threshold, declared, mc_pvalue,
-            mc_se, null_p_leaf, chosen, subgroups, directions). ``familywise=True``: Bonferroni
-            over the two targets' decision p-values (each already Bonferroni over two
-            directions), so P(any target declared | neither heterogeneous) <= alpha.
+        :func:`mlearner_dist.core.targets.cross_split_targets` with this estimator; ``calibration``
+        is the decision target's cross-split record (:func:`cross_split_calibration`).
         """
-        main = decision_target(roles.has_mediator)
-        out = {
-            main: self._target_record(
-                main,
-                float(calibration["p_decision"]),
-                calibration,
-                calibration["chosen_on_discovery"],
-                calibration["subgroups"],
-            )
-        }
-        out[main]["directions"] = calibration["directions"]
-        calib_t = cross_split_calibration(self, frame, roles, target="total", map_fn=map_fn)
-        rec = self._target_record(
-            "total",
-            float(calib_t["p_decision"]),
-            calib_t,
-            calib_t["chosen_on_discovery"],
-            calib_t["subgroups"],
-        )
-        rec["directions"] = calib_t["directions"]
-        rec["how"] = calib_t["how"]
-        out["total"] = rec
-        if self.familywise:
-            p_fw = {t: min(1.0, 2.0 * float(r["p_leaf"])) for t, r in out.items()}
-            for t, r in out.items():
-                r["p_familywise"] = p_fw[t]
-                r["declared"] = bool(p_fw[t] < float(r["threshold"]))
-                r["familywise"] = True
-            out[main]["familywise_how"] = (
-                "Bonferroni over the indirect and total targets: each target's p_decision times 2"
-            )
-        return out
+        return cross_split_targets(self, frame, roles, calibration, map_fn=map_fn)
 
     def select(self, frame: pd.DataFrame, roles: Roles, *, seed: int | None = None) -> Selection:
         """Steps 1 to 4 without calibration: effects, embedding, K-means, trees, tests, choice.
@@ -1014,79 +910,6 @@ class MLearner(BaseEstimator):
         return pd.DataFrame(rows)
 
 
-#: Second seed word of the score replicates' generators (distinct from permutation replicates').
-SCORE_REPLICATE_STREAM = 7
-
-
-def decision_target(has_mediator: bool) -> str:
-    """The target whose DR score decides: ``indirect`` with a mediator, else ``total``."""
-    return "indirect" if has_mediator else "total"
-
-
-@dataclass
-class ScoreReplicateBasis:
-    """What score replicates need from the observed selection: its effects and profile choice."""
-
-    effects: pd.DataFrame
-    profile: ProfileChoice
-
-    @classmethod
-    def of(cls, sel: Selection) -> ScoreReplicateBasis:
-        """From an in-memory :class:`Selection`."""
-        return cls(effects=sel.effects, profile=sel.profile)
-
-
-def score_calibration(
-    model: MLearner,
-    frame: pd.DataFrame,
-    roles: Roles,
-    basis: Any,
-    p_leaf: float,
-    *,
-    map_fn: cal.MapFn | None = None,
-    target: str | None = None,
-) -> dict[str, Any]:
-    """Null calibration on score replicates (:mod:`mlearner_dist.core.score_replicates`).
-
-    Replicate ``b`` multiplies the centred DR scores by random signs from
-    ``default_rng([random_state, b])`` and re-runs every score-dependent step of the selection
-    (leaf merging, the DR-score tests of each K's tree, the choice over K) on the observed raw
-    trees, which do not depend on the scores. The nuisance fits, hence the confounding
-    adjustment of an observational design, are the observed ones. Replicate ``b``'s multipliers
-    do not depend on the target, so the null samples of two targets are paired (the family-wise
-    threshold uses that).
-    """
-    if not isinstance(basis, ScoreReplicateBasis):
-        basis = ScoreReplicateBasis(effects=basis.effects, profile=basis.profile)
-    target = target or decision_target(roles.has_mediator)
-    X = frame[list(roles.covariates)]
-    settings = model.profile_settings()
-    column = f"score_{target}"
-    basis.profile.extra_raw_leaves(X)  # fill the cache once, before replicates are shipped
-    design = design_of(basis.effects)
-
-    def one_replicate(r: int) -> float:
-        rng = np.random.default_rng([int(model.random_state), SCORE_REPLICATE_STREAM, int(r)])
-        rep = score_null_replicate(basis.effects, rng=rng, multiplier=model.multiplier)
-        score = rep[column].to_numpy(dtype=float)
-        return rerun_score_choice(basis.profile, X, score, settings, design=design)
-
-    doc = cal.null_calibration(
-        one_replicate, model.n_replicates, model.alpha, p_leaf, map_fn=map_fn
-    )
-    doc["replicates"] = "scores"
-    doc["multiplier"] = model.multiplier
-    doc["statistic"] = column
-    doc["how"] = (
-        f"{doc['n_replicates']} score replicates: the centred doubly robust {target} scores times "
-        f"random {model.multiplier} multipliers (no heterogeneity in any replicate; nuisance fits, "
-        "hence the confounding adjustment, kept), with leaf merging, the DR-score tests and the "
-        f"choice over K re-run on each; threshold = the alpha={model.alpha} order statistic of "
-        "their p_leaf values"
-    )
-    return doc
-
-
 def covariate_matrix(X: pd.DataFrame) -> np.ndarray:
     """Standardised numeric covariates and one-hot categoricals, shape (n, p')."""
     dummies = pd.get_dummies(X, drop_first=False, dtype=float)
@@ -1094,494 +917,3 @@ def covariate_matrix(X: pd.DataFrame) -> np.ndarray:
     sd = values.std(axis=0)
     sd[sd == 0] = 1.0
     return (values - values.mean(axis=0)) / sd
-
-
-def holdout_subgroups(
-    model: MLearner,
-    holdout: pd.DataFrame,
-    roles: Roles,
-    effects: pd.DataFrame,
-    leaf: np.ndarray,
-    rules: dict[int, str],
-) -> list[dict[str, Any]]:
-    """Subgroup effects estimated on a held-out half, marked ``estimated_on: holdout``.
-
-    The split and cross-split calibrations report the partition they tested with effects from
-    the half that tested it (those units chose nothing).
-    """
-    subgroups = subgroup_table(
-        holdout,
-        roles,
-        effects,
-        leaf,
-        rules,
-        n_bootstrap=model.n_bootstrap,
-        level=model.level,
-        min_size=model.min_subgroup,
-        random_state=model.random_state,
-    )
-    for sg in subgroups:
-        sg["estimated_on"] = "holdout"
-    return subgroups
-
-
-def split_calibration(model: MLearner, frame: pd.DataFrame, roles: Roles) -> dict[str, Any]:
-    """Discover on one half, test the chosen configuration once on the other half.
-
-    The held-out half played no part in any choice, so its p-value is a valid p-value and
-    ``p < alpha`` holds the Type I error at alpha. With ``test_statistic="dr_score"`` the
-    held-out test is the DR-score test of the discovery tree (merged on the discovery half) on
-    scores cross-fitted within the held-out half alone; otherwise the reference's interaction
-    test. The record carries what is reported: the discovery tree and configuration, and the
-    subgroup effects estimated on the held-out half (honest: those units chose nothing).
-    """
-    mask = _halves(frame, roles, model.random_state)
-    discover, holdout = frame[mask].reset_index(drop=True), frame[~mask].reset_index(drop=True)
-    sel = model.select(discover, roles)
-    tree = sel.chosen_tree
-    leaf = tree.leaf_of(holdout[list(roles.covariates)])
-    effects_h, _ = cross_fit_effects(
-        holdout, roles, model.nuisance_spec(), n_folds=model.n_folds, seed=model.random_state
-    )
-    effects_h = effects_h.set_index("unit_id").loc[holdout[roles.unit_id].to_numpy()]
-    effects_h = effects_h.reset_index()
-    if model.test_statistic == "dr_score":
-        target = decision_target(roles.has_mediator)
-        p = score_pvalue(
-            target_score(effects_h, target),
-            leaf,
-            covariance=model.test_covariance,
-            design=design_of(effects_h),
-        )
-        test = f"the DR-score test of the {target} effect"
-    else:
-        p = decision_pvalue(holdout, roles, leaf, model.test_method)
-        test = "the interaction test"
-    subgroups = holdout_subgroups(model, holdout, roles, effects_h, leaf, tree.rules)
-    return {
-        "mode": "split",
-        "alpha": model.alpha,
-        "threshold": float(model.alpha),
-        "n_replicates": 0,
-        "null_p_leaf": [],
-        "mc_pvalue": None,
-        "p_decision": float(p),
-        "n_discovery": int(mask.sum()),
-        "n_holdout": int((~mask).sum()),
-        "chosen_on_discovery": dict(sel.chosen),
-        "discovery_p_leaf": float(sel.p_leaf),
-        "discovery_tree": tree.to_dict(),
-        "subgroups": subgroups,
-        "how": (
-            f"discovery on {int(mask.sum())} units, the chosen profile tested once with {test} "
-            f"on the other {int((~mask).sum())} (effects cross-fitted on that half alone); "
-            f"declared when that p-value < alpha={model.alpha}; subgroup effects are estimated "
-            "on the held-out half"
-        ),
-    }
-
-
-def _halves(frame: pd.DataFrame, roles: Roles, seed: int) -> np.ndarray:
-    """Discovery mask of the split halves: every stratum split in two, whole clusters kept."""
-    codes, clusters = design_blocks(frame, roles)
-    return cal.split_sample(frame[roles.unit_id].to_numpy(), seed, strata=codes, clusters=clusters)
-
-
-@dataclass
-class CrossSplitHalves:
-    """The two halves of the cross-split calibration with effects cross-fitted within each."""
-
-    frames: dict[str, pd.DataFrame]
-    effects: dict[str, pd.DataFrame]
-    key: tuple[int, int]
-
-
-def _map(map_fn: cal.MapFn | None, func: Callable[[Any], Any], items: Sequence[Any]) -> list:
-    """``map_fn(func, items)``, or a plain loop without one."""
-    return list(map_fn(func, items)) if map_fn is not None else [func(x) for x in items]
-
-
-def cross_split_halves(
-    model: MLearner, frame: pd.DataFrame, roles: Roles, *, map_fn: cal.MapFn | None = None
-) -> CrossSplitHalves:
-    """Halves ``A``/``B`` (:func:`~mlearner_dist.core.calibration.split_sample`) and their effects.
-
-    Each half's nuisance models are cross-fitted on that half alone, so no model of one half has
-    seen an outcome of the other. Cached on ``model`` for the frame, so both targets share them.
-    ``map_fn`` fits the two halves in parallel (the result does not depend on it).
-    """
-    key = (len(frame), int(model.random_state))
-    cached = getattr(model, "_cross_split_halves", None)
-    if cached is not None and cached.key == key and cached.frames["A"].shape[1] == frame.shape[1]:
-        return cached
-    mask = _halves(frame, roles, model.random_state)
-    frames = {"A": frame[mask].reset_index(drop=True), "B": frame[~mask].reset_index(drop=True)}
-    spec = model.nuisance_spec()
-
-    def fit_half(part: pd.DataFrame) -> pd.DataFrame:
-        eff, _ = cross_fit_effects(
-            part, roles, spec, n_folds=model.n_folds, seed=model.random_state
-        )
-        return eff.set_index("unit_id").loc[part[roles.unit_id].to_numpy()].reset_index()
-
-    fitted = _map(map_fn, fit_half, [frames["A"], frames["B"]])
-    effects = {"A": fitted[0], "B": fitted[1]}
-    halves = CrossSplitHalves(frames=frames, effects=effects, key=key)
-    model._cross_split_halves = halves
-    return halves
-
-
-def cross_split_directions(
-    model: MLearner,
-    halves: CrossSplitHalves,
-    roles: Roles,
-    target: str,
-    *,
-    seed: int | None = None,
-    map_fn: cal.MapFn | None = None,
-) -> tuple[list[DirectionTest], dict[str, dict[str, Any]]]:
-    """Both directions of the cross-split test of one target.
-
-    Parameters
-    ----------
-    model : MLearner
-    halves : CrossSplitHalves
-    roles : Roles
-    target : {"indirect", "total"}
-    seed : int, optional
-        Seed of the discovery half's embedding and K-means (default ``model.random_state``). The
-        score replicates always use ``model.random_state``, so two seeds are tested against the
-        same replicates.
-    map_fn : callable, optional
-        Runs the two discovery selections in parallel; the score replicates (cheap: only the
-        score-dependent steps) run in this process.
-
-    Returns
-    -------
-    tests : list of DirectionTest
-        ``A->B`` then ``B->A``.
-    discovery : dict
-        Per direction, the discovery half's chosen configuration and p_leaf.
-    """
-    covs = list(roles.covariates)
-    names = (
-        resolve_effect_names(model.embed_effects, roles.has_mediator)
-        if target == decision_target(roles.has_mediator)
-        else (target,)
-    )
-    settings = model.profile_settings()
-    tests: list[DirectionTest] = []
-    discovery: dict[str, dict[str, Any]] = {}
-    pairs = (("A", "B"), ("B", "A"))
-
-    def discover(disc: str) -> Selection:
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore")
-            return model.select_target(
-                halves.frames[disc], roles, halves.effects[disc], target, names=names, seed=seed
-            )
-
-    selections = _map(map_fn, discover, [disc for disc, _ in pairs])
-    for (disc, test), sel in zip(pairs, selections, strict=True):
-        keep = tested_units(model, halves.effects[test])
-        direction = f"{disc}->{test}"
-        discovery[direction] = {
-            "chosen_on_discovery": dict(sel.chosen),
-            "p_leaf": sel.p_leaf,
-            "n_tested": int(keep.sum()),
-            "n_outside_overlap": int((~keep).sum()),
-        }
-        tests.append(
-            direction_test(
-                sel.profile.raw_trees,
-                halves.frames[test][covs][keep].reset_index(drop=True),
-                halves.effects[test][keep].reset_index(drop=True),
-                target,
-                direction=direction,
-                n_replicates=model.n_replicates,
-                random_state=model.random_state,
-                merge_level=settings.score_merge_level,
-                covariance=settings.covariance,
-                multiplier=model.multiplier,
-            )
-        )
-    return tests, discovery
-
-
-def tested_units(model: MLearner, effects: pd.DataFrame) -> np.ndarray:
-    """The units a cross-split direction tests: all, or (observational) those with overlap.
-
-    Observational designs with ``model.overlap_trim > 0`` keep the units whose estimated
-    propensity lies in ``[overlap_trim, 1 - overlap_trim]``
-    (:func:`~mlearner_dist.core.effects.overlap_mask`); randomised designs keep every unit.
-    """
-    if model.design != "observational" or not model.overlap_trim:
-        return np.ones(len(effects), dtype=bool)
-    return overlap_mask(effects["propensity"].to_numpy(), float(model.overlap_trim))
-
-
-def winning_direction(tests: Sequence[DirectionTest]) -> DirectionTest:
-    """The direction whose partition is reported: smallest Monte Carlo p-value, then p_observed."""
-    return min(tests, key=lambda t: (t.mc_pvalue, t.p_observed))
-
-
-def cross_split_stability(
-    model: MLearner,
-    frame: pd.DataFrame,
-    roles: Roles,
-    reported: ProfileTree,
-    *,
-    map_fn: cal.MapFn | None = None,
-) -> dict[str, Any] | None:
-    """Seed stability of the cross-split decision: the decision re-run with other seeds.
-
-    The halves and their cross-fitted effects are held fixed (they do not depend on the seeds of
-    t-SNE and K-means); for each of ``model.stability_seeds`` seeds both directions' discovery
-    selections (embedding, K-means, trees) are re-run with that seed and tested on the other half
-    against the same score replicates. A seed declares when its Bonferroni ``p_decision`` is below
-    ``alpha`` (the threshold of the cross-split decision); its partition is the winning
-    direction's tree, compared with ``reported`` on all units of ``frame``.
-
-    Returns
-    -------
-    dict or None
-        :func:`mlearner_dist.core.stability.summarise_stability` (``p_leaf`` holds each seed's
-        ``p_decision``), or None when off or when ``len(frame) > stability_max_n``.
-    """
-    if model.stability_seeds < 1 or len(frame) > model.stability_max_n:
-        return None
-    target = decision_target(roles.has_mediator)
-    halves = cross_split_halves(model, frame, roles, map_fn=map_fn)
-    X = frame[list(roles.covariates)]
-
-    def rerun(seed: int) -> list[DirectionTest]:
-        return cross_split_directions(model, halves, roles, target, seed=seed)[0]
-
-    seeds = [model.random_state + 7919 * (i + 1) for i in range(model.stability_seeds)]
-    runs = []
-    for seed, tests in zip(seeds, _map(map_fn, rerun, seeds), strict=True):
-        best = winning_direction(tests)
-        runs.append(
-            SeedRun(
-                seed=seed,
-                p_leaf=bonferroni_pvalue([t.mc_pvalue for t in tests]),
-                leaf=best.tree.leaf_of(X),
-                rules=tuple(best.tree.rules.values()),
-                variables=tuple(best.tree.variables),
-            )
-        )
-    out = summarise_stability(
-        reported.leaf_of(X), list(reported.rules.values()), float(model.alpha), runs
-    )
-    out["how"] = (
-        f"the cross-split decision re-run with {model.stability_seeds} other seeds for t-SNE and "
-        "K-means on the same halves, effects and score replicates; a seed declares when its "
-        f"p_decision < alpha = {model.alpha}; agreement on all {len(frame)} units"
-    )
-    return out
-
-
-def cross_split_calibration(
-    model: MLearner,
-    frame: pd.DataFrame,
-    roles: Roles,
-    *,
-    target: str,
-    map_fn: cal.MapFn | None = None,
-) -> dict[str, Any]:
-    """Honest null calibration of one target (:mod:`mlearner_dist.core.cross_split`).
-
-    Direction ``A -> B``: the selection's score-independent steps (embedding, K-means, one tree
-    per K) on half ``A``; merging, tests and the choice over K on half ``B``'s scores, calibrated
-    by ``n_replicates`` score replicates of ``B``. Likewise ``B -> A``. ``p_decision`` is
-    Bonferroni's ``min(1, 2 min(q_AB, q_BA))`` of the two Monte Carlo p-values; declared when it
-    is below ``alpha``. The record names the winning direction's tree (merged on its test half)
-    and the subgroup effects estimated on that test half, which is what was tested.
-    """
-    halves = cross_split_halves(model, frame, roles, map_fn=map_fn)
-    covs = list(roles.covariates)
-    tests, discovery = cross_split_directions(model, halves, roles, target, map_fn=map_fn)
-    p_decision = bonferroni_pvalue([t.mc_pvalue for t in tests])
-    best = winning_direction(tests)
-    test_half = best.direction[-1]
-    hold = halves.frames[test_half]
-    leaf = best.tree.leaf_of(hold[covs])
-    subgroups = holdout_subgroups(
-        model, hold, roles, halves.effects[test_half], leaf, best.tree.rules
-    )
-    p_y, p_m = leaf_pvalues(hold, roles, leaf, model.test_method)
-    chosen = dict(best.chosen)
-    # the reference's Y and M interaction tests, reported beside, on the same half and partition
-    chosen.update(
-        selected_for_test=True,
-        p_y=float(p_y),
-        p_m=None if p_m is None else float(p_m),
-        response=f"score_{target}",
-        direction=best.direction,
-    )
-    n_a, n_b = len(halves.frames["A"]), len(halves.frames["B"])
-    n_out = sum(d["n_outside_overlap"] for d in discovery.values())
-    return {
-        "mode": "null",
-        "replicates": "scores",
-        "honest": True,
-        "multiplier": model.multiplier,
-        "statistic": f"score_{target}",
-        "alpha": model.alpha,
-        "threshold": float(model.alpha),
-        "n_replicates": int(model.n_replicates),
-        "null_p_leaf": list(best.null_p),
-        "mc_pvalue": float(p_decision),
-        "mc_se": float(min(1.0, 2.0 * best.mc_se)),
-        "p_decision": float(p_decision),
-        "n_discovery": len(halves.frames[best.direction[0]]),
-        "n_holdout": len(hold),
-        "halves": {"A": n_a, "B": n_b},
-        "overlap_trim": float(model.overlap_trim) if model.design == "observational" else 0.0,
-        "n_outside_overlap": int(n_out),
-        "directions": [{**t.to_dict(), **discovery[t.direction]} for t in tests],
-        "chosen_on_discovery": chosen,
-        "discovery_p_leaf": float(discovery[best.direction]["p_leaf"]),
-        "discovery_tree": best.tree.to_dict(),
-        "subgroups": subgroups,
-        "how": (
-            f"cross-split score calibration: units split by a hash of their id into halves of "
-            f"{n_a} and {n_b}; each half's effects cross-fitted on that half alone; candidate "
-            f"trees learned on one half and merged, tested and chosen on the other half's doubly "
-            f"robust {target} scores, calibrated by {model.n_replicates} {model.multiplier} score "
-            f"replicates of that half; both directions, Bonferroni p_decision = min(1, 2 min(q)) "
-            f"= {p_decision:.3g}; declared when p_decision < alpha={model.alpha}; the reported "
-            f"partition is the {best.direction} direction's, its subgroup effects estimated on "
-            "its test half"
-            + (
-                f"; tested on the units with estimated propensity in [{model.overlap_trim:g}, "
-                f"{1 - model.overlap_trim:g}] ({n_out} of {n_a + n_b} outside, not tested)"
-                if n_out
-                else ""
-            )
-        ),
-    }
-
-
-def _ci(est: float, lo: float, hi: float) -> dict[str, float]:
-    return {"estimate": float(est), "ci_low": float(lo), "ci_high": float(hi)}
-
-
-def average_effects(effects: pd.DataFrame, *, level: float = 0.95) -> dict[str, Any]:
-    """Average indirect, direct and total effects with normal CIs from the DR scores.
-
-    With the design columns of the effects table (``design_cluster``, ``design_weight``) the
-    averages are weighted and their standard errors cluster-robust
-    (:func:`mlearner_dist.core.design_variance.mean_covariance`), with clusters the interval
-    uses Student's t with ``G - 1`` degrees of freedom; otherwise ``sd(s) / sqrt(n)`` and the
-    normal quantile.
-    """
-    from scipy.stats import norm
-
-    z = float(norm.ppf(0.5 + level / 2))
-    out: dict[str, Any] = {}
-    n = len(effects)
-    design = design_of(effects)
-    for name in EFFECTS:
-        col = f"score_{name}"
-        if col not in effects or effects[col].isna().all():
-            out[name] = None
-            continue
-        s = effects[col].to_numpy(dtype=float)
-        q = z
-        if design is None:
-            m, se = s.mean(), s.std(ddof=1) / np.sqrt(n)
-        else:
-            mean, cov = mean_covariance(s, design)
-            m, se = float(mean[0]), float(np.sqrt(cov[0, 0]))
-            q = interval_quantile(level, design)
-        out[name] = _ci(m, m - q * se, m + q * se)
-    if out.get("indirect") and out.get("total"):
-        # the one rule of every proportion mediated (whole sample and subgroups)
-        pm = proportion_mediated(
-            effects["score_indirect"].to_numpy(dtype=float),
-            effects["score_total"].to_numpy(dtype=float),
-            level=level,
-            design=design,
-        )
-        if pm["note"]:
-            out["prop_mediated"] = {
-                "estimate": None,
-                "ci_low": None,
-                "ci_high": None,
-                "note": pm["note"],
-            }
-        else:
-            out["prop_mediated"] = _ci(pm["estimate"], pm["ci_low"], pm["ci_high"])
-    else:
-        out["prop_mediated"] = None
-    return out
-
-
-def subgroup_table(
-    frame: pd.DataFrame,
-    roles: Roles,
-    effects: pd.DataFrame,
-    leaf: np.ndarray,
-    rules: dict[int, str],
-    *,
-    n_bootstrap: int,
-    level: float,
-    min_size: int,
-    random_state: int,
-) -> list[dict[str, Any]]:
-    """Per-leaf adjusted (DR scores) and unadjusted (reference) effects with intervals.
-
-    ``effects`` must be aligned row by row with ``frame``.
-    """
-    adjusted = adjusted_subgroup_effects(effects, leaf, level=level, design=design_of(effects))
-    unadjusted = unadjusted_subgroup_effects(
-        frame,
-        roles,
-        leaf,
-        n_bootstrap=n_bootstrap,
-        level=level,
-        random_state=random_state,
-        min_size=min_size,
-    )
-    return merge_subgroup_effects(adjusted, unadjusted, rules, leaf, roles.has_mediator)
-
-
-def merge_subgroup_effects(
-    adjusted: pd.DataFrame,
-    unadjusted: pd.DataFrame,
-    rules: dict[int, str],
-    leaf: np.ndarray,
-    has_mediator: bool,
-) -> list[dict[str, Any]]:
-    """Join the adjusted and unadjusted per-leaf tables into result.json's ``subgroups`` list."""
-    names = (*EFFECTS, "prop_mediated")
-    out = []
-    for lf in sorted(rules):
-        n = int((leaf == lf).sum())
-        entry: dict[str, Any] = {"leaf": int(lf), "rule": rules[lf], "n": n}
-        adj = adjusted[adjusted["leaf"] == lf]
-        una = unadjusted[unadjusted["leaf"] == lf]
-        entry["unadjusted"] = {}
-        for name in names:
-            wanted = has_mediator or name == "total"
-            entry[name] = _row_ci(adj, name) if wanted else None
-            entry["unadjusted"][name] = _row_ci(una, name) if wanted else None
-        notes = [
-            str(x)
-            for table in (adj, una)
-            for x in table.get("note", pd.Series(dtype=str)).dropna()
-            if str(x)
-        ]
-        notes = list(dict.fromkeys(notes))
-        if notes:
-            entry["note"] = "; ".join(notes)
-        out.append(entry)
-    return out
-
-
-def _row_ci(table: pd.DataFrame, name: str) -> dict[str, float] | None:
-    if table.empty or f"{name}" not in table:
-        return None
-    r = table.iloc[0]
-    return _ci(r[name], r[f"{name}_ci_low"], r[f"{name}_ci_high"])

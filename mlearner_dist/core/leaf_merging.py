@@ -34,7 +34,7 @@ import numpy as np
 import pandas as pd
 
 from mlearner_dist.core.design_variance import Design, design_wald_test
-from mlearner_dist.core.profiles import ProfileTree, TreeNode, rule_text
+from mlearner_dist.core.profile_tree import ProfileTree, TreeNode, rule_text
 from mlearner_dist.core.score_test import COVARIANCES, pvalue_from_moments
 from mlearner_dist.exceptions import InputValidationError, MLearnerError
 

@@ -18,9 +18,10 @@ This module does the same with scikit-learn's CART and its minimal cost-complexi
   Cross-validation folds use the same counts, as rpart does.
 * **pruning by CV.** The tree is grown without pruning, its weakest-link pruning sequence
   ``0 = a_0 < a_1 < ... < a_S`` computed (scikit-learn's ``_cost_complexity_prune`` algorithm,
-  reimplemented so that one grown tree gives every pruned tree), and each candidate subtree ``j``
-  scored by the misclassification rate of 10-fold CV trees pruned at the geometric mid-point
-  ``sqrt(a_j a_{j+1})`` of its interval (rpart's convention). For a grid value ``cp`` the candidates
+  reimplemented in :mod:`mlearner_dist.core.tree_pruning` so that one grown tree gives every
+  pruned tree), and each candidate subtree ``j`` scored by the misclassification rate of 10-fold
+  CV trees pruned at the geometric mid-point ``sqrt(a_j a_{j+1})`` of its interval (rpart's
+  convention). For a grid value ``cp`` the candidates
   are the subtrees with ``a_j >= cp * i(root)``; the one with the smallest CV error is kept (ties to
   the smaller tree, as rpart's ``which.min`` over its cp table). ``cv_error`` is the absolute CV
   misclassification rate and ``cv_error_se`` its standard error over units (rpart reports the same
@@ -37,8 +38,10 @@ This module does the same with scikit-learn's CART and its minimal cost-complexi
   same fitted units (e.g. 0.0131 -> 0.013, 33.5 -> 33 for an integer covariate), so the rule text
   and :meth:`ProfileTree.leaf_of` agree exactly on every unit, fitted or new.
 
-A :class:`ProfileTree` keeps only plain Python/numpy data (no scikit-learn object), so it pickles
-small and scores new units without the training data.
+The fitted tree, :class:`~mlearner_dist.core.profile_tree.ProfileTree` (plain Python/numpy data,
+no scikit-learn object: it pickles small and scores new units without the training data), and
+its rule text live in :mod:`mlearner_dist.core.profile_tree`; this module grows and chooses
+trees, and re-exports ``ProfileTree``, ``TreeNode`` and ``rule_text``.
 """
 
 from __future__ import annotations
@@ -47,7 +50,7 @@ import logging
 import math
 import time
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any, Literal, overload
 
 import numpy as np
@@ -55,7 +58,8 @@ import pandas as pd
 from sklearn.model_selection import StratifiedKFold
 from sklearn.tree import DecisionTreeClassifier
 
-from mlearner_dist.core.jsonable import to_jsonable
+from mlearner_dist.core.profile_tree import ProfileTree, TreeNode, format_threshold, rule_text
+from mlearner_dist.core.tree_pruning import collapse_alphas, distinct_alphas, stop_nodes
 from mlearner_dist.exceptions import InputValidationError, MLearnerError
 
 logger = logging.getLogger(__name__)
@@ -64,293 +68,9 @@ TREE_CHOICES = ("one_se", "first_pareto", "all")
 #: rpart's cp grid of the reference: 16 values from 1e-6 to 1e-2, log-spaced.
 DEFAULT_COMPLEXITY: tuple[float, ...] = tuple(float(c) for c in np.logspace(-6, -2, 16))
 _CRITERIA = ("gini", "entropy", "log_loss")
-_ALL_UNITS = "all units"
-
-
-# ---------------------------------------------------------------------------------------------
-# The fitted tree
-# ---------------------------------------------------------------------------------------------
-@dataclass(frozen=True)
-class TreeNode:
-    """One node of a pruned profile tree (plain data, picklable).
-
-    Internal nodes split on ``var``: numeric ``x <= threshold`` goes left; categorical: levels in
-    ``left_levels`` go left, other known levels right, unknown levels left iff ``unknown_left``.
-    Terminal nodes have ``left == right == -1`` and a ``leaf`` id. :attr:`ProfileTree.nodes` holds
-    them in pre-order; :mod:`mlearner_dist.core.leaf_merging` rebuilds pruned trees from them.
-
-    Attributes
-    ----------
-    left, right : int
-        Positions of the children in the tree's node tuple; ``-1`` for a leaf.
-    var : str or None
-        The split covariate (``None`` for a leaf).
-    kind : {"numeric", "categorical"} or None
-        How ``var`` is split (``None`` for a leaf).
-    threshold : float
-        Numeric split point (``x <= threshold`` goes left); NaN otherwise.
-    threshold_text : str
-        ``threshold`` as written in the rules (shortest separating decimal).
-    left_levels : frozenset
-        Categorical levels that go left.
-    unknown_left : bool
-        Whether levels not seen when fitting go left (the larger child).
-    leaf : int
-        Leaf id (0..n_leaves-1, left-to-right) of a terminal node; ``-1`` otherwise.
-    n_fit : int
-        Fitted units that reach the node.
-    """
-
-    left: int = -1
-    right: int = -1
-    var: str | None = None
-    kind: str | None = None  # "numeric" or "categorical"
-    threshold: float = math.nan
-    threshold_text: str = ""
-    left_levels: frozenset[Any] = frozenset()
-    unknown_left: bool = False
-    leaf: int = -1
-    n_fit: int = 0
-
-    @property
-    def is_leaf(self) -> bool:
-        """Whether the node is terminal (a subgroup)."""
-        return self.left < 0
-
 
 #: Former private name, kept so that trees pickled before the rename (``trees.pkl``) still load.
 _Node = TreeNode
-
-
-@dataclass(frozen=True, eq=False)
-class ProfileTree:
-    """A pruned classification tree of cluster labels on covariates; its leaves are subgroups.
-
-    Attributes
-    ----------
-    tree_id : int
-        Position on the Pareto front of its K (0 = the smallest tree).
-    params : dict
-        ``criterion``, ``min_split_fraction``, ``cp`` (grid value), ``ccp_alpha`` (the pruning
-        level of this tree, ``>= cp * root impurity``), ``min_samples_split``, ``min_samples_leaf``.
-    n_leaves : int
-    cv_error : float
-        Cross-validated misclassification rate of the cluster labels.
-    cv_error_se : float
-        Its standard error, ``sd(0/1 losses) / sqrt(n_fit)``.
-    variables : list of str
-        Sorted covariates used by at least one split.
-    covariates : tuple of str
-        Every covariate the tree was grown on (the columns a scoring table must provide).
-    rules : dict of int to str
-        Leaf id (0..n_leaves-1, left-to-right) to rule, e.g. ``"X1 > 0.013 and X2 > -0.41"``.
-    leaf_sizes : dict of int to int
-        Units per leaf among the units passed to :func:`fit_profile_trees` (all of them, also when
-        the tree was grown on a sample).
-    n_fit, n_total : int
-        Units the tree was grown on, and units it was applied to.
-    sampled : bool
-        Whether ``n_fit < n_total`` (grown on a stratified sample, see ``max_rows``).
-    """
-
-    tree_id: int
-    params: dict[str, Any]
-    n_leaves: int
-    cv_error: float
-    cv_error_se: float
-    variables: list[str]
-    covariates: tuple[str, ...]
-    rules: dict[int, str]
-    leaf_sizes: dict[int, int]
-    n_fit: int
-    n_total: int
-    sampled: bool
-    nodes: tuple[TreeNode, ...] = field(repr=False)
-    levels: dict[str, tuple[Any, ...]] = field(repr=False, default_factory=dict)
-
-    def leaf_of(self, X: pd.DataFrame) -> np.ndarray:
-        """The leaf (subgroup) id of every row.
-
-        Parameters
-        ----------
-        X : DataFrame, shape (n, >= len(variables))
-            Must hold every column in :attr:`variables`; others are ignored.
-
-        Returns
-        -------
-        ndarray of int64, shape (n,)
-            Leaf ids in ``0..n_leaves-1``, in the order of the rows.
-
-        Raises
-        ------
-        InputValidationError
-            A used covariate is missing, a numeric covariate is not numeric or holds missing
-            values.
-        """
-        if not isinstance(X, pd.DataFrame):
-            raise MLearnerError(f"X must be a pandas DataFrame, got {type(X).__name__}")
-        problems = [
-            f"column {v!r} (covariate used by the profile tree) is missing: add it"
-            for v in self.variables
-            if v not in X.columns
-        ]
-        numeric: dict[str, np.ndarray] = {}
-        for node in self.nodes:
-            if node.kind == "numeric" and node.var in X.columns and node.var not in numeric:
-                col = X[node.var]
-                if not (pd.api.types.is_numeric_dtype(col) and not pd.api.types.is_bool_dtype(col)):
-                    problems.append(
-                        f"column {node.var!r} (covariate) has dtype {col.dtype} but the tree "
-                        "splits it as numeric: pass it with the dtype it was fitted with"
-                    )
-                    continue
-                values = col.to_numpy(dtype=float)
-                if np.isnan(values).any():
-                    problems.append(
-                        f"column {node.var!r} (covariate) has {int(np.isnan(values).sum())} "
-                        "missing values: impute or drop those rows before scoring"
-                    )
-                numeric[node.var] = values
-        if problems:
-            raise InputValidationError(problems)
-        out = np.full(len(X), -1, dtype=np.int64)
-        unknown: dict[str, int] = {}
-        stack: list[tuple[int, np.ndarray]] = [(0, np.arange(len(X)))]
-        while stack:
-            idx, rows = stack.pop()
-            node = self.nodes[idx]
-            if node.is_leaf:
-                out[rows] = node.leaf
-                continue
-            if rows.size == 0:
-                continue
-            assert node.var is not None
-            if node.kind == "numeric":
-                go_left = numeric[node.var][rows] <= node.threshold
-            else:
-                col = X[node.var].iloc[rows]
-                in_left = col.isin(list(node.left_levels)).to_numpy()
-                known = col.isin(list(self.levels[node.var])).to_numpy()
-                if not known.all():
-                    unknown[node.var] = unknown.get(node.var, 0) + int((~known).sum())
-                go_left = in_left | (~known & node.unknown_left)
-            stack.append((node.left, rows[go_left]))
-            stack.append((node.right, rows[~go_left]))
-        for var, count in unknown.items():
-            logger.warning(
-                "profile tree %d: %d row-splits on %r met levels unseen when fitting; they "
-                "followed the larger child",
-                self.tree_id,
-                count,
-                var,
-            )
-        return out
-
-    def to_dict(self) -> dict[str, Any]:
-        """A JSON-serialisable description (parameters, leaves with rules and sizes, nodes).
-
-        Returns
-        -------
-        dict
-            Keys ``tree_id``, ``params``, ``n_leaves``, ``cv_error``, ``cv_error_se``,
-            ``variables``, ``covariates``, ``n_fit``, ``n_total``, ``sampled``,
-            ``leaves`` (``[{"leaf", "rule", "n"}]``) and ``nodes`` (enough to rebuild the tree
-            with :meth:`from_dict`; categorical levels as JSON scalars).
-        """
-        nodes = []
-        for nd in self.nodes:
-            d: dict[str, Any] = {"left": nd.left, "right": nd.right, "n_fit": nd.n_fit}
-            if nd.is_leaf:
-                d["leaf"] = nd.leaf
-            elif nd.kind == "numeric":
-                d.update(var=nd.var, kind="numeric", threshold=float(nd.threshold))
-            else:
-                d.update(
-                    var=nd.var,
-                    kind="categorical",
-                    left_levels=sorted((to_jsonable(v) for v in nd.left_levels), key=str),
-                    unknown_left=bool(nd.unknown_left),
-                )
-            nodes.append(d)
-        return {
-            "tree_id": int(self.tree_id),
-            "params": dict(self.params),
-            "n_leaves": int(self.n_leaves),
-            "cv_error": float(self.cv_error),
-            "cv_error_se": float(self.cv_error_se),
-            "variables": list(self.variables),
-            "covariates": list(self.covariates),
-            "n_fit": int(self.n_fit),
-            "n_total": int(self.n_total),
-            "sampled": bool(self.sampled),
-            "leaves": [
-                {"leaf": int(lf), "rule": self.rules[lf], "n": int(self.leaf_sizes.get(lf, 0))}
-                for lf in sorted(self.rules)
-            ],
-            "levels": {k: [to_jsonable(v) for v in lv] for k, lv in self.levels.items()},
-            "nodes": nodes,
-        }
-
-    @classmethod
-    def from_dict(cls, d: Mapping[str, Any]) -> ProfileTree:
-        """Rebuild a tree written by :meth:`to_dict` (categorical levels as JSON scalars)."""
-        try:
-            nodes = []
-            for nd in d["nodes"]:
-                if nd["left"] < 0:
-                    nodes.append(TreeNode(leaf=int(nd["leaf"]), n_fit=int(nd.get("n_fit", 0))))
-                elif nd["kind"] == "numeric":
-                    thr = float(nd["threshold"])
-                    nodes.append(
-                        TreeNode(
-                            left=int(nd["left"]),
-                            right=int(nd["right"]),
-                            var=str(nd["var"]),
-                            kind="numeric",
-                            threshold=thr,
-                            threshold_text=_format_threshold(thr),
-                            n_fit=int(nd.get("n_fit", 0)),
-                        )
-                    )
-                else:
-                    nodes.append(
-                        TreeNode(
-                            left=int(nd["left"]),
-                            right=int(nd["right"]),
-                            var=str(nd["var"]),
-                            kind="categorical",
-                            left_levels=frozenset(nd["left_levels"]),
-                            unknown_left=bool(nd["unknown_left"]),
-                            n_fit=int(nd.get("n_fit", 0)),
-                        )
-                    )
-            leaves = d["leaves"]
-            return cls(
-                tree_id=int(d["tree_id"]),
-                params=dict(d["params"]),
-                n_leaves=int(d["n_leaves"]),
-                cv_error=float(d["cv_error"]),
-                cv_error_se=float(d["cv_error_se"]),
-                variables=list(d["variables"]),
-                covariates=tuple(d["covariates"]),
-                rules={int(lf["leaf"]): str(lf["rule"]) for lf in leaves},
-                leaf_sizes={int(lf["leaf"]): int(lf["n"]) for lf in leaves},
-                n_fit=int(d["n_fit"]),
-                n_total=int(d["n_total"]),
-                sampled=bool(d["sampled"]),
-                nodes=tuple(nodes),
-                levels={k: tuple(v) for k, v in d.get("levels", {}).items()},
-            )
-        except (KeyError, TypeError, ValueError) as exc:
-            raise MLearnerError(
-                f"not a profile tree description written by ProfileTree.to_dict: {exc!r}"
-            ) from exc
-
-    def __repr__(self) -> str:
-        return (
-            f"ProfileTree(tree_id={self.tree_id}, n_leaves={self.n_leaves}, "
-            f"cv_error={self.cv_error:.4f}, variables={self.variables})"
-        )
 
 
 # ---------------------------------------------------------------------------------------------
@@ -412,78 +132,8 @@ def _encode_design(
 
 
 # ---------------------------------------------------------------------------------------------
-# Weakest-link pruning on a grown scikit-learn tree
-# ---------------------------------------------------------------------------------------------
-def _collapse_alphas(tree: Any) -> np.ndarray:
-    """For every node, the smallest ``ccp_alpha`` at which it is a leaf of the pruned tree.
-
-    Reimplements scikit-learn's ``_cost_complexity_prune`` (weakest link, first argmin on ties);
-    the running maximum of the effective alphas makes the sequence monotone, which gives the same
-    pruned tree as scikit-learn's stopping rule for every ``ccp_alpha``. Leaves of the grown tree
-    get 0; nodes never pruned before the root get the root's alpha.
-    """
-    left, right = tree.children_left, tree.children_right
-    n_nodes = tree.node_count
-    w = tree.weighted_n_node_samples
-    r_node = w * tree.impurity / w[0]
-    parent = np.full(n_nodes, -1)
-    for i in range(n_nodes):
-        if left[i] >= 0:
-            parent[left[i]] = i
-            parent[right[i]] = i
-    is_leaf_now = left < 0
-    alive = np.ones(n_nodes, dtype=bool)
-    collapse = np.where(is_leaf_now, 0.0, np.inf)
-    running = 0.0
-    while not is_leaf_now[0]:
-        r_branch = np.where(is_leaf_now & alive, r_node, 0.0)
-        n_leaves = (is_leaf_now & alive).astype(float)
-        for i in range(n_nodes - 1, 0, -1):  # children have larger ids than their parent
-            if alive[i]:
-                r_branch[parent[i]] += r_branch[i]
-                n_leaves[parent[i]] += n_leaves[i]
-        cand = np.flatnonzero(alive & ~is_leaf_now)
-        g = (r_node[cand] - r_branch[cand]) / (n_leaves[cand] - 1)
-        pick = int(cand[int(np.argmin(g))])
-        running = max(running, float(g.min()))
-        collapse[pick] = running
-        is_leaf_now[pick] = True
-        stack = [int(left[pick]), int(right[pick])]
-        while stack:
-            j = stack.pop()
-            alive[j] = False
-            if left[j] >= 0:
-                stack.extend((int(left[j]), int(right[j])))
-    return collapse
-
-
-def _stop_nodes(tree: Any, X: Any, collapse: np.ndarray, alpha: float) -> np.ndarray:
-    """Node where each row stops in the tree pruned at ``alpha`` (shape (n,)).
-
-    ``X`` is the rows' features, or their ``tree.decision_path`` computed once and reused for
-    every ``alpha`` (the path through the grown tree does not depend on the pruning level).
-    """
-    path = X if hasattr(X, "indptr") else tree.decision_path(np.asarray(X, dtype=np.float32))
-    stop = (tree.children_left < 0) | (collapse <= alpha)
-    flags = stop[path.indices]
-    # node ids increase along a root-to-leaf path (depth-first builder): first flagged node
-    ids = np.where(flags, path.indices, np.iinfo(np.int64).max)
-    return np.minimum.reduceat(ids, path.indptr[:-1])
-
-
-def _distinct_alphas(collapse: np.ndarray, left: np.ndarray) -> np.ndarray:
-    inner = collapse[left >= 0]
-    return np.unique(np.concatenate([[0.0], inner[np.isfinite(inner)]]))
-
-
-# ---------------------------------------------------------------------------------------------
 # Threshold text
 # ---------------------------------------------------------------------------------------------
-def _format_threshold(r: float) -> str:
-    text = np.format_float_positional(r, trim="-")
-    return text if len(text) <= 12 else f"{r:.6g}"
-
-
 def _nice_threshold(values: np.ndarray, thr: float) -> float:
     """Shortest decimal ``r`` with the same split of ``values`` as scikit-learn's ``thr``.
 
@@ -531,7 +181,7 @@ def _build_nodes(
         unknown_left = bool(w[left[i]] >= w[right[i]])
         if col.kind == "numeric":
             r = _nice_threshold(design[:, int(feature[i])], float(threshold[i]))
-            node_kw = {"kind": "numeric", "threshold": r, "threshold_text": _format_threshold(r)}
+            node_kw = {"kind": "numeric", "threshold": r, "threshold_text": format_threshold(r)}
             cond_l: tuple[str, str, Any] = (col.var, "le", r)
             cond_r: tuple[str, str, Any] = (col.var, "gt", r)
         else:
@@ -551,60 +201,6 @@ def _build_nodes(
 
     visit(0, [])
     return tuple(n for n in nodes if n is not None), rules
-
-
-def rule_text(conds: list[tuple[str, str, Any]], levels: Mapping[str, tuple[Any, ...]]) -> str:
-    """The rule in words of a root-to-node path, merged per variable.
-
-    Numeric conditions on one variable keep the tightest bounds (``lo < x <= hi``); categorical
-    conditions intersect their level sets, written as ``x in {...}`` or, when the allowed levels
-    outnumber both 3 and the excluded ones, ``x not in {...}``. Variables appear in the order of
-    their first split on the path.
-
-    Parameters
-    ----------
-    conds : list of (str, str, Any)
-        The path's conditions from the root, each ``(var, op, value)`` with ``op`` one of
-        ``"le"``/``"gt"`` (numeric threshold) or ``"in"`` (frozenset of levels).
-    levels : mapping of str to tuple
-        Known levels of every categorical covariate, in display order (:attr:`ProfileTree.levels`).
-
-    Returns
-    -------
-    str
-        E.g. ``"X1 > 0.013 and occp in {sales, clerical}"``; ``"all units"`` for the root.
-    """
-    if not conds:
-        return _ALL_UNITS
-    order: list[str] = []
-    lo: dict[str, float] = {}
-    hi: dict[str, float] = {}
-    sets: dict[str, frozenset[Any]] = {}
-    for var, op, val in conds:
-        if var not in order:
-            order.append(var)
-        if op == "gt":
-            lo[var] = max(lo.get(var, -math.inf), val)
-        elif op == "le":
-            hi[var] = min(hi.get(var, math.inf), val)
-        else:
-            sets[var] = sets[var] & val if var in sets else val
-    parts = []
-    for var in order:
-        if var in sets:
-            allowed = [v for v in levels[var] if v in sets[var]]
-            other = [v for v in levels[var] if v not in sets[var]]
-            if len(allowed) > max(3, len(other)):
-                parts.append(f"{var} not in {{{', '.join(str(v) for v in other)}}}")
-            else:
-                parts.append(f"{var} in {{{', '.join(str(v) for v in allowed)}}}")
-        elif var in lo and var in hi:
-            parts.append(f"{_format_threshold(lo[var])} < {var} <= {_format_threshold(hi[var])}")
-        elif var in lo:
-            parts.append(f"{var} > {_format_threshold(lo[var])}")
-        else:
-            parts.append(f"{var} <= {_format_threshold(hi[var])}")
-    return " and ".join(parts)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -834,17 +430,17 @@ def fit_profile_trees(
                 "random_state": random_state,
             }
             grown = DecisionTreeClassifier(**kw).fit(design32, y)
-            collapse = _collapse_alphas(grown.tree_)
-            alphas = _distinct_alphas(collapse, grown.tree_.children_left)
+            collapse = collapse_alphas(grown.tree_)
+            alphas = distinct_alphas(collapse, grown.tree_.children_left)
             betas = np.append(np.sqrt(alphas[:-1] * alphas[1:]), np.inf)
             losses = np.zeros((alphas.size, n_fit))
             for train, test in folds:
                 fold_tree = DecisionTreeClassifier(**kw).fit(design32[train], y[train]).tree_
-                fold_collapse = _collapse_alphas(fold_tree)
+                fold_collapse = collapse_alphas(fold_tree)
                 majority = np.argmax(fold_tree.value[:, 0, :], axis=1)
                 path = fold_tree.decision_path(design32[test])  # once for every pruning level
                 for j, beta in enumerate(betas):
-                    stop = _stop_nodes(fold_tree, path, fold_collapse, beta)
+                    stop = stop_nodes(fold_tree, path, fold_collapse, beta)
                     losses[j, test] = majority[stop] != y[test]
             err = losses.mean(axis=1)
             se = losses.std(axis=1) / math.sqrt(n_fit)

@@ -28,7 +28,7 @@ import pandas as pd
 
 from mlearner_dist.core.design_variance import Design
 from mlearner_dist.core.leaf_merging import merge_leaves
-from mlearner_dist.core.profiles import ProfileTree
+from mlearner_dist.core.profile_tree import ProfileTree
 from mlearner_dist.core.score_test import score_pvalue
 from mlearner_dist.exceptions import MLearnerError
 

@@ -23,7 +23,8 @@ import pandas as pd
 
 from mlearner_dist.core.design_variance import Design
 from mlearner_dist.core.interaction_test import interaction_pvalue, select_configuration
-from mlearner_dist.core.profiles import ProfileTree, choose_tree, fit_profile_trees
+from mlearner_dist.core.profile_tree import ProfileTree
+from mlearner_dist.core.profiles import choose_tree, fit_profile_trees
 from mlearner_dist.core.roles import Roles
 from mlearner_dist.core.score_selection import choose_by_score, score_candidates
 from mlearner_dist.exceptions import ConfigError, MLearnerError
@@ -47,6 +48,11 @@ def resolve_effect_names(which: Sequence[str], has_mediator: bool) -> tuple[str,
 def decision_response(has_mediator: bool) -> str:
     """Which test decides: ``"m"`` (the mediator test) with a mediator, else ``"y"``."""
     return "m" if has_mediator else "y"
+
+
+def decision_target(has_mediator: bool) -> str:
+    """The target whose DR score decides: ``indirect`` with a mediator, else ``total``."""
+    return "indirect" if has_mediator else "total"
 
 
 def mediator_pvalue(
@@ -423,6 +429,7 @@ __all__ = [
     "choose_profile",
     "decision_pvalue",
     "decision_response",
+    "decision_target",
     "leaf_pvalues",
     "mediator_pvalue",
     "profiles_document",

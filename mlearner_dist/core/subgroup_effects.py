@@ -11,7 +11,7 @@
   effects for comparison with the paper.
 
 The proportion mediated follows one rule everywhere (the whole sample in
-:func:`mlearner_dist.core.estimator.average_effects` and every leaf here):
+:func:`mlearner_dist.core.effect_summaries.average_effects` and every leaf here):
 :func:`proportion_mediated`, a Fieller interval, reported only when the total effect differs from
 zero at the interval's level (otherwise the Fieller set is unbounded and the estimate and interval
 are NaN, with a note).

@@ -13,12 +13,11 @@ from sklearn.tree import DecisionTreeClassifier
 
 from mlearner_dist.core.profiles import (
     ProfileTree,
-    _collapse_alphas,
-    _stop_nodes,
     choose_tree,
     fit_profile_trees,
     stratified_sample,
 )
+from mlearner_dist.core.tree_pruning import collapse_alphas, stop_nodes
 from mlearner_dist.exceptions import InputValidationError, MLearnerError
 
 SMALL_GRID = {"complexity": np.logspace(-6, -2, 4)}
@@ -90,13 +89,13 @@ def test_pruning_matches_scikit_learn_ccp_alpha():
     y = ((X[:, 0] + 0.5 * X[:, 1] + rng.normal(scale=0.8, size=800)) > 0).astype(int)
     kw = {"min_samples_split": 20, "min_samples_leaf": 7, "random_state": 0}
     full = DecisionTreeClassifier(**kw).fit(X, y)
-    collapse = _collapse_alphas(full.tree_)
+    collapse = collapse_alphas(full.tree_)
     path = full.cost_complexity_pruning_path(X, y).ccp_alphas
     assert path.size > 3
     # between consecutive path alphas (at the alphas themselves rounding decides)
     for alpha in np.sqrt(path[1:-1] * path[2:]):
         ref = DecisionTreeClassifier(ccp_alpha=alpha, **kw).fit(X, y)
-        ours = _stop_nodes(full.tree_, X, collapse, alpha)
+        ours = stop_nodes(full.tree_, X, collapse, alpha)
         # same partition of the units: a bijection between our stop nodes and sklearn's leaves
         pairs = set(zip(ours.tolist(), ref.apply(X).tolist(), strict=True))
         assert len(pairs) == len(set(ours.tolist())) == ref.get_n_leaves()

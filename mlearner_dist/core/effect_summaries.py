@@ -1,0 +1,155 @@
+"""What result.json reports about effects: the averages and the per-subgroup table.
+
+* :func:`average_effects` (``average_effects`` in result.json): the sample averages of the
+  indirect, direct and total effects with intervals from the doubly robust scores, and the
+  proportion mediated (:func:`mlearner_dist.core.subgroup_effects.proportion_mediated`);
+* :func:`subgroup_table` (``subgroups``): for every leaf of a partition the adjusted effects
+  (means of the DR scores) and the reference's unadjusted ones, joined by
+  :func:`merge_subgroup_effects`.
+
+Each estimate is a ``{"estimate", "ci_low", "ci_high"}`` mapping. The in-memory
+:class:`~mlearner_dist.core.estimator.MLearner` and the pipeline's report stage call the same
+functions.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from mlearner_dist.core.design_variance import design_of, interval_quantile, mean_covariance
+from mlearner_dist.core.roles import Roles
+from mlearner_dist.core.selection import EFFECTS
+from mlearner_dist.core.subgroup_effects import (
+    adjusted_subgroup_effects,
+    proportion_mediated,
+    unadjusted_subgroup_effects,
+)
+
+__all__ = ["average_effects", "merge_subgroup_effects", "subgroup_table"]
+
+
+def _ci(est: float, lo: float, hi: float) -> dict[str, float]:
+    return {"estimate": float(est), "ci_low": float(lo), "ci_high": float(hi)}
+
+
+def average_effects(effects: pd.DataFrame, *, level: float = 0.95) -> dict[str, Any]:
+    """Average indirect, direct and total effects with normal CIs from the DR scores.
+
+    With the design columns of the effects table (``design_cluster``, ``design_weight``) the
+    averages are weighted and their standard errors cluster-robust
+    (:func:`mlearner_dist.core.design_variance.mean_covariance`), with clusters the interval
+    uses Student's t with ``G - 1`` degrees of freedom; otherwise ``sd(s) / sqrt(n)`` and the
+    normal quantile.
+    """
+    from scipy.stats import norm
+
+    z = float(norm.ppf(0.5 + level / 2))
+    out: dict[str, Any] = {}
+    n = len(effects)
+    design = design_of(effects)
+    for name in EFFECTS:
+        col = f"score_{name}"
+        if col not in effects or effects[col].isna().all():
+            out[name] = None
+            continue
+        s = effects[col].to_numpy(dtype=float)
+        q = z
+        if design is None:
+            m, se = s.mean(), s.std(ddof=1) / np.sqrt(n)
+        else:
+            mean, cov = mean_covariance(s, design)
+            m, se = float(mean[0]), float(np.sqrt(cov[0, 0]))
+            q = interval_quantile(level, design)
+        out[name] = _ci(m, m - q * se, m + q * se)
+    if out.get("indirect") and out.get("total"):
+        # the one rule of every proportion mediated (whole sample and subgroups)
+        pm = proportion_mediated(
+            effects["score_indirect"].to_numpy(dtype=float),
+            effects["score_total"].to_numpy(dtype=float),
+            level=level,
+            design=design,
+        )
+        if pm["note"]:
+            out["prop_mediated"] = {
+                "estimate": None,
+                "ci_low": None,
+                "ci_high": None,
+                "note": pm["note"],
+            }
+        else:
+            out["prop_mediated"] = _ci(pm["estimate"], pm["ci_low"], pm["ci_high"])
+    else:
+        out["prop_mediated"] = None
+    return out
+
+
+def subgroup_table(
+    frame: pd.DataFrame,
+    roles: Roles,
+    effects: pd.DataFrame,
+    leaf: np.ndarray,
+    rules: dict[int, str],
+    *,
+    n_bootstrap: int,
+    level: float,
+    min_size: int,
+    random_state: int,
+) -> list[dict[str, Any]]:
+    """Per-leaf adjusted (DR scores) and unadjusted (reference) effects with intervals.
+
+    ``effects`` must be aligned row by row with ``frame``.
+    """
+    adjusted = adjusted_subgroup_effects(effects, leaf, level=level, design=design_of(effects))
+    unadjusted = unadjusted_subgroup_effects(
+        frame,
+        roles,
+        leaf,
+        n_bootstrap=n_bootstrap,
+        level=level,
+        random_state=random_state,
+        min_size=min_size,
+    )
+    return merge_subgroup_effects(adjusted, unadjusted, rules, leaf, roles.has_mediator)
+
+
+def merge_subgroup_effects(
+    adjusted: pd.DataFrame,
+    unadjusted: pd.DataFrame,
+    rules: dict[int, str],
+    leaf: np.ndarray,
+    has_mediator: bool,
+) -> list[dict[str, Any]]:
+    """Join the adjusted and unadjusted per-leaf tables into result.json's ``subgroups`` list."""
+    names = (*EFFECTS, "prop_mediated")
+    out = []
+    for lf in sorted(rules):
+        n = int((leaf == lf).sum())
+        entry: dict[str, Any] = {"leaf": int(lf), "rule": rules[lf], "n": n}
+        adj = adjusted[adjusted["leaf"] == lf]
+        una = unadjusted[unadjusted["leaf"] == lf]
+        entry["unadjusted"] = {}
+        for name in names:
+            wanted = has_mediator or name == "total"
+            entry[name] = _row_ci(adj, name) if wanted else None
+            entry["unadjusted"][name] = _row_ci(una, name) if wanted else None
+        notes = [
+            str(x)
+            for table in (adj, una)
+            for x in table.get("note", pd.Series(dtype=str)).dropna()
+            if str(x)
+        ]
+        notes = list(dict.fromkeys(notes))
+        if notes:
+            entry["note"] = "; ".join(notes)
+        out.append(entry)
+    return out
+
+
+def _row_ci(table: pd.DataFrame, name: str) -> dict[str, float] | None:
+    if table.empty or f"{name}" not in table:
+        return None
+    r = table.iloc[0]
+    return _ci(r[name], r[f"{name}_ci_low"], r[f"{name}_ci_high"])
