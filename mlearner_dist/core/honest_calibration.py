@@ -18,7 +18,7 @@ selection steps they use (:class:`~mlearner_dist.core.estimator.MLearner`).
 from __future__ import annotations
 
 import warnings
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
@@ -159,11 +159,6 @@ class CrossSplitHalves:
     key: tuple[int, int]
 
 
-def _map(map_fn: cal.MapFn | None, func: Callable[[Any], Any], items: Sequence[Any]) -> list:
-    """``map_fn(func, items)``, or a plain loop without one."""
-    return list(map_fn(func, items)) if map_fn is not None else [func(x) for x in items]
-
-
 def cross_split_halves(
     model: MLearner, frame: pd.DataFrame, roles: Roles, *, map_fn: cal.MapFn | None = None
 ) -> CrossSplitHalves:
@@ -187,7 +182,7 @@ def cross_split_halves(
         )
         return eff.set_index("unit_id").loc[part[roles.unit_id].to_numpy()].reset_index()
 
-    fitted = _map(map_fn, fit_half, [frames["A"], frames["B"]])
+    fitted = (map_fn or cal.sequential_map)(fit_half, [frames["A"], frames["B"]])
     effects = {"A": fitted[0], "B": fitted[1]}
     halves = CrossSplitHalves(frames=frames, effects=effects, key=key)
     model._cross_split_halves = halves
@@ -244,7 +239,7 @@ def cross_split_directions(
                 halves.frames[disc], roles, halves.effects[disc], target, names=names, seed=seed
             )
 
-    selections = _map(map_fn, discover, [disc for disc, _ in pairs])
+    selections = (map_fn or cal.sequential_map)(discover, [disc for disc, _ in pairs])
     for (disc, test), sel in zip(pairs, selections, strict=True):
         keep = tested_units(model, halves.effects[test])
         direction = f"{disc}->{test}"
@@ -322,7 +317,7 @@ def cross_split_stability(
 
     seeds = [model.random_state + 7919 * (i + 1) for i in range(model.stability_seeds)]
     runs = []
-    for seed, tests in zip(seeds, _map(map_fn, rerun, seeds), strict=True):
+    for seed, tests in zip(seeds, (map_fn or cal.sequential_map)(rerun, seeds), strict=True):
         best = winning_direction(tests)
         runs.append(
             SeedRun(
