@@ -53,7 +53,7 @@ def _close(a, b) -> bool:
 
 
 def test_cluster_and_weight_design_pipeline_equals_in_memory(tmp_path):
-    data = simulate("cluster-alt", 600, seed=2, noise_sd=1.0)
+    data = simulate("cluster-alt", 400, seed=2, noise_sd=1.0)
     data["w"] = np.random.default_rng(0).uniform(0.5, 2.0, len(data))
     cfg = _config(tmp_path, data, ["columns.cluster=cluster", "columns.weight=w"])
     assert cfg.roles.cluster == "cluster" and cfg.roles.weight == "w"

@@ -102,6 +102,7 @@ def test_simulation_study_notebook(tmp_path: Path) -> None:
 
 @pytest.mark.spark
 @pytest.mark.dask
+@pytest.mark.slow  # 20,000 units through every stage: ~80 s (make test-slow)
 def test_scale_notebook(tmp_path: Path) -> None:
     """Spark-generated units go through every stage and the MLflow run is recorded."""
     _run("03_scale.ipynb", tmp_path)

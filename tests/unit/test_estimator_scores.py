@@ -5,10 +5,16 @@ from __future__ import annotations
 import warnings
 
 import numpy as np
+import pandas as pd
 import pytest
 
 from mlearner_dist.config import estimator_params, load_config
-from mlearner_dist.core.estimator import MLearner, cross_split_directions, cross_split_halves
+from mlearner_dist.core.estimator import (
+    MLearner,
+    cross_split_directions,
+    cross_split_halves,
+    cross_split_stability,
+)
 from mlearner_dist.core.roles import Roles
 from mlearner_dist.datasets import SCENARIOS, simulate
 from mlearner_dist.exceptions import ConfigError
@@ -172,7 +178,7 @@ def test_overlap_mask_is_the_crump_rule_and_randomised_designs_test_everyone():
     assert overlap_mask(e, 0.0).all()
     with pytest.raises(ConfigError, match="trim"):
         overlap_mask(e, 0.5)
-    import pandas as pd
+
 
     eff = pd.DataFrame({"propensity": e})
     assert tested_units(MLearner(design="randomised"), eff).all()
@@ -180,6 +186,13 @@ def test_overlap_mask_is_the_crump_rule_and_randomised_designs_test_everyone():
     assert tested_units(MLearner(design="observational", overlap_trim=0), eff).all()
     with pytest.raises(ConfigError, match="overlap_trim"):
         MLearner(overlap_trim=-0.1).check_params()
+
+
+def _sorted_fit_inputs(model):
+    """The frame and roles a fitted model saw (its halves are cached for them)."""
+    halves = model._cross_split_halves
+    frame = pd.concat([halves.frames["A"], halves.frames["B"]], ignore_index=True)
+    return frame.sort_values("unit_id").reset_index(drop=True), ROLES
 
 
 def test_cross_split_seed_stability_agrees_on_a_strong_partition():
@@ -191,8 +204,8 @@ def test_cross_split_seed_stability_agrees_on_a_strong_partition():
     assert st["median_ari"] > 0.8
     assert "cross-split" in st["how"]
     # off when asked
-    _, m0 = _fit("simple-all", 400, 3, 0.01, stability_seeds=0)
-    assert m0.stability_ is None
+    m.set_params(stability_seeds=0)
+    assert cross_split_stability(m, *_sorted_fit_inputs(m), m.reported_tree_) is None
 
 
 def test_cross_split_runs_its_heavy_steps_through_map_fn_with_the_same_result():
@@ -204,7 +217,7 @@ def test_cross_split_runs_its_heavy_steps_through_map_fn_with_the_same_result():
         calls.append(len(items))
         return [func(x) for x in items]
 
-    df, plain = _fit("simple-all", 400, 5, 0.01, stability_seeds=2)
+    df, plain = _fit("simple-all", 300, 5, 0.01, stability_seeds=2)
     model = MLearner(**{**FAST, "design": "randomised", "random_state": 5, "stability_seeds": 2})
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
