@@ -111,15 +111,18 @@ def _validate_design_in_memory(
         )
     present = [c for c in check_roles.used_columns if c in sdf.columns]
     pdf = sdf.select(*present).toPandas()
-    clean, account = validate_frame(
-        pdf,
-        check_roles,
-        min_treated=cfg.validation.min_treated,
-        min_control=cfg.validation.min_control,
-        n_folds=cfg.effects.n_folds,
-        missing=cfg.data.missing,
-    )
+    clean, account = validate_frame(pdf, check_roles, **_validation_settings(cfg))
     return ctx.spark.createDataFrame(clean), account
+
+
+def _validation_settings(cfg: Any) -> dict[str, Any]:
+    """The checks' settings, the same for the Spark and the in-memory validation."""
+    return {
+        "min_treated": cfg.validation.min_treated,
+        "min_control": cfg.validation.min_control,
+        "n_folds": cfg.effects.n_folds,
+        "missing": cfg.data.missing,
+    }
 
 
 def run_validate(ctx: RunContext) -> Manifest:
@@ -136,14 +139,7 @@ def run_validate(ctx: RunContext) -> Manifest:
     if has_design(roles):
         clean, account = _validate_design_in_memory(ctx, sdf, check_roles)
     else:
-        clean, account = validate_spark_frame(
-            sdf,
-            check_roles,
-            min_treated=cfg.validation.min_treated,
-            min_control=cfg.validation.min_control,
-            n_folds=cfg.effects.n_folds,
-            missing=cfg.data.missing,
-        )
+        clean, account = validate_spark_frame(sdf, check_roles, **_validation_settings(cfg))
     clean = clean.select(*[c for c in check_roles.used_columns])
     if cfg.compute.spark.partitions:
         clean = clean.repartition(cfg.compute.spark.partitions)
