@@ -178,9 +178,8 @@ def run_effects(ctx: RunContext) -> Manifest:
     if has_design(roles):
         # strata, clusters, weights: the core's cross-fitting on the driver (bounded by
         # effects.design_max_n in the validate stage); the Spark stage does not support them
-        frame = units.toPandas().sort_values(roles.unit_id, kind="stable").reset_index(drop=True)
-        eff, diagnostics = cross_fit_effects(
-            frame,
+        eff, diagnostics = cross_fit_effects(  # it orders the units by id itself
+            units.toPandas(),
             effect_roles,
             model.nuisance_spec(),
             n_folds=cfg.effects.n_folds,

@@ -16,7 +16,7 @@ from collections.abc import Sequence
 import numpy as np
 import pandas as pd
 
-from mlearner_dist.core.strata import StratumKey, stratum_shares
+from mlearner_dist.core.strata import StratumKey, permute_within_groups, stratum_shares
 from mlearner_dist.exceptions import InputValidationError
 
 __all__ = [
@@ -120,13 +120,6 @@ def permute_between_clusters(
     g = int(codes.max()) + 1
     first = np.full(g, -1, dtype=np.int64)
     first[codes[::-1]] = np.arange(len(codes))[::-1]  # first row of every cluster
-    t_c = t[first]
-    if strata:
-        stratum = frame.groupby(list(strata), sort=True).ngroup().to_numpy()[first]
-        new = t_c.copy()
-        for s in np.unique(stratum):
-            idx = np.flatnonzero(stratum == s)
-            new[idx] = t_c[rng.permutation(idx)]
-    else:
-        new = rng.permutation(t_c)
+    stratum = frame.groupby(list(strata), sort=True).ngroup().to_numpy()[first] if strata else None
+    new = permute_within_groups(t[first], stratum, rng)
     return new[codes].astype(t.dtype, copy=False)

@@ -126,9 +126,19 @@ def permute_within_strata(
     ndarray of shape (n,)
     """
     t = np.asarray(t)
-    if not strata:
+    return permute_within_groups(t, stratum_codes(frame, strata) if strata else None, rng)
+
+
+def permute_within_groups(
+    t: np.ndarray, group: np.ndarray | None, rng: np.random.Generator
+) -> np.ndarray:
+    """``t`` permuted among the entries of each group (None: one group, ``rng.permutation(t)``).
+
+    Groups are visited in sorted order, one ``rng.permutation`` each, so a given ``rng`` state
+    gives one assignment.
+    """
+    if group is None:
         return rng.permutation(t)
-    group = stratum_codes(frame, strata)
     out = t.copy()
     for g in np.unique(group):
         idx = np.flatnonzero(group == g)
@@ -138,6 +148,7 @@ def permute_within_strata(
 
 __all__ = [
     "assignment_probabilities",
+    "permute_within_groups",
     "permute_within_strata",
     "stratum_codes",
     "stratum_shares",
