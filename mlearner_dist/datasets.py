@@ -55,11 +55,15 @@ Three trial designs (issue 19) change how ``T`` is assigned and add a design col
 * ``cluster-alt``: as ``cluster-null`` with ``M = B + (0.5 + S) T + b_M + e_M``: NIE = 0.5 + S,
   NDE = 0.5.
 * ``stratified-null`` (randomised within strata): a stratum (column ``stratum``: ``a``, ``b``,
-  ``c`` with probabilities 0.5, 0.3, 0.2) with treated shares :data:`STRATUM_SHARES` (0.2, 0.5,
-  0.8: exactly ``round(share n_s)`` treated in each), ``M = B + T + e_M``,
+  ``c`` with probabilities 0.5, 0.3, 0.2) that is a coarsened noisy X1, like a baseline
+  severity: ``u = X1 + N(0, 1)`` cut at its 50% and 80% quantiles (0 and
+  ``sqrt(2) Phi^{-1}(0.8)``), with treated shares :data:`STRATUM_SHARES` (0.2, 0.5, 0.8: exactly
+  ``round(share n_s)`` treated in each), ``M = B + T + e_M``,
   ``Y = 1 + M + 0.5 X3 + 0.5 X4 + 3 1{stratum = c} + e_Y``: NIE = 1, NDE = 0 for every unit, but
   the outcome level depends on the stratum, so the overall treated share is the wrong propensity
-  (analyse with ``columns.strata: [stratum]``).
+  (analyse with ``columns.strata: [stratum]``). Because the stratum follows X1, the bias of an
+  analysis that ignores the strata varies with X1: it looks like heterogeneity of the direct and
+  total effects.
 
 Their draws follow X: the design (the cluster treatment or the strata and their treatment),
 then ``e_M``, ``e_Y``, then ``b_M``, ``b_Y`` (clusters). The Spark generator does not produce
@@ -232,7 +236,7 @@ SCENARIOS: MappingProxyType[str, ScenarioInfo] = MappingProxyType(
             cluster="cluster",
         ),
         "stratified-null": ScenarioInfo(
-            "strata a/b/c (50/30/20%) treated 20/50/80%, M = B + T + e, "
+            "strata a/b/c (50/30/20%, a noisy X1) treated 20/50/80%, M = B + T + e, "
             "Y = 1 + M + 0.5X3 + 0.5X4 + 3 1{stratum = c} + e: NIE = 1, NDE = 0 for everyone",
             True,
             indirect_drivers=(),
@@ -250,6 +254,8 @@ STRATUM_PROBABILITIES: MappingProxyType[str, float] = MappingProxyType(
     {"a": 0.5, "b": 0.3, "c": 0.2}
 )
 STRATUM_SHARES: MappingProxyType[str, float] = MappingProxyType({"a": 0.2, "b": 0.5, "c": 0.8})
+#: Phi^{-1}(0.8): the standard normal quantile that puts 20% of ``u`` in stratum ``c``.
+STRATUM_C_QUANTILE = 0.8416212335729143
 _DESIGN_SCENARIOS = ("cluster-null", "cluster-alt", "stratified-null")
 
 #: P(T = 1 | X) = expit(CONFOUNDING_SLOPE * X1) in the observational scenarios.
@@ -398,7 +404,11 @@ def _design_frame(
     out: dict[str, np.ndarray] = {}
     if scenario == "stratified-null":
         names = np.array(list(STRATUM_PROBABILITIES))
-        stratum = rng.choice(names, size=n, p=list(STRATUM_PROBABILITIES.values()))
+        # the stratum is a coarsened noisy X1 (baseline severity): u = X1 + N(0, 1) ~ N(0, 2)
+        # cut at its quantiles 0.5 and 0.8, so the strata have probabilities 0.5 / 0.3 / 0.2
+        u = x1 + rng.standard_normal(n)
+        cuts = math.sqrt(2.0) * np.array([0.0, STRATUM_C_QUANTILE])
+        stratum = names[np.searchsorted(cuts, u)]
         T = np.zeros(n)
         for name in names:
             idx = np.flatnonzero(stratum == name)

@@ -214,7 +214,8 @@ class FoldModels:
     ----------
     mediator_kind : {"none", "continuous", "binary"}
     numeric, categorical : list of str
-        Covariates as the learners see them.
+        Covariates as the learners see them; the stratum columns (``roles.strata``) that are not
+        covariates are categorical features too.
     mediators : tuple of str
     mu_m1, mu_m0 : dict of str to fitted estimator
         One model per mediator: E[M | T=t, X] (P(M=1 | T=t, X) for a binary mediator).
@@ -626,7 +627,11 @@ def fit_fold_models(
             ]
         )
     covs = list(roles.covariates)
-    categorical = categorical_columns(train, covs)
+    # the stratification factors enter every nuisance model as categorical features: the
+    # analysis adjusts for the factors of the randomisation (Kahan and Morris 2012), so an
+    # outcome that differs by stratum does not leave the stratum in the scores' residuals
+    by_design = [s for s in roles.strata if s not in covs]
+    categorical = categorical_columns(train, covs) + by_design
     numeric = [c for c in covs if c not in categorical]
     meds = list(roles.mediators)
     fm = FoldModels(mediator_kind, numeric, categorical, tuple(meds))
