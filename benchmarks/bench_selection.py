@@ -15,10 +15,20 @@ Measures, each in a fresh subprocess so the thread settings hold:
    effect mixture (40% near 2, the rest near 0, as benchmarks/bench_embed.py) on one core, new
    and previous settings, with the adjusted Rand index between the K-means labels (K = 2..5) of
    the two at 20,000;
-3. the reference algorithm on the same data: the authors' R scripts when ``Rscript`` is installed
-   (it is not on this machine), otherwise this package's ``fidelity: reference`` path (in-sample
-   random forests, Rtsne's kernel, 2000 iterations, 10-fold CV, first Pareto tree), said so in the
-   JSON, and the ratio reference / ours.
+3. the reference algorithm on the same scenario and size: the R harness of the reference
+   (``../shared/reference/mlearner_reference.R``: in-sample random forests of 2,000 trees, the
+   n x n distance matrix, exact t-SNE, the rpart grid with 10-fold CV and the F-tests) when
+   ``Rscript`` and its packages are installed (``apt-get install r-base-core
+   r-cran-randomforest r-cran-rtsne r-cran-rpart``); it draws simple-all at noise sd 0.01 with R's
+   own random numbers, so the data are the same design, not the same rows. Beside it, always, this
+   package's ``fidelity: reference`` path (in-sample random forests, Rtsne's kernel, 2000
+   iterations, 10-fold CV, first Pareto tree) on our rows. The summary gives the ratios
+   reference / ours (wall and CPU seconds, one thread each);
+4. with ``--calibration-replicates B``: the null calibration of one data set (B replicates that
+   re-run the whole selection) on 1 and 2 local Dask workers, and from the one-core selection
+   times the largest n at which B = 99 null replicates fit in 10 minutes on this machine
+   (``null_max_n_measured``: ``ceil(99 / 2)`` rounds of two parallel replicates, each a
+   selection; the time is interpolated log-log between the measured sizes).
 
 Times are wall seconds and CPU seconds of the measured process; the machine is shared, so the
 load (``uptime``) is recorded before and after every measurement. Results accumulate in the JSON
@@ -35,6 +45,7 @@ Usage::
 from __future__ import annotations
 
 import argparse
+import itertools
 import json
 import os
 import shutil
@@ -158,8 +169,15 @@ def child_landmark(n: int, settings: str, with_labels: bool) -> dict[str, Any]:
     return out
 
 
-def child_calibration(n: int, workers: int, replicates: int) -> dict[str, Any]:
-    """The null calibration (B replicates) of one data set on ``workers`` local Dask workers."""
+def child_calibration(n: int, workers: int, replicates: int, kind: str = "permutation"
+                      ) -> dict[str, Any]:
+    """The null calibration of one data set on ``workers`` local Dask workers.
+
+    ``kind="permutation"``: B permutation replicates, each a whole selection (linear learner, so
+    the figure is the embedding, clustering and trees); ``kind="default"``: the default
+    configuration's calibration (cross-split score replicates, B per direction, both targets,
+    seed stability), on simple-all at noise sd 1.
+    """
     from mlearner_dist.backends.dask_cluster import get_client
     from mlearner_dist.backends.dask_map import dask_map
     from mlearner_dist.config import estimator_params, load_config
@@ -167,9 +185,15 @@ def child_calibration(n: int, workers: int, replicates: int) -> dict[str, Any]:
     from mlearner_dist.datasets import simulate
     from mlearner_dist.study import study_roles
 
-    cfg = load_config([], overrides=["calibration.mode=null", "effects.learner=linear",
-                                     f"calibration.n_replicates={replicates}"])
-    frame = simulate("simple-all", n, seed=1, noise_sd=0.01)
+    if kind == "permutation":
+        sets = ["calibration.mode=null", "calibration.replicates=permutation",
+                "effects.learner=linear", f"calibration.n_replicates={replicates}",
+                f"calibration.null_max_n={max(n, 10)}"]
+        frame = simulate("simple-all", n, seed=1, noise_sd=0.01)
+    else:
+        sets = [f"calibration.n_replicates={replicates}", f"calibration.null_max_n={max(n, 10)}"]
+        frame = simulate("simple-all", n, seed=1, noise_sd=1.0)
+    cfg = load_config([], overrides=sets)
     client, close = get_client(None, n_workers=workers, threads_per_worker=1,
                                memory_limit="4GiB")
     try:
@@ -182,9 +206,15 @@ def child_calibration(n: int, workers: int, replicates: int) -> dict[str, Any]:
     finally:
         close()
     cal = model.calibration_
-    return {"n": n, "workers": workers, "replicates": replicates, "wall_s": round(wall, 2),
-            "calibration_s": cal["seconds"], "projected_s": cal.get("projected_seconds"),
-            "selection_s": round(model.selection_seconds_, 2), "threshold": cal["threshold"]}
+    # the cross-split record has no seconds of its own: the fit's wall time minus the selection
+    seconds = cal.get("seconds")
+    if seconds is None:
+        seconds = round(wall - model.selection_seconds_, 2)
+    return {"n": n, "workers": workers, "replicates": replicates, "kind": kind, "sets": sets,
+            "wall_s": round(wall, 2), "calibration_s": seconds,
+            "projected_s": cal.get("projected_seconds"),
+            "selection_s": round(model.selection_seconds_, 2),
+            "threshold": cal.get("threshold"), "declared": bool(model.declared_)}
 
 
 def child_perturbation(n: int) -> dict[str, Any]:
@@ -251,11 +281,104 @@ def _run_child(args: list[str], threads: int, extra_env: dict[str, str] | None =
     return out
 
 
+#: The R harness of the reference algorithm (beside the repository, in ../shared).
+R_HARNESS = ROOT.parent / "shared" / "reference" / "mlearner_reference.R"
+
+
+def _r_available() -> bool:
+    if not (shutil.which("Rscript") and R_HARNESS.exists()):
+        return False
+    probe = subprocess.run(
+        ["Rscript", "-e", "library(randomForest); library(Rtsne); library(rpart)"],
+        capture_output=True, text=True)
+    return probe.returncode == 0
+
+
 def _reference_engine() -> str:
-    if shutil.which("Rscript"):
-        return "R harness available (../shared/reference/); not wired in: Python reference used"
-    return ("Rscript is not installed here: the reference is this package's fidelity: reference "
-            "path (Python), not the authors' R scripts")
+    if _r_available():
+        return (f"R harness {R_HARNESS.relative_to(ROOT.parent)} (Rscript, one thread) beside "
+                "this package's fidelity: reference path (Python)")
+    return ("Rscript or its packages are not installed here: the reference is this package's "
+            "fidelity: reference path (Python) only, not the R harness")
+
+
+def run_r_reference(n: int, seed: int = 1, timeout: int = 3600) -> dict[str, Any]:
+    """One run of the R harness: its ``STEP`` timings (wall and CPU seconds) and ``RESULT`` lines.
+
+    Parameters
+    ----------
+    n : int
+        Units (even, >= 100).
+    seed : int
+        R's ``set.seed``.
+    timeout : int
+        Seconds before the run is abandoned.
+
+    Returns
+    -------
+    dict
+        ``total`` and ``stages`` as the Python measurements (``wall_s``, ``cpu_s``), ``config``
+        (R and package versions), ``result`` (the chosen profiles), the load before and after.
+    """
+    env = dict(os.environ)
+    env.update({"OMP_NUM_THREADS": "1", "OPENBLAS_NUM_THREADS": "1"})
+    before = _uptime()
+    done = subprocess.run(["Rscript", str(R_HARNESS), str(n), str(seed)], capture_output=True,
+                          text=True, env=env, timeout=timeout, cwd=R_HARNESS.parent)
+    if done.returncode != 0:
+        raise RuntimeError(f"Rscript {R_HARNESS.name} {n} {seed} failed:\n{done.stderr[-3000:]}")
+    stages: dict[str, dict[str, float]] = {}
+    result: list[str] = []
+    config = ""
+    for line in done.stdout.splitlines():
+        if line.startswith("STEP "):
+            name, *fields = line[5:].split()
+            vals = dict(f.split("=", 1) for f in fields)
+            stages[name] = {"wall_s": float(vals["elapsed"]), "cpu_s": float(vals["cpu"])}
+        elif line.startswith("RESULT ") and ":" in line.split()[1]:
+            result.append(line[7:])
+        elif line.startswith("CONFIG "):
+            config = line[7:]
+    total = stages.pop("total")
+    return {"n": n, "seed": seed, "engine": "R harness", "config": config, "total": total,
+            "stages": stages, "result": result, "threads": 1, "uptime_before": before,
+            "uptime_after": _uptime(),
+            "data": "simple-all, noise sd 0.01, drawn by the harness with R's set.seed(seed)"}
+
+
+def null_max_n_measured(one_core_s: dict[int, float], replicates: int = 99, workers: int = 2,
+                        budget_s: float = 600.0) -> int | None:
+    """The largest n whose null calibration (``replicates`` selections, ``workers`` at a time)
+    fits in ``budget_s``, interpolating the one-core selection times log-log.
+
+    Parameters
+    ----------
+    one_core_s : dict of int to float
+        Wall seconds of one selection at each measured n (at least two sizes).
+    replicates, workers : int
+    budget_s : float
+
+    Returns
+    -------
+    int or None
+        Rounded down to two significant digits; None with fewer than two sizes. Beyond the
+        largest measured n the last segment's slope is extended.
+    """
+    import math
+
+    pts = sorted((n, t) for n, t in one_core_s.items() if t > 0)
+    if len(pts) < 2:
+        return None
+    per = budget_s / math.ceil(replicates / workers)
+    if pts[0][1] > per:
+        return None
+    pairs = list(itertools.pairwise(pts))
+    # the segment where the time crosses the per-replicate budget, else the last one (extended)
+    (na, ta), (nb, tb) = next(((a, b) for a, b in pairs if b[1] >= per), pairs[-1])
+    slope = math.log(tb / ta) / math.log(nb / na)
+    best = na * (per / ta) ** (1.0 / slope) if slope > 0 else float(nb)
+    digits = 10 ** max(0, int(math.log10(best)) - 1)
+    return int(best // digits * digits)
 
 
 def main() -> None:
@@ -272,6 +395,12 @@ def main() -> None:
     ap.add_argument("--calibration-replicates", type=int, default=0,
                     help="also time the null calibration (B replicates, n = 1,000, linear "
                     "learner) on 1 and 2 local Dask workers (default 0: skip)")
+    ap.add_argument("--default-calibration-n", type=int, nargs="*", default=[],
+                    help="with --calibration-replicates: also time the default calibration "
+                    "(cross-split, B = 99 per direction, 2 workers) at these n")
+    ap.add_argument("--r-max-n", type=int, default=3000,
+                    help="largest n the R harness runs at (its exact t-SNE grows as n^2; "
+                    "3,000 takes ~8 minutes)")
     ap.add_argument("--json", type=Path, default=DEFAULT_JSON)
     ap.add_argument("--child", nargs=argparse.REMAINDER)
     args = ap.parse_args()
@@ -282,7 +411,7 @@ def main() -> None:
         elif kind == "landmark":
             res = child_landmark(int(rest[0]), rest[1], rest[2] == "labels")
         elif kind == "calibration":
-            res = child_calibration(int(rest[0]), int(rest[1]), int(rest[2]))
+            res = child_calibration(int(rest[0]), int(rest[1]), int(rest[2]), *rest[3:4])
         else:
             res = child_perturbation(int(rest[0]))
         print(json.dumps(res))
@@ -328,6 +457,17 @@ def main() -> None:
             plans.append(("reference_one_core", ["fidelity=reference", "embed.n_jobs=1"], 1))
         for name, sets, threads in plans:
             measure(f"selection_{n}_{name}", ["selection", str(n), *sets], threads)
+        if not args.skip_reference and _r_available() and n <= args.r_max_n:
+            key = f"selection_{n}_reference_R_one_core"
+            if key not in meas or args.force:
+                print(f"[{time.strftime('%H:%M:%S')}] {key} ...", flush=True)
+                try:
+                    meas[key] = run_r_reference(n + n % 2)
+                except (RuntimeError, subprocess.TimeoutExpired) as exc:
+                    meas[key] = {"error": str(exc)[-2000:]}
+                save()
+                print(f"    {json.dumps(meas[key].get('total', meas[key].get('error')))}",
+                      flush=True)
 
     label_files = {}
     for n in lm_sizes:
@@ -357,9 +497,13 @@ def main() -> None:
     if not args.quick:
         measure("perturbation_1000", ["perturbation", "1000"], 1)
     if args.calibration_replicates:
+        b = args.calibration_replicates
         for workers in (1, 2):
-            measure(f"calibration_1000_B{args.calibration_replicates}_{workers}_workers",
-                    ["calibration", "1000", str(workers), str(args.calibration_replicates)], 1)
+            measure(f"calibration_1000_B{b}_{workers}_workers",
+                    ["calibration", "1000", str(workers), str(b), "permutation"], 1)
+        for n in args.default_calibration_n:
+            measure(f"calibration_default_{n}_B99_2_workers",
+                    ["calibration", str(n), "2", "99", "default"], 1)
 
     # summary: targets and ratios
     summary: dict[str, Any] = {}
@@ -371,12 +515,20 @@ def main() -> None:
         lin = meas.get(f"selection_{n}_ours_linear_one_core", {}).get("total")
         prev = meas.get(f"selection_{n}_previous_one_core", {}).get("total")
         ref = meas.get(f"selection_{n}_reference_one_core", {}).get("total")
+        ref_r = meas.get(f"selection_{n}_reference_R_one_core", {}).get("total")
         row: dict[str, Any] = {}
         for label, t in (("ours", ours), ("ours_linear", lin), ("previous", prev),
-                         ("reference", ref)):
+                         ("reference", ref), ("reference_R", ref_r)):
             if t:
                 row[f"{label}_cpu_s"] = t["cpu_s"]
                 row[f"{label}_wall_s"] = t["wall_s"]
+        if ref_r and ours:
+            row["reference_R_over_ours_wall"] = round(ref_r["wall_s"] / ours["wall_s"], 2)
+            row["reference_R_over_ours_cpu"] = round(ref_r["cpu_s"] / ours["cpu_s"], 2)
+        target = TARGETS.get(f"selection_{n}_one_core_s")
+        if target and ours:
+            row["target_one_core_s"] = target
+            row["meets_target"] = ours["wall_s"] <= target
         if ref and ours:
             row["reference_over_ours_cpu"] = round(ref["cpu_s"] / ours["cpu_s"], 2)
         if ref and lin:
@@ -389,6 +541,21 @@ def main() -> None:
         if "cpu_s" in m:
             summary[f"landmark_{n}"] = {"ours_cpu_s": m["cpu_s"], "ours_wall_s": m["wall_s"],
                                         "target_s": TARGETS["landmark_embed_s"]}
+    one_core = {n: meas[f"selection_{n}_ours_one_core"]["total"]["wall_s"] for n in sizes
+                if "total" in meas.get(f"selection_{n}_ours_one_core", {})}
+    summary["permutation_max_n_measured"] = null_max_n_measured(one_core)
+    summary["permutation_max_n_rule"] = (
+        "largest n with ceil(99 / 2) x (one-core selection wall seconds) <= 600 s, log-log "
+        "between the measured sizes: B = 99 permutation replicates in 10 minutes on 2 workers")
+    default = {m["n"]: m["calibration_s"] for k, m in meas.items()
+               if k.startswith("calibration_default_") and m.get("calibration_s")}
+    if len(default) >= 2:
+        # the default calibration is one job (not B selections): budget 600 s for one "replicate"
+        summary["null_max_n_measured"] = null_max_n_measured(default, replicates=1, workers=1)
+        summary["null_max_n_rule"] = (
+            "largest n whose default calibration (cross-split, B = 99 per direction, both "
+            "targets, seed stability; 2 Dask workers) takes <= 600 s, log-log between the "
+            "measured sizes")
     results["summary"] = summary
     results["uptime_end"] = _uptime()
     save()
