@@ -31,21 +31,18 @@ from pathlib import Path
 from typing import Any
 
 ROOT = Path(__file__).resolve().parents[1]
+if str(ROOT) not in sys.path:
+    sys.path.insert(0, str(ROOT))
+from mlearner_dist.study import STUDY_OVERRIDES  # noqa: E402  (the package beside this script)
+
 DEFAULT_OUTPUT = ROOT / "benchmarks" / "results_study.json"
 
 #: runner option among a setting's overrides (not a configuration key): analyse a stratified or
 #: cluster scenario as if randomised unit by unit
 IGNORE_DESIGN = "study.ignore_design=true"
 #: name -> list of (scenario, n, noise_sd, overrides). Overrides are ``--set`` strings.
-# B = 49 per direction: the cross-split decision p-value 2 / (B + 1) = 0.04 can fall below 0.05
-# (B = 19 cannot); bootstrap intervals and the sensitivity curves are not what the study measures
-# (seed stability is descriptive, not part of the decision: off)
-FAST = (
-    "calibration.n_replicates=49",
-    "sensitivity.enabled=false",
-    "stability.n_seeds=0",
-    "subgroups.n_bootstrap=20",
-)
+# (mlearner_dist.study.STUDY_OVERRIDES says why these)
+FAST = STUDY_OVERRIDES
 #: the full-sample score replicates the first study measured (anti-conservative; kept as record)
 FULL_SAMPLE = (
     "calibration.honest=false",

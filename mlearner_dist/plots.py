@@ -465,6 +465,61 @@ def plot_pleaf_ecdf(
     return fig
 
 
+def plot_study_rates(rows: pd.DataFrame, *, alpha: float = 0.05) -> Figure:
+    """Declared rates of a simulation study with 95% Wilson intervals, nulls beside their bound.
+
+    Parameters
+    ----------
+    rows : DataFrame
+        One row per setting and target, with columns ``label`` (str), ``declared`` (count),
+        ``R`` (replicates) and ``null`` (bool: a null setting, whose rate is a Type I error).
+    alpha : float
+        Level of the decisions: null rows show the bound ``alpha + 3 sqrt(alpha (1 - alpha) / R)``
+        as a red tick, alternatives the power targets 0.8 and 0.9 as dotted lines.
+
+    Returns
+    -------
+    matplotlib.figure.Figure
+    """
+    need = {"label", "declared", "R", "null"}
+    if not isinstance(rows, pd.DataFrame) or need - set(rows.columns):
+        raise MLearnerError(f"rows: expected a DataFrame with columns {sorted(need)}")
+    if rows.empty:
+        raise MLearnerError("rows is empty: pass one row per setting and target")
+    z = 1.959963984540054
+    k = rows["declared"].to_numpy(dtype=float)
+    r = rows["R"].to_numpy(dtype=float)
+    if (r <= 0).any() or (k < 0).any() or (k > r).any():
+        raise MLearnerError("rows: every R must be > 0 and 0 <= declared <= R")
+    rate = k / r
+    centre = (rate + z * z / (2 * r)) / (1 + z * z / r)
+    half = z * np.sqrt(rate * (1 - rate) / r + z * z / (4 * r * r)) / (1 + z * z / r)
+    fig = _new_figure(7.6, 0.34 * len(rows) + 1.4)
+    ax = fig.add_subplot()
+    y = np.arange(len(rows))[::-1]
+    null = rows["null"].to_numpy(dtype=bool)
+    for mask, colour, name in ((null, "tab:blue", "null: Type I error"),
+                               (~null, "tab:green", "alternative: power")):
+        if mask.any():
+            ax.errorbar(rate[mask], y[mask], xerr=[rate[mask] - (centre[mask] - half[mask]),
+                        (centre[mask] + half[mask]) - rate[mask]], fmt="o", color=colour,
+                        capsize=2, label=name)
+    bound = alpha + 3 * np.sqrt(alpha * (1 - alpha) / r)
+    ax.scatter(bound[null], y[null], marker="|", s=160, color="red",
+               label="bound alpha + 3 sd" if null.any() else None)
+    for target in (0.8, 0.9):
+        ax.axvline(target, color="grey", linestyle=":", linewidth=0.8)
+    ax.axvline(alpha, color="red", linestyle="--", linewidth=0.8, label=f"alpha = {alpha:g}")
+    ax.set_yticks(y)
+    ax.set_yticklabels([f"{lab} (R = {int(n)})" for lab, n in zip(rows["label"], r, strict=True)],
+                       fontsize=7)
+    ax.set_xlim(-0.02, 1.02)
+    ax.set_xlabel("share of data sets declared (95% Wilson interval)")
+    ax.legend(fontsize=7, loc="lower right")
+    ax.set_title("Declared rates of the study", fontsize=10)
+    return fig
+
+
 def save_figure(fig: Figure, path: str | Path) -> Path:
     """Write ``fig`` as a PNG (dpi 110) and release it.
 
@@ -548,6 +603,7 @@ __all__ = [
     "plot_pleaf_ecdf",
     "plot_profile_tree",
     "plot_sensitivity",
+    "plot_study_rates",
     "plot_subgroup_forest",
     "save_figure",
 ]

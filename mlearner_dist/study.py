@@ -8,12 +8,14 @@ decision and the chosen profile. Replicates run in parallel on a local Dask clus
 from __future__ import annotations
 
 import logging
+import math
 import time
 import warnings
 from pathlib import Path
 from typing import Any
 
 import numpy as np
+import pandas as pd
 
 from mlearner_dist.config import Config, estimator_params
 from mlearner_dist.core.estimator import MLearner
@@ -23,6 +25,16 @@ from mlearner_dist.stages import write_json_atomic
 logger = logging.getLogger(__name__)
 
 NOISE_COVARIATES = tuple(f"X{i}" for i in range(5, 11))
+#: The ``--set`` overrides of every setting of the study runner (benchmarks/study.py). B = 49 per
+#: direction: the cross-split decision p-value 2 / (B + 1) = 0.04 can fall below 0.05 (B = 19
+#: cannot); bootstrap intervals and the sensitivity curves are not what the study measures, and
+#: seed stability is descriptive, not part of the decision: off.
+STUDY_OVERRIDES = (
+    "calibration.n_replicates=49",
+    "sensitivity.enabled=false",
+    "stability.n_seeds=0",
+    "subgroups.n_bootstrap=20",
+)
 
 
 def study_roles(has_mediator: bool, scenario: str | None = None) -> Roles:
@@ -144,6 +156,67 @@ def summarise_replicates(
         "mean_leaves": float(np.mean([r["n_leaves"] for r in replicates])) if r_count else 0.0,
         "p_leaf": [float(r["p_leaf"]) for r in replicates],
     }
+
+
+def study_rate_rows(doc: dict[str, Any], *, alpha: float = 0.05) -> pd.DataFrame:
+    """One row per stored setting and target of a ``benchmarks/study.py`` results document.
+
+    Parameters
+    ----------
+    doc : dict
+        The parsed ``benchmarks/results_study.json`` (``settings``: key -> ``scenario``, ``n``,
+        ``noise_sd``, ``overrides``, ``replicates``: seed -> replicate record).
+    alpha : float
+        Level of the decisions (for the bound of the null rows).
+
+    Returns
+    -------
+    DataFrame
+        ``label`` (scenario, n, sd, target and the study's non-default overrides), ``scenario``,
+        ``target`` (``indirect`` or ``total``), ``R``, ``declared`` (count), ``rate``, ``null``
+        (the target has no driver in the scenario: the rate is a Type I error), ``bound``
+        (``alpha + 3 sqrt(alpha (1 - alpha) / R)``), ``ok`` (null rows: rate <= bound), ``B``
+        and ``overrides``. The top-level target is the indirect effect with a mediator, else
+        the total effect; the total target of a mediated scenario is its own row.
+    """
+    from mlearner_dist.datasets import SCENARIOS, scenario_has_mediator
+
+    common = set(STUDY_OVERRIDES)
+    rows = []
+    for setting in doc.get("settings", {}).values():
+        reps = list(setting["replicates"].values())
+        if not reps:
+            continue
+        scenario = setting["scenario"]
+        top = "indirect" if scenario_has_mediator(scenario) else "total"
+        extra = [o for o in setting["overrides"] if o not in common]
+        name = f"{scenario} n={setting['n']} sd={setting['noise_sd']:g}"
+        decided = {top: [bool(r["declared"]) for r in reps]}
+        if top == "indirect":
+            decided["total"] = [bool(r["total"]["declared"]) for r in reps if r.get("total")]
+        for target, flags in decided.items():
+            if not flags:
+                continue
+            r_count = len(flags)
+            null = not SCENARIOS[scenario].drivers(target)
+            bound = alpha + 3 * math.sqrt(alpha * (1 - alpha) / r_count)
+            rate = sum(flags) / r_count
+            rows.append(
+                {
+                    "label": " ".join([name, target, *extra]),
+                    "scenario": scenario,
+                    "target": target,
+                    "R": r_count,
+                    "declared": int(sum(flags)),
+                    "rate": rate,
+                    "null": null,
+                    "bound": bound,
+                    "ok": (rate <= bound) if null else None,
+                    "B": ",".join(str(b) for b in sorted({r.get("n_replicates") for r in reps})),
+                    "overrides": ",".join(setting["overrides"]),
+                }
+            )
+    return pd.DataFrame(rows)
 
 
 def format_table(summary: dict[str, Any]) -> str:

@@ -332,6 +332,27 @@ noise (sd 1) with three settings:
     code(STUDY_FULL, tags=("parameters",)),
     run_note_cell(),
     code(SETUP),
+    md("""
+## The committed study: Type I error and power (benchmarks/study.py)
+`benchmarks/study.py` runs the calibrated decision over R data sets per setting (n = 1,000,
+B = 49 score replicates per half) and stores every replicate in `benchmarks/results_study.json`;
+the table in docs/simulation_study.md is generated from the same file. Below: every stored
+setting and target, its declared count, and for the null targets (no covariate drives that
+effect) the bound alpha + 3 sqrt(alpha (1 - alpha) / R) the rate must stay under. The cells after
+this section run a small study of their own with the parameters above.
+"""),
+    code("""
+from mlearner_dist import plots
+from mlearner_dist.study import study_rate_rows
+
+committed = json.loads((ROOT / "benchmarks" / "results_study.json").read_text())
+rates = study_rate_rows(committed)
+print(f"updated {committed.get('updated')}, {len(rates)} setting x target rows")
+print(rates[["label", "R", "B", "declared", "rate", "null", "bound", "ok"]]
+        .round({"rate": 3, "bound": 3}).to_string(index=False))
+path = plots.save_figure(plots.plot_study_rates(rates), OUT / "study" / "committed_rates.png")
+display(Image(filename=str(path)))
+"""),
     code("""
 from mlearner_dist.config import load_config
 from mlearner_dist.datasets import SCENARIOS as SCENARIO_INFO

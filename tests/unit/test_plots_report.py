@@ -86,6 +86,16 @@ def test_every_figure_is_a_nonblank_png(tmp_path, real_result):
             {"Simple-All": rng.uniform(0, 1e-3, 30), "Simple-Null1": rng.uniform(size=30)},
             threshold=0.0043,
         ),
+        "study": plots.plot_study_rates(
+            pd.DataFrame(
+                {
+                    "label": ["simple-null1 indirect", "simple-all indirect"],
+                    "declared": [4, 99],
+                    "R": [100, 100],
+                    "null": [True, False],
+                }
+            )
+        ),
     }
     for name, fig in figures.items():
         path = plots.save_figure(fig, tmp_path / "figures" / f"{name}.png")
@@ -483,3 +493,11 @@ def test_seed_stability_reaches_the_summary_and_the_report(real_result):
     )
     real_result["stability"] = None
     assert "Seed stability" not in render_report(real_result)
+
+
+def test_study_rates_refuses_counts_outside_zero_to_r():
+    bad = pd.DataFrame({"label": ["a"], "declared": [5], "R": [4], "null": [True]})
+    with pytest.raises(MLearnerError, match=r"0 <= declared <= R"):
+        plots.plot_study_rates(bad)
+    with pytest.raises(MLearnerError, match="columns"):
+        plots.plot_study_rates(bad.drop(columns="null"))

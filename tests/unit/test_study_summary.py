@@ -66,3 +66,32 @@ def test_run_replicate_can_ignore_the_design_for_the_comparison_rows(monkeypatch
             study.run_replicate(cfg, "stratified-null", 200, 1.0, 1, ignore_design=ignore)
     assert seen[0].strata == ("stratum",) and seen[1].strata == ()
     assert seen[0].covariates == seen[1].covariates and seen[0].outcome == seen[1].outcome
+
+
+def test_study_rate_rows_give_each_target_its_own_null_and_bound():
+    from mlearner_dist.study import STUDY_OVERRIDES, study_rate_rows
+
+    def rep(seed, declared, total):
+        return {"seed": seed, "declared": declared, "n_replicates": 49,
+                "total": {"declared": total}}
+
+    doc = {
+        "settings": {
+            "k": {
+                "scenario": "simple-null1",
+                "n": 1000,
+                "noise_sd": 1.0,
+                "overrides": [*STUDY_OVERRIDES, "calibration.mode=split"],
+                "replicates": {str(s): rep(s, s == 0, s < 18) for s in range(20)},
+            }
+        }
+    }
+    rows = study_rate_rows(doc).set_index("target")
+    # simple-null1: the indirect effect has no driver (a null), the total effect varies
+    assert rows.loc["indirect", "null"] and not rows.loc["total", "null"]
+    assert rows.loc["indirect", "declared"] == 1 and rows.loc["total", "declared"] == 18
+    assert rows.loc["indirect", "bound"] == pytest.approx(0.05 + 3 * (0.05 * 0.95 / 20) ** 0.5)
+    assert rows.loc["indirect", "ok"] and rows.loc["total", "ok"] is None
+    # only the overrides beyond the study's shared ones name the row
+    label = "simple-null1 n=1000 sd=1 indirect calibration.mode=split"
+    assert rows.loc["indirect", "label"] == label
