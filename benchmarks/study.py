@@ -79,6 +79,15 @@ GRIDS: dict[str, list[tuple[str, int, float, tuple[str, ...]]]] = {
         ("stratified-null", 1000, 1.0, FAST),
         ("stratified-null", 1000, 1.0, (*FAST, IGNORE_DESIGN)),
     ],
+    # the rows closest to the R (Type I at R = 200, power at R = 100), run first
+    "type1-first": [
+        ("simple-null1", 1000, 0.01, FAST),
+        ("confounded-null", 1000, 1.0, FAST),
+    ],
+    "power-first": [
+        ("simple-all", 1000, 0.01, FAST),
+        ("simple-part", 1000, 0.01, FAST),
+    ],
     "small": [
         ("confounded-null", 1000, 0.01, FAST),
         ("mediator-slope", 1000, 0.01, FAST),
