@@ -48,6 +48,7 @@ import argparse
 import itertools
 import json
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -331,10 +332,9 @@ def run_r_reference(n: int, seed: int = 1, timeout: int = 3600) -> dict[str, Any
     result: list[str] = []
     config = ""
     for line in done.stdout.splitlines():
-        if line.startswith("STEP "):
-            name, *fields = line[5:].split()
-            vals = dict(f.split("=", 1) for f in fields)
-            stages[name] = {"wall_s": float(vals["elapsed"]), "cpu_s": float(vals["cpu"])}
+        step = re.match(r"STEP\s+(\S+)\s+elapsed=\s*([\d.]+)\s+cpu=\s*([\d.]+)", line)
+        if step:
+            stages[step[1]] = {"wall_s": float(step[2]), "cpu_s": float(step[3])}
         elif line.startswith("RESULT ") and ":" in line.split()[1]:
             result.append(line[7:])
         elif line.startswith("CONFIG "):

@@ -162,7 +162,8 @@ class CalibrationConfig:
     alpha: float = 0.05
     n_replicates: int = 99
     threshold: float = 0.0043
-    null_max_n: int = 50_000
+    null_max_n: int = 150_000
+    permutation_max_n: int = 1_500
     replicates: Literal["scores", "permutation"] = "scores"
     multiplier: Literal["rademacher", "normal", "mammen"] = "rademacher"
     familywise: bool = False
@@ -343,6 +344,7 @@ _RULES: dict[str, tuple[typing.Callable[[Any], bool], str]] = {
     "calibration.n_replicates": (lambda x: x >= 1, "an integer >= 1"),
     "calibration.threshold": (lambda x: 0 < x < 1, "a number in (0, 1)"),
     "calibration.null_max_n": (lambda x: x >= 10, "an integer >= 10"),
+    "calibration.permutation_max_n": (lambda x: x >= 10, "an integer >= 10"),
     "subgroups.n_bootstrap": (lambda x: x >= 0, "an integer >= 0 (0: no bootstrap)"),
     "subgroups.level": (lambda x: 0.5 <= x < 1, "a number in [0.5, 1)"),
     "compute.spark.partitions": (lambda x: x >= 0, "an integer >= 0 (0: Spark's default)"),
@@ -724,6 +726,7 @@ def estimator_params(cfg: Config) -> dict[str, Any]:
         "n_replicates": cfg.calibration.n_replicates,
         "threshold": cfg.calibration.threshold,
         "null_max_n": cfg.calibration.null_max_n,
+        "permutation_max_n": cfg.calibration.permutation_max_n,
         "null_replicates": cfg.calibration.replicates,
         "multiplier": cfg.calibration.multiplier,
         "familywise": cfg.calibration.familywise,

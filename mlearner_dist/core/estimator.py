@@ -122,9 +122,12 @@ class MLearner(BaseEstimator):
         decides on the robust Wald test of equal leaf means of the target's doubly robust score
         (indirect with a mediator, else total) on leaf-merged trees; ``"interaction"`` on the
         reference's M (or Y) interaction test.
-    calibration, alpha, n_replicates, threshold, null_max_n, null_replicates, multiplier,
-    familywise, honest
-        The ``calibration:`` section. ``null_replicates="scores"``: wild-bootstrap replicates of
+    calibration, alpha, n_replicates, threshold, null_max_n, permutation_max_n, null_replicates,
+    multiplier, familywise, honest
+        The ``calibration:`` section. Above ``null_max_n`` units the cross-split score
+        calibration, above ``permutation_max_n`` the permutation replicates (each a whole
+        selection) fall back to the split mode, stated in ``calibration.fallback``.
+        ``null_replicates="scores"``: wild-bootstrap replicates of
         the DR scores (:mod:`mlearner_dist.core.score_replicates`; keeps confounding, needs
         ``test_statistic="dr_score"``); with ``honest=True`` (the default) they run in the
         cross-split design of :mod:`mlearner_dist.core.cross_split` (partitions learned on one
@@ -227,7 +230,8 @@ class MLearner(BaseEstimator):
         alpha: float = 0.05,
         n_replicates: int = 99,
         threshold: float = 0.0043,
-        null_max_n: int = 50_000,
+        null_max_n: int = 150_000,
+        permutation_max_n: int = 1_500,
         null_replicates: str = "scores",
         multiplier: str = "rademacher",
         familywise: bool = False,
@@ -285,6 +289,7 @@ class MLearner(BaseEstimator):
         self.n_replicates = n_replicates
         self.threshold = threshold
         self.null_max_n = null_max_n
+        self.permutation_max_n = permutation_max_n
         self.null_replicates = null_replicates
         self.multiplier = multiplier
         self.familywise = familywise
@@ -370,6 +375,7 @@ class MLearner(BaseEstimator):
             "max_iter",
             "n_replicates",
             "null_max_n",
+            "permutation_max_n",
             "n_bootstrap",
             "min_subgroup",
             "sensitivity_bootstrap",
@@ -389,6 +395,21 @@ class MLearner(BaseEstimator):
             problems.append(f"k_values={self.k_values!r}: give integers >= 2")
         if problems:
             raise ConfigError("invalid MLearner parameters: " + "; ".join(problems))
+
+    def fallback_limit(self) -> tuple[str, int] | None:
+        """The size limit of the configured null calibration: ``(key, max_n)`` or None.
+
+        The cross-split score calibration refits both halves in memory (``null_max_n``); the
+        permutation replicates re-run the whole selection B times (``permutation_max_n``). The
+        full-sample score replicates, ``fixed`` and ``split`` run at any n (None).
+        """
+        if self.calibration != "null":
+            return None
+        if self.null_replicates == "permutation":
+            return ("permutation_max_n", int(self.permutation_max_n))
+        if self.uses_cross_split():
+            return ("null_max_n", int(self.null_max_n))
+        return None
 
     def uses_cross_split(self) -> bool:
         """Whether ``calibration="null"`` runs the honest cross-split score calibration."""
@@ -847,24 +868,22 @@ class MLearner(BaseEstimator):
         Returns
         -------
         dict
-            The calibration record of result.json. When ``null`` with permutation replicates was
-            asked for but ``len(frame) > null_max_n``, the split mode runs and ``fallback`` says
-            why (score replicates re-run only the score-dependent steps and run at any n).
+            The calibration record of result.json. When ``null`` was asked for but the data have
+            more units than its limit (:meth:`fallback_limit`), the split mode runs and
+            ``fallback`` says why.
         """
         self.check_params()
         mode = self.calibration
         if mode == "fixed":
             return cal.fixed_calibration(self.threshold, self.alpha)
         fallback = None
-        if (
-            mode == "null"
-            and (self.null_replicates == "permutation" or self.uses_cross_split())
-            and len(frame) > self.null_max_n
-        ):
+        limit = self.fallback_limit()
+        if limit is not None and len(frame) > limit[1]:
+            key, max_n = limit
             fallback = (
                 f"calibration.mode null was asked for, but {len(frame)} units > "
-                f"calibration.null_max_n={self.null_max_n}: the split-sample mode ran instead "
-                "(valid at any n); raise null_max_n to insist on null replicates"
+                f"calibration.{key}={max_n}: the split-sample mode ran instead "
+                f"(valid at any n); raise {key} to insist on null replicates"
             )
             logger.warning("calibration: %s", fallback)
             mode = "split"

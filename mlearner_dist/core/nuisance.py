@@ -822,7 +822,13 @@ def _fit_contrast(
         clusters=pooled[roles.cluster].to_numpy() if roles.cluster else None,
     )
     m_hat = np.empty(len(z))
-    e_hat = np.full(len(z), fm.mix_share)
+    # randomised: the known assignment probability (per stratum with strata, which are then
+    # features of the baseline too), else fitted below
+    e_hat = (
+        assignment_probabilities(pooled, fm.strata, fm.stratum_probabilities)
+        if fm.stratum_probabilities and not observational
+        else np.full(len(z), fm.mix_share)
+    )
     fm.baseline = []
     splits = [(half != h, half == h) for h in (0, 1)]
     if any(not fit_rows.any() or not pred_rows.any() for fit_rows, pred_rows in splits):
@@ -920,8 +926,13 @@ def predict_nuisances(models: FoldModels, frame: pd.DataFrame, roles: Roles) -> 
         mu_y1 = mu11 * m1[m] + mu10 * (1.0 - m1[m])
         eta = mu11 * m0[m] + mu10 * (1.0 - m0[m])
     else:
-        # the arm mix the baseline was fitted on: the pooled treated share, or e(X)
-        mix = propensity if models.observational else models.mix_share
+        # the arm mix the baseline was fitted on: e(X) when observational, the stratum's
+        # assignment probability with strata (features of the baseline), else the pooled share
+        mix = (
+            propensity
+            if models.observational or models.stratum_probabilities
+            else models.mix_share
+        )
         base = np.mean([pred(b, X) for b in models.baseline], axis=0)
         tau = pred(models.contrast, X)
         mu_y1 = base + (1.0 - mix) * tau

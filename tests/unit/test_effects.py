@@ -357,6 +357,20 @@ def test_randomised_propensity_is_the_stratum_share_and_unbiases_the_total_score
     assert abs(naive["score_total"].mean() - 2.2) < 0.15  # the bias of ignoring the strata
 
 
+def test_the_strata_enter_the_outcome_models_as_features():
+    """Y = 2 s + T + noise with X1 independent of the stratum s: the outcome models see the
+    stratum (categorical feature), so their predictions differ by about 2 between the strata."""
+    df = stratified_trial()
+    strata = Roles("unit_id", "T", "Y", (), ("X1",), strata=("site",))
+    eff, _ = _fit(df, strata, learner="linear")
+    site = _aligned(eff, df).assign(site=df["site"].to_numpy())
+    gap = site.groupby("site")[["mu_y0", "mu_y1"]].mean().diff().iloc[-1]
+    assert gap.to_numpy() == pytest.approx([2.0, 2.0], abs=0.15)
+    # a stratum that is also a covariate is one feature, not two
+    both = Roles("unit_id", "T", "Y", (), ("X1", "site"), strata=("site",))
+    eff_both, _ = _fit(df, both, learner="linear")
+    assert np.allclose(eff_both["mu_y0"], eff["mu_y0"])
+
 def test_a_stratum_with_one_arm_stops_the_effects():
     df = stratified_trial(n=400)
     df.loc[df["site"] == "a", "T"] = 0

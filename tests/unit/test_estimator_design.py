@@ -125,3 +125,26 @@ def test_permutation_calibration_re_randomises_clusters(monkeypatch):
         m = MLearner(**params).fit_frame(df, study_roles(True, "cluster-null"))
     assert m.calibration_["mode"] == "null" and len(m.calibration_["null_p_leaf"]) == 19
     assert calls == [1] * 19  # every replicate keeps one arm per cluster
+
+
+@pytest.mark.parametrize(
+    ("params", "key"),
+    [
+        ({"null_replicates": "permutation", "permutation_max_n": 100}, "permutation_max_n"),
+        ({"null_max_n": 100}, "null_max_n"),
+    ],
+)
+def test_null_calibration_above_its_limit_falls_back_to_split_and_says_so(params, key):
+    """Each kind of null calibration has its own size limit (measured by bench_selection.py);
+    above it the split mode runs and result.json's calibration record says why."""
+    df = simulate("simple-null1", 200, seed=0, noise_sd=1.0)
+    model = MLearner(**{**FAST, **params})
+    assert model.fallback_limit() == (key, 100)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        m = model.fit_frame(df, study_roles(True))
+    cal = m.calibration_
+    assert cal["mode"] == "split" and cal["requested_mode"] == "null"
+    assert f"200 units > calibration.{key}=100" in cal["fallback"]
+    assert MLearner(calibration="fixed").fallback_limit() is None
+    assert MLearner(honest=False).fallback_limit() is None
