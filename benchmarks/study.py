@@ -74,6 +74,7 @@ GRIDS: dict[str, list[tuple[str, int, float, tuple[str, ...]]]] = {
         ("cluster-null", 1000, 1.0, (*FAST, IGNORE_DESIGN)),
     ],
     "designs-power": [("cluster-alt", 1000, 1.0, FAST)],
+    "stratified-by-design": [("stratified-null", 1000, 1.0, FAST)],
     # the stratified design by design and ignored, interleaved (the comparison)
     "stratified": [
         ("stratified-null", 1000, 1.0, FAST),
