@@ -501,8 +501,10 @@ def plot_study_rates(rows: pd.DataFrame, *, alpha: float = 0.05) -> Figure:
     for mask, colour, name in ((null, "tab:blue", "null: Type I error"),
                                (~null, "tab:green", "alternative: power")):
         if mask.any():
-            ax.errorbar(rate[mask], y[mask], xerr=[rate[mask] - (centre[mask] - half[mask]),
-                        (centre[mask] + half[mask]) - rate[mask]], fmt="o", color=colour,
+            # the Wilson interval holds the rate; clip the rounding at 0 and 1
+            low = np.maximum(rate[mask] - (centre[mask] - half[mask]), 0.0)
+            high = np.maximum((centre[mask] + half[mask]) - rate[mask], 0.0)
+            ax.errorbar(rate[mask], y[mask], xerr=[low, high], fmt="o", color=colour,
                         capsize=2, label=name)
     bound = alpha + 3 * np.sqrt(alpha * (1 - alpha) / r)
     ax.scatter(bound[null], y[null], marker="|", s=160, color="red",

@@ -89,10 +89,10 @@ def test_every_figure_is_a_nonblank_png(tmp_path, real_result):
         "study": plots.plot_study_rates(
             pd.DataFrame(
                 {
-                    "label": ["simple-null1 indirect", "simple-all indirect"],
-                    "declared": [4, 99],
-                    "R": [100, 100],
-                    "null": [True, False],
+                    "label": ["simple-null1 indirect", "simple-all indirect", "a", "b"],
+                    "declared": [4, 99, 0, 87],
+                    "R": [100, 100, 87, 87],
+                    "null": [True, False, True, False],
                 }
             )
         ),
