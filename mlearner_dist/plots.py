@@ -494,7 +494,7 @@ def plot_study_rates(rows: pd.DataFrame, *, alpha: float = 0.05) -> Figure:
     rate = k / r
     centre = (rate + z * z / (2 * r)) / (1 + z * z / r)
     half = z * np.sqrt(rate * (1 - rate) / r + z * z / (4 * r * r)) / (1 + z * z / r)
-    fig = _new_figure(7.6, 0.34 * len(rows) + 1.4)
+    fig = _new_figure(10.0, 0.34 * len(rows) + 1.4)
     ax = fig.add_subplot()
     y = np.arange(len(rows))[::-1]
     null = rows["null"].to_numpy(dtype=bool)
@@ -516,7 +516,7 @@ def plot_study_rates(rows: pd.DataFrame, *, alpha: float = 0.05) -> Figure:
     ax.set_yticklabels([f"{lab} (R = {int(n)})" for lab, n in zip(rows["label"], r, strict=True)],
                        fontsize=7)
     ax.set_xlim(-0.02, 1.02)
-    ax.set_xlabel("share of data sets declared (95% Wilson interval)")
+    ax.set_xlabel("share declared (95% Wilson interval)")
     ax.legend(fontsize=7, loc="lower right")
     ax.set_title("Declared rates of the study", fontsize=10)
     return fig
