@@ -118,13 +118,13 @@ def test_permutation_calibration_re_randomises_clusters(monkeypatch):
         return out
 
     monkeypatch.setattr(cal, "permute_between_clusters", spy)
-    df = simulate("cluster-null", 600, seed=0, noise_sd=1.0)
-    params = {**FAST, "n_replicates": 19, "null_replicates": "permutation"}
+    df = simulate("cluster-null", 400, seed=0, noise_sd=1.0)
+    params = {**FAST, "n_replicates": 9, "null_replicates": "permutation"}
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         m = MLearner(**params).fit_frame(df, study_roles(True, "cluster-null"))
-    assert m.calibration_["mode"] == "null" and len(m.calibration_["null_p_leaf"]) == 19
-    assert calls == [1] * 19  # every replicate keeps one arm per cluster
+    assert m.calibration_["mode"] == "null" and len(m.calibration_["null_p_leaf"]) == 9
+    assert calls == [1] * 9  # every replicate keeps one arm per cluster
 
 
 @pytest.mark.parametrize(
