@@ -89,6 +89,7 @@ def test_jobs_ii_pipeline_equals_in_memory(tmp_path):
     _assert_same(result, model)
 
 
+@pytest.mark.slow  # three calibrated fits, ~44 s: make test-slow keeps the default run < 15 min
 def test_landmark_path_shuffled_rows_pipeline_equals_in_memory(tmp_path):
     data = simulate("simple-all", 700, seed=3, noise_sd=0.1)
     shuffled = data.sample(frac=1.0, random_state=1).reset_index(drop=True)
