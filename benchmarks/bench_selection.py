@@ -295,8 +295,8 @@ def _r_available() -> bool:
     return probe.returncode == 0
 
 
-def _reference_engine() -> str:
-    if _r_available():
+def _reference_engine(r_ok: bool) -> str:
+    if r_ok:
         return (f"R harness {R_HARNESS.relative_to(ROOT.parent)} (Rscript, one thread) beside "
                 "this package's fidelity: reference path (Python)")
     return ("Rscript or its packages are not installed here: the reference is this package's "
@@ -424,7 +424,8 @@ def main() -> None:
     results: dict[str, Any] = json.loads(args.json.read_text()) if args.json.exists() else {}
     results.setdefault("measurements", {})
     results["machine"] = {"cpu_count": cores, "python": sys.version.split()[0]}
-    results["reference_engine"] = _reference_engine()
+    r_ok = _r_available()  # one probe of Rscript and its packages per run
+    results["reference_engine"] = _reference_engine(r_ok)
     results["targets"] = TARGETS
     results["previous_defaults"] = PREVIOUS
     meas = results["measurements"]
@@ -457,7 +458,7 @@ def main() -> None:
             plans.append(("reference_one_core", ["fidelity=reference", "embed.n_jobs=1"], 1))
         for name, sets, threads in plans:
             measure(f"selection_{n}_{name}", ["selection", str(n), *sets], threads)
-        if not args.skip_reference and _r_available() and n <= args.r_max_n:
+        if not args.skip_reference and r_ok and n <= args.r_max_n:
             key = f"selection_{n}_reference_R_one_core"
             if key not in meas or args.force:
                 print(f"[{time.strftime('%H:%M:%S')}] {key} ...", flush=True)
