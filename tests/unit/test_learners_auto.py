@@ -60,7 +60,7 @@ def test_auto_picks_the_linear_model_on_small_linear_data():
         "hist_gradient_boosting_early_stopping",
     }
     assert choice.losses["linear"] < choice.losses["constant"]
-    assert choice.n_folds == 5 and choice.n_rows == 300
+    assert choice.n_folds == 3 and choice.n_rows == 300
 
 
 def test_auto_picks_boosting_on_large_nonlinear_data():
@@ -240,4 +240,4 @@ def test_overlap_diagnostics_say_when_the_indirect_effect_is_not_supported():
     df = simulate("simple-all", 1500, seed=1, noise_sd=1.0)
     _, diag = cross_fit_effects(df, ROLES, NuisanceSpec(), n_folds=2, seed=0)
     assert diag["density_ratio"]["indirect_supported"] is True, diag["density_ratio"]
-    assert diag["density_ratio"]["n_truncated"] == 0
+    assert diag["density_ratio"]["share_truncated"] < 0.01  # the truncation stays rare
