@@ -85,6 +85,11 @@ GRIDS: dict[str, list[tuple[str, int, float, tuple[str, ...]]]] = {
         ("simple-null1", 1000, 0.01, FAST),
         ("confounded-null", 1000, 1.0, FAST),
     ],
+    # the randomised nulls at noise sd 1 beside them (the paper's null designs with noise)
+    "type1-sd1": [
+        ("simple-null2", 1000, 1.0, FAST),
+        ("simple-global", 1000, 1.0, FAST),
+    ],
     "power-first": [
         ("simple-all", 1000, 0.01, FAST),
         ("simple-part", 1000, 0.01, FAST),
