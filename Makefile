@@ -26,8 +26,11 @@ lint: $(BIN)/.deps
 	$(BIN)/ruff check mlearner_dist jobs tests benchmarks
 	$(BIN)/python tests/import_contract.py mlearner_dist
 
+# Test files run on TEST_WORKERS processes (pytest-xdist; each file stays on one process, so
+# its module fixtures are built once); TEST_WORKERS=0 runs them in this process.
+TEST_WORKERS ?= 2
 test: install lint
-	$(BIN)/pytest -m "not slow" --durations=15 tests
+	$(BIN)/pytest -m "not slow" -n $(TEST_WORKERS) --dist loadfile --durations=15 tests
 
 test-slow: install
 	$(BIN)/pytest -m slow tests
