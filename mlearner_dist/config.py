@@ -173,10 +173,18 @@ class CalibrationConfig:
 
 @dataclass(frozen=True)
 class SubgroupsConfig:
-    """Step 4d: per-subgroup effects and intervals."""
+    """Step 4d: per-subgroup effects and intervals.
+
+    ``honest``: with a calibration that estimates the subgroup effects on the units that chose
+    the subgroups (``calibration.mode: fixed``, ``replicates: permutation``, or
+    ``honest: false``), run the selection and its calibration on a hashed half and estimate the
+    reported subgroups' effects on the other half. The split and the default cross-split
+    calibration estimate them on held-out units already.
+    """
 
     n_bootstrap: int = 1000
     level: float = 0.95
+    honest: bool = False
 
 
 @dataclass(frozen=True)
@@ -733,6 +741,7 @@ def estimator_params(cfg: Config) -> dict[str, Any]:
         "honest": cfg.calibration.honest,
         "n_bootstrap": cfg.subgroups.n_bootstrap,
         "level": cfg.subgroups.level,
+        "honest_subgroups": cfg.subgroups.honest,
         "min_subgroup": cfg.validation.min_subgroup,
         "sensitivity": cfg.sensitivity.enabled,
         "sensitivity_bootstrap": cfg.sensitivity.n_bootstrap,

@@ -22,7 +22,7 @@ import pandas as pd
 
 from mlearner_dist import __version__
 from mlearner_dist.config import estimator_params
-from mlearner_dist.core.effect_summaries import average_effects, subgroup_table
+from mlearner_dist.core.effect_summaries import average_effects, mark_post_selection, subgroup_table
 from mlearner_dist.core.effects import cross_fit_effects
 from mlearner_dist.core.estimator import MLearner
 from mlearner_dist.core.honest_calibration import cross_split_stability
@@ -350,8 +350,18 @@ def run_calibrate(ctx: RunContext) -> Manifest:
     cfg, roles = ctx.cfg, ctx.roles
     prof = _read_json(ctx.output / "profiles.json")
     model = MLearner(**estimator_params(cfg))
-    if cfg.calibration.mode == "fixed":
-        doc = model.calibrate(pd.DataFrame(), roles, float(prof["p_leaf"]))
+    split_units = None
+    if model.splits_for_subgroups(int(_row_account(ctx)["n_used"])):
+        # subgroups.honest: selection and calibration on a hashed half, subgroups on the other
+        # (in memory, like the split calibration; replicates as Dask or Spark tasks)
+        split_units = _calibration_units(ctx)
+    if split_units is not None:
+        frame, effect_roles = split_units
+        doc = model.calibrate(
+            frame, effect_roles, float(prof["p_leaf"]), map_fn=task_map(ctx, "null replicate")
+        )
+    elif cfg.calibration.mode == "fixed":
+        doc = model.calibrate(pd.DataFrame(), roles, float(prof["p_leaf"]), discovery_half=False)
     elif model.uses_cross_split() or cfg.calibration.mode == "split":
         # the honest cross-split (and the split) calibration refit both halves in memory; the
         # cross-split's half fits, discovery selections and stability seeds run as Dask tasks
@@ -410,16 +420,18 @@ def run_report(ctx: RunContext) -> Manifest:
     effects = _read_pandas(ctx.output / "effects").set_index("unit_id")
     effects = effects.loc[frame[roles.unit_id].to_numpy()].reset_index()
     leaf = tree.leaf_of(frame[list(roles.covariates)])
-    subgroups = subgroup_table(
-        frame,
-        roles,
-        effects,
-        leaf,
-        tree.rules,
-        n_bootstrap=cfg.subgroups.n_bootstrap,
-        level=cfg.subgroups.level,
-        min_size=cfg.validation.min_subgroup,
-        random_state=cfg.random_state,
+    subgroups = mark_post_selection(
+        subgroup_table(
+            frame,
+            roles,
+            effects,
+            leaf,
+            tree.rules,
+            n_bootstrap=cfg.subgroups.n_bootstrap,
+            level=cfg.subgroups.level,
+            min_size=cfg.validation.min_subgroup,
+            random_state=cfg.random_state,
+        )
     )
     p_leaf = float(prof["p_leaf"])
     configurations = prof["configurations"]

@@ -16,6 +16,7 @@ from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
+from mlearner_dist.core.effect_summaries import post_selection_note
 from mlearner_dist.exceptions import MLearnerError
 
 logger = logging.getLogger(__name__)
@@ -273,6 +274,14 @@ def _section_subgroups(result: Mapping[str, Any]) -> str:
         "unadjusted effects are the within-subgroup regressions of the reference code "
         "(biased when covariates confound the mediator and the outcome).</p>"
     )
+    if any(sg.get("estimated_on") == "holdout" for sg in subgroups):
+        parts.append(
+            "<p>The effects are estimated on held-out units, which played no part in choosing "
+            "the subgroups.</p>"
+        )
+    caveat = post_selection_note(result)
+    if caveat:
+        parts.append(f'<p class="note">Note: {_e(caveat)}.</p>')
     header = ["subgroup", "rule", "n"]
     header += [f"{e.replace('_', ' ')} (adjusted)" for e in effects]
     header += [f"{e.replace('_', ' ')} (unadjusted)" for e in effects]

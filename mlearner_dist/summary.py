@@ -5,6 +5,8 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
+from mlearner_dist.core.effect_summaries import post_selection_note
+
 
 def _fmt(e: dict[str, float] | None) -> str:
     if not e or any(e.get(k) is None for k in ("estimate", "ci_low", "ci_high")):
@@ -108,6 +110,9 @@ def format_summary(result: dict[str, Any], output: Path) -> str:
     for s in result["subgroups"]:
         where = " (held-out estimate)" if s.get("estimated_on") == "holdout" else ""
         lines.append(f"    [{s['n']:>6}] {s['rule']}: {name} {_fmt(s.get(name))}{where}")
+    caveat = post_selection_note(result)
+    if caveat:
+        lines.append(f"  note: {caveat}")
     main = "indirect" if result.get("has_mediator") else "total"
     for tname, rec in (result.get("targets") or {}).items():
         if tname == main or not isinstance(rec, dict):

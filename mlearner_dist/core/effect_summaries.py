@@ -14,6 +14,7 @@ functions.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from typing import Any
 
 import numpy as np
@@ -28,7 +29,21 @@ from mlearner_dist.core.subgroup_effects import (
     unadjusted_subgroup_effects,
 )
 
-__all__ = ["average_effects", "merge_subgroup_effects", "subgroup_table"]
+__all__ = [
+    "POST_SELECTION_NOTE",
+    "average_effects",
+    "mark_post_selection",
+    "merge_subgroup_effects",
+    "post_selection_note",
+    "subgroup_table",
+]
+
+#: What the summary and the report say when subgroup effects come from the units that chose them.
+POST_SELECTION_NOTE = (
+    "the subgroup effects are estimated on the units that chose the subgroups: post-selection "
+    "intervals, optimistic because the partition was chosen where the effects differ most; "
+    "subgroups.honest: true (or calibration.mode null or split) estimates them on a held-out half"
+)
 
 
 def _ci(est: float, lo: float, hi: float) -> dict[str, float]:
@@ -113,6 +128,26 @@ def subgroup_table(
         min_size=min_size,
     )
     return merge_subgroup_effects(adjusted, unadjusted, rules, leaf, roles.has_mediator)
+
+
+def mark_post_selection(subgroups: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Mark subgroup entries estimated on the units that chose them (``estimated_on:
+    same_units``); held-out entries keep ``estimated_on: holdout``."""
+    for sg in subgroups:
+        sg.setdefault("estimated_on", "same_units")
+    return subgroups
+
+
+def post_selection_note(result: Mapping[str, Any]) -> str | None:
+    """:data:`POST_SELECTION_NOTE` when any reported subgroup (of any target) of a result
+    was estimated on the units that chose it, else None."""
+    entries = list(result.get("subgroups") or [])
+    for rec in (result.get("targets") or {}).values():
+        if isinstance(rec, Mapping):
+            entries += list(rec.get("subgroups") or [])
+    if any(isinstance(sg, Mapping) and sg.get("estimated_on") == "same_units" for sg in entries):
+        return POST_SELECTION_NOTE
+    return None
 
 
 def merge_subgroup_effects(

@@ -23,8 +23,10 @@ from mlearner_dist.core import calibration as cal
 from mlearner_dist.core.clustering import kmeans_for_k
 from mlearner_dist.core.cross_split import check_resolution
 from mlearner_dist.core.design_variance import design_of
+from mlearner_dist.core.discovery_half import discovery_half_calibration
 from mlearner_dist.core.effect_summaries import (
     average_effects,
+    mark_post_selection,
     merge_subgroup_effects,
     subgroup_table,
 )
@@ -136,6 +138,13 @@ class MLearner(BaseEstimator):
         ``"permutation"``: the treatment re-randomised and the whole selection re-run.
     n_bootstrap, level, min_subgroup
         Subgroup effects (``subgroups:``, ``validation.min_subgroup``).
+    honest_subgroups : bool
+        ``subgroups.honest``. With a calibration that would estimate the subgroup effects on
+        the units that chose the subgroups (``fixed``, permutation replicates, or
+        ``honest=False``): select and calibrate on a hashed half, estimate the reported
+        subgroups (of both targets) on the other half
+        (:func:`~mlearner_dist.core.honest_calibration.discovery_half_calibration`). No effect
+        with ``split`` or the cross-split calibration, which hold out already.
     sensitivity, sensitivity_bootstrap, sensitivity_max_rows
         The M-Y confounding sensitivity curves (``sensitivity:`` section; one mediator only).
     stability_seeds, stability_max_n
@@ -237,6 +246,7 @@ class MLearner(BaseEstimator):
         familywise: bool = False,
         honest: bool = True,
         n_bootstrap: int = 1000,
+        honest_subgroups: bool = False,
         level: float = 0.95,
         min_subgroup: int = 10,
         sensitivity: bool = True,
@@ -295,6 +305,7 @@ class MLearner(BaseEstimator):
         self.familywise = familywise
         self.honest = honest
         self.n_bootstrap = n_bootstrap
+        self.honest_subgroups = honest_subgroups
         self.level = level
         self.min_subgroup = min_subgroup
         self.sensitivity = sensitivity
@@ -343,6 +354,8 @@ class MLearner(BaseEstimator):
         choice("multiplier", ("rademacher", "normal", "mammen"))
         if not isinstance(self.familywise, (bool, np.bool_)):
             problems.append(f"familywise={self.familywise!r}: give true or false")
+        if not isinstance(self.honest_subgroups, (bool, np.bool_)):
+            problems.append(f"honest_subgroups={self.honest_subgroups!r}: give true or false")
         if not isinstance(self.honest, (bool, np.bool_)):
             problems.append(f"honest={self.honest!r}: give true or false")
         if self.uses_cross_split():
@@ -410,6 +423,25 @@ class MLearner(BaseEstimator):
         if self.uses_cross_split():
             return ("null_max_n", int(self.null_max_n))
         return None
+
+    def holds_out_subgroups(self, n: int) -> bool:
+        """Whether the calibration of ``n`` units estimates the reported subgroups on held-out
+        units: ``split`` (also as the fallback above a limit), the cross-split calibration, or
+        ``honest_subgroups`` with any other mode."""
+        limit = self.fallback_limit()
+        if self.calibration == "split" or self.uses_cross_split():
+            return True
+        if limit is not None and n > limit[1]:
+            return True
+        return bool(self.honest_subgroups)
+
+    def splits_for_subgroups(self, n: int) -> bool:
+        """Whether ``honest_subgroups`` makes the calibration of ``n`` units select on a hashed
+        half (:func:`~mlearner_dist.core.honest_calibration.discovery_half_calibration`)."""
+        if not self.honest_subgroups or self.calibration == "split" or self.uses_cross_split():
+            return False
+        limit = self.fallback_limit()
+        return not (limit is not None and n > limit[1])
 
     def uses_cross_split(self) -> bool:
         """Whether ``calibration="null"`` runs the honest cross-split score calibration."""
@@ -593,16 +625,18 @@ class MLearner(BaseEstimator):
             self.chosen_ = dict(sel.chosen)
             self.reported_tree_ = sel.chosen_tree
             leaf = sel.chosen_tree.leaf_of(frame[list(roles.covariates)])
-            self.subgroups_ = subgroup_table(
-                frame,
-                roles,
-                sel.effects,
-                leaf,
-                sel.chosen_tree.rules,
-                n_bootstrap=self.n_bootstrap,
-                level=self.level,
-                min_size=self.min_subgroup,
-                random_state=self.random_state,
+            self.subgroups_ = mark_post_selection(
+                subgroup_table(
+                    frame,
+                    roles,
+                    sel.effects,
+                    leaf,
+                    sel.chosen_tree.rules,
+                    n_bootstrap=self.n_bootstrap,
+                    level=self.level,
+                    min_size=self.min_subgroup,
+                    random_state=self.random_state,
+                )
             )
         self.declared_ = bool(self.p_leaf_ < self.threshold_)
         self.average_effects_ = average_effects(sel.effects, level=self.level)
@@ -844,6 +878,7 @@ class MLearner(BaseEstimator):
         selection: Any = None,
         seconds_per_replicate: float | None = None,
         parallel: int = 1,
+        discovery_half: bool = True,
     ) -> dict[str, Any]:
         """The threshold for ``p_leaf`` by the configured mode (fixed, null or split).
 
@@ -864,6 +899,12 @@ class MLearner(BaseEstimator):
             calibration time is logged before the replicates start.
         parallel : int
             Replicates running at once (``map_fn``'s workers).
+        discovery_half : bool
+            With ``honest_subgroups`` (:meth:`splits_for_subgroups`): run the selection and
+            this calibration on a hashed half and estimate the subgroups on the other
+            (:func:`~mlearner_dist.core.honest_calibration.discovery_half_calibration`, which
+            calls this method with ``discovery_half=False`` on its half). ``p_leaf`` and
+            ``selection`` are then not used.
 
         Returns
         -------
@@ -873,6 +914,8 @@ class MLearner(BaseEstimator):
             ``fallback`` says why.
         """
         self.check_params()
+        if discovery_half and self.splits_for_subgroups(len(frame)):
+            return discovery_half_calibration(self, frame, roles, map_fn=map_fn)
         mode = self.calibration
         if mode == "fixed":
             return cal.fixed_calibration(self.threshold, self.alpha)

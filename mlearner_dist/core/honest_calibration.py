@@ -52,8 +52,10 @@ __all__ = [
     "cross_split_directions",
     "cross_split_halves",
     "cross_split_stability",
+    "holdout_effects",
     "holdout_subgroups",
     "split_calibration",
+    "split_halves",
     "tested_units",
     "winning_direction",
 ]
@@ -88,6 +90,15 @@ def holdout_subgroups(
     return subgroups
 
 
+def holdout_effects(model: MLearner, holdout: pd.DataFrame, roles: Roles) -> pd.DataFrame:
+    """Effects of a held-out half, cross-fitted on that half alone, in its row order."""
+    effects_h, _ = cross_fit_effects(
+        holdout, roles, model.nuisance_spec(), n_folds=model.n_folds, seed=model.random_state
+    )
+    effects_h = effects_h.set_index("unit_id").loc[holdout[roles.unit_id].to_numpy()]
+    return effects_h.reset_index()
+
+
 def split_calibration(model: MLearner, frame: pd.DataFrame, roles: Roles) -> dict[str, Any]:
     """Discover on one half, test the chosen configuration once on the other half.
 
@@ -98,16 +109,12 @@ def split_calibration(model: MLearner, frame: pd.DataFrame, roles: Roles) -> dic
     test. The record carries what is reported: the discovery tree and configuration, and the
     subgroup effects estimated on the held-out half (honest: those units chose nothing).
     """
-    mask = _halves(frame, roles, model.random_state)
+    mask = split_halves(frame, roles, model.random_state)
     discover, holdout = frame[mask].reset_index(drop=True), frame[~mask].reset_index(drop=True)
     sel = model.select(discover, roles)
     tree = sel.chosen_tree
     leaf = tree.leaf_of(holdout[list(roles.covariates)])
-    effects_h, _ = cross_fit_effects(
-        holdout, roles, model.nuisance_spec(), n_folds=model.n_folds, seed=model.random_state
-    )
-    effects_h = effects_h.set_index("unit_id").loc[holdout[roles.unit_id].to_numpy()]
-    effects_h = effects_h.reset_index()
+    effects_h = holdout_effects(model, holdout, roles)
     if model.test_statistic == "dr_score":
         target = decision_target(roles.has_mediator)
         p = score_pvalue(
@@ -144,7 +151,7 @@ def split_calibration(model: MLearner, frame: pd.DataFrame, roles: Roles) -> dic
     }
 
 
-def _halves(frame: pd.DataFrame, roles: Roles, seed: int) -> np.ndarray:
+def split_halves(frame: pd.DataFrame, roles: Roles, seed: int) -> np.ndarray:
     """Discovery mask of the split halves: every stratum split in two, whole clusters kept."""
     codes, clusters = design_blocks(frame, roles)
     return cal.split_sample(frame[roles.unit_id].to_numpy(), seed, strata=codes, clusters=clusters)
@@ -172,7 +179,7 @@ def cross_split_halves(
     cached = getattr(model, "_cross_split_halves", None)
     if cached is not None and cached.key == key and cached.frames["A"].shape[1] == frame.shape[1]:
         return cached
-    mask = _halves(frame, roles, model.random_state)
+    mask = split_halves(frame, roles, model.random_state)
     frames = {"A": frame[mask].reset_index(drop=True), "B": frame[~mask].reset_index(drop=True)}
     spec = model.nuisance_spec()
 

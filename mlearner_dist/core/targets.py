@@ -19,7 +19,7 @@ import numpy as np
 import pandas as pd
 
 from mlearner_dist.core import calibration as cal
-from mlearner_dist.core.effect_summaries import subgroup_table
+from mlearner_dist.core.effect_summaries import mark_post_selection, subgroup_table
 from mlearner_dist.core.honest_calibration import cross_split_calibration
 from mlearner_dist.core.roles import Roles
 from mlearner_dist.core.score_calibration import ScoreReplicateBasis, score_calibration
@@ -70,6 +70,9 @@ def target_records(
     (Westfall and Young's single-step min-p), so that P(any target declared | no
     heterogeneity of either) <= alpha.
     """
+    if model.calibration_.get("subgroups_honest") and "targets" in model.calibration_:
+        # subgroups.honest: both targets were analysed on the discovery half already
+        return dict(model.calibration_["targets"])
     main = decision_target(roles.has_mediator)
     out = {
         main: target_record(
@@ -103,19 +106,22 @@ def target_records(
     else:
         calib_t = dict(model.calibration_)
     tree = sel_t.chosen_tree
-    subgroups = subgroup_table(
-        frame,
-        roles,
-        sel.effects,
-        tree.leaf_of(frame[list(roles.covariates)]),
-        tree.rules,
-        n_bootstrap=model.n_bootstrap,
-        level=model.level,
-        min_size=model.min_subgroup,
-        random_state=model.random_state,
+    subgroups = mark_post_selection(
+        subgroup_table(
+            frame,
+            roles,
+            sel.effects,
+            tree.leaf_of(frame[list(roles.covariates)]),
+            tree.rules,
+            n_bootstrap=model.n_bootstrap,
+            level=model.level,
+            min_size=model.min_subgroup,
+            random_state=model.random_state,
+        )
     )
     out["total"] = target_record("total", sel_t.p_leaf, calib_t, sel_t.chosen, subgroups)
     out["total"]["configurations"] = sel_t.configurations
+    out["total"]["tree"] = tree.to_dict()
     if model.familywise and scores_null:
         paired = np.minimum(
             np.asarray(out[main]["null_p_leaf"]), np.asarray(out["total"]["null_p_leaf"])
@@ -155,6 +161,9 @@ def cross_split_targets(
         over the two targets' decision p-values (each already Bonferroni over two
         directions), so P(any target declared | neither heterogeneous) <= alpha.
     """
+    if model.calibration_.get("subgroups_honest") and "targets" in model.calibration_:
+        # subgroups.honest: both targets were analysed on the discovery half already
+        return dict(model.calibration_["targets"])
     main = decision_target(roles.has_mediator)
     out = {
         main: target_record(

@@ -54,7 +54,7 @@ def _assert_same(result: dict, model: MLearner) -> None:
     assert sorted(spark_diag) == sorted([*memory_diag, "timings"])
     assert sorted(spark_diag["models"]) == sorted(memory_diag["models"])
     for key in ("k", "tree_id", "n_leaves", "variables"):
-        assert result["chosen"][key] == model.selection_.chosen[key], key
+        assert result["chosen"][key] == model.chosen_[key], key
     assert _close(result["p_leaf"], model.p_leaf_)
     assert _close(result["threshold"], model.threshold_)
     sens, want_sens = result.get("sensitivity"), to_jsonable(model.sensitivity_)
@@ -87,6 +87,39 @@ def test_jobs_ii_pipeline_equals_in_memory(tmp_path):
     frame = load_jobs_ii()
     model = MLearner(**estimator_params(cfg)).fit_frame(frame, cfg.roles)
     _assert_same(result, model)
+
+
+def test_honest_subgroups_pipeline_equals_in_memory(tmp_path):
+    """subgroups.honest with a fixed threshold: both select on the same hashed half and estimate
+    the subgroups of both targets on the other half."""
+    data = simulate("simple-all", 500, seed=6, noise_sd=0.1)
+    path = tmp_path / "sim.parquet"
+    data.to_parquet(path)
+    cfg = load_config(
+        ["conf/base.yaml", "conf/simulated.yaml"],
+        [
+            *COMMON,
+            f"data.source={path}",
+            "subgroups.honest=true",
+            "calibration.threshold=0.01",
+            "effects.learner=linear",
+            "embed.n_iter=300",
+            "cluster.k_max=3",
+            "stability.n_seeds=0",
+            "sensitivity.enabled=false",
+        ],
+    )
+    result = run_pipeline(cfg, tmp_path / "run")
+    model = MLearner(**estimator_params(cfg)).fit_frame(data, cfg.roles)
+    assert result["calibration"]["subgroups_honest"] is True
+    assert all(sg["estimated_on"] == "holdout" for sg in result["subgroups"])
+    assert sum(sg["n"] for sg in result["subgroups"]) == result["calibration"]["n_holdout"]
+    _assert_same(result, model)
+    total = result["targets"]["total"]
+    want = to_jsonable(model.targets_["total"])
+    assert total["p_leaf"] == pytest.approx(want["p_leaf"])
+    assert [sg["n"] for sg in total["subgroups"]] == [sg["n"] for sg in want["subgroups"]]
+    assert all(sg["estimated_on"] == "holdout" for sg in total["subgroups"])
 
 
 @pytest.mark.slow  # three calibrated fits, ~44 s: make test-slow keeps the default run < 15 min
