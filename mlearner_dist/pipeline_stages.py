@@ -431,6 +431,8 @@ def run_report(ctx: RunContext) -> Manifest:
             level=cfg.subgroups.level,
             min_size=cfg.validation.min_subgroup,
             random_state=cfg.random_state,
+            propensity_clip=cfg.effects.propensity_clip,
+            max_density_ratio=cfg.effects.max_density_ratio,
         )
     )
     p_leaf = float(prof["p_leaf"])

@@ -16,7 +16,7 @@ from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
-from mlearner_dist.core.effect_summaries import post_selection_note
+from mlearner_dist.core.effect_summaries import post_selection_note, unsupported_subgroups
 from mlearner_dist.exceptions import MLearnerError
 
 logger = logging.getLogger(__name__)
@@ -282,6 +282,12 @@ def _section_subgroups(result: Mapping[str, Any]) -> str:
     caveat = post_selection_note(result)
     if caveat:
         parts.append(f'<p class="note">Note: {_e(caveat)}.</p>')
+    for line in unsupported_subgroups(result):
+        parts.append(
+            '<p class="note">Note: the indirect/direct split of this subgroup rests on the '
+            "outcome model's extrapolation (few treated units have control-like mediator "
+            f"values): {_e(line)}.</p>"
+        )
     header = ["subgroup", "rule", "n"]
     header += [f"{e.replace('_', ' ')} (adjusted)" for e in effects]
     header += [f"{e.replace('_', ' ')} (unadjusted)" for e in effects]

@@ -5,7 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from mlearner_dist.core.effect_summaries import post_selection_note
+from mlearner_dist.core.effect_summaries import post_selection_note, unsupported_subgroups
 
 
 def _fmt(e: dict[str, float] | None) -> str:
@@ -113,6 +113,11 @@ def format_summary(result: dict[str, Any], output: Path) -> str:
     caveat = post_selection_note(result)
     if caveat:
         lines.append(f"  note: {caveat}")
+    for line in unsupported_subgroups(result):
+        lines.append(
+            "  note: the indirect/direct split of this subgroup rests on the outcome model's "
+            f"extrapolation (few treated units have control-like mediator values): {line}"
+        )
     main = "indirect" if result.get("has_mediator") else "total"
     for tname, rec in (result.get("targets") or {}).items():
         if tname == main or not isinstance(rec, dict):

@@ -21,6 +21,7 @@ import numpy as np
 import pandas as pd
 
 from mlearner_dist.core.design_variance import design_of, interval_quantile, mean_covariance
+from mlearner_dist.core.effects import leaf_density_ratio
 from mlearner_dist.core.roles import Roles
 from mlearner_dist.core.selection import EFFECTS
 from mlearner_dist.core.subgroup_effects import (
@@ -36,6 +37,7 @@ __all__ = [
     "merge_subgroup_effects",
     "post_selection_note",
     "subgroup_table",
+    "unsupported_subgroups",
 ]
 
 #: What the summary and the report say when subgroup effects come from the units that chose them.
@@ -112,10 +114,15 @@ def subgroup_table(
     level: float,
     min_size: int,
     random_state: int,
+    propensity_clip: float = 0.01,
+    max_density_ratio: float = 10.0,
 ) -> list[dict[str, Any]]:
     """Per-leaf adjusted (DR scores) and unadjusted (reference) effects with intervals.
 
-    ``effects`` must be aligned row by row with ``frame``.
+    ``effects`` must be aligned row by row with ``frame``. With a mediator each entry also gets
+    ``overlap``: the mediator density ratio's diagnostics over the leaf's treated units
+    (:func:`~mlearner_dist.core.effects.leaf_density_ratio`, with the effects' own
+    ``propensity_clip`` and ``max_density_ratio``).
     """
     adjusted = adjusted_subgroup_effects(effects, leaf, level=level, design=design_of(effects))
     unadjusted = unadjusted_subgroup_effects(
@@ -127,7 +134,31 @@ def subgroup_table(
         random_state=random_state,
         min_size=min_size,
     )
-    return merge_subgroup_effects(adjusted, unadjusted, rules, leaf, roles.has_mediator)
+    out = merge_subgroup_effects(adjusted, unadjusted, rules, leaf, roles.has_mediator)
+    if roles.has_mediator and {"propensity", "propensity_mx"} <= set(effects.columns):
+        overlap = leaf_density_ratio(
+            effects,
+            frame[roles.treatment].to_numpy(),
+            np.asarray(leaf),
+            propensity_clip=propensity_clip,
+            max_density_ratio=max_density_ratio,
+        )
+        for entry in out:
+            if entry["leaf"] in overlap:
+                entry["overlap"] = overlap[entry["leaf"]]
+    return out
+
+
+def unsupported_subgroups(result: Mapping[str, Any]) -> list[str]:
+    """One line per reported subgroup whose indirect effect the weights cannot support."""
+    lines = []
+    for sg in result.get("subgroups") or []:
+        ov = sg.get("overlap") if isinstance(sg, Mapping) else None
+        if isinstance(ov, Mapping) and ov.get("indirect_supported") is False:
+            lines.append(
+                f"{sg.get('rule') or '(all units)'}: " + "; ".join(ov.get("reasons") or [])
+            )
+    return lines
 
 
 def mark_post_selection(subgroups: list[dict[str, Any]]) -> list[dict[str, Any]]:

@@ -81,6 +81,7 @@ __all__ = [
     "diagnostic_targets",
     "effect_columns",
     "fold_problems",
+    "leaf_density_ratio",
     "learner_diagnostics",
     "nuisance_diagnostics",
     "overlap_mask",
@@ -651,6 +652,51 @@ def attach_design(effects: pd.DataFrame, frame: pd.DataFrame, roles: Roles) -> p
     if roles.weight:
         effects["design_weight"] = frame[roles.weight].to_numpy(dtype=float)
     return effects
+
+
+def leaf_density_ratio(
+    effects: pd.DataFrame,
+    treatment: np.ndarray,
+    leaf: np.ndarray,
+    *,
+    propensity_clip: float,
+    max_density_ratio: float,
+) -> dict[int, dict[str, Any]]:
+    """:func:`density_ratio_summary` of every leaf, over the leaf's treated units.
+
+    The whole-sample diagnostic can hide a subgroup in which the treatment moves the mediator
+    so far that few treated units have control-like mediator values; there the subgroup's
+    indirect effect rests on the outcome model's extrapolation (docs/method.md, "Where the
+    indirect effect's intervals do not hold").
+
+    Parameters
+    ----------
+    effects : DataFrame of shape (n, ...)
+        The effects table with ``propensity`` and ``propensity_mx``.
+    treatment : ndarray of shape (n,)
+        T in {0, 1}, row-aligned with ``effects``.
+    leaf : ndarray of shape (n,)
+        Leaf id of every unit.
+    propensity_clip, max_density_ratio : float
+        As in :func:`compute_effects`.
+
+    Returns
+    -------
+    dict of int to dict
+        Leaf id -> the summary (``relative_ess``, ``mean_weight``, ``indirect_supported``,
+        ``reasons``, ...); leaves without treated units are absent.
+    """
+    raw = density_ratio(
+        effects["propensity"].to_numpy(),
+        effects["propensity_mx"].to_numpy(),
+        _check_clip(propensity_clip),
+    )
+    treated = np.asarray(treatment, dtype=np.float64) == 1.0
+    leaf = np.asarray(leaf)
+    out = {}
+    for lf in np.unique(leaf[treated]):
+        out[int(lf)] = _density_ratio_from_raw(raw[treated & (leaf == lf)], max_density_ratio)
+    return out
 
 
 def _density_ratio_from_raw(raw: np.ndarray, bound: float) -> dict[str, Any]:

@@ -636,6 +636,8 @@ class MLearner(BaseEstimator):
                     level=self.level,
                     min_size=self.min_subgroup,
                     random_state=self.random_state,
+                    propensity_clip=self.propensity_clip,
+                    max_density_ratio=self.max_density_ratio,
                 )
             )
         self.declared_ = bool(self.p_leaf_ < self.threshold_)

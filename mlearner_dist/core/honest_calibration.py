@@ -84,6 +84,8 @@ def holdout_subgroups(
         level=model.level,
         min_size=model.min_subgroup,
         random_state=model.random_state,
+        propensity_clip=model.propensity_clip,
+        max_density_ratio=model.max_density_ratio,
     )
     for sg in subgroups:
         sg["estimated_on"] = "holdout"

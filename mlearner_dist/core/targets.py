@@ -117,6 +117,8 @@ def target_records(
             level=model.level,
             min_size=model.min_subgroup,
             random_state=model.random_state,
+            propensity_clip=model.propensity_clip,
+            max_density_ratio=model.max_density_ratio,
         )
     )
     out["total"] = target_record("total", sel_t.p_leaf, calib_t, sel_t.chosen, subgroups)

@@ -303,3 +303,27 @@ def test_unadjusted_effects_are_weighted_and_resample_clusters():
         for k, t in (("unit", unit), ("cluster", by_cluster))
     }
     assert width["cluster"] > 1.5 * width["unit"]
+
+
+def test_leaf_density_ratio_flags_the_leaf_whose_mediator_values_do_not_overlap():
+    from mlearner_dist.core.effect_summaries import unsupported_subgroups
+    from mlearner_dist.core.effects import leaf_density_ratio
+
+    n = 400
+    leaf = np.repeat([0, 1], n // 2)
+    T = np.tile([1.0, 0.0], n // 2)
+    # leaf 0: P(T=1 | M, X) = 1/2 (ratio 1); leaf 1: the treated units' mediator values say
+    # "treated" (ratio ~0.001) except one in ten (ratio 49): the weights cannot support it
+    r = np.full(n, 0.5)
+    ones = np.flatnonzero(leaf == 1)
+    r[ones] = 0.999
+    r[ones[::20]] = 0.02
+    eff = pd.DataFrame({"propensity": np.full(n, 0.5), "propensity_mx": r})
+    out = leaf_density_ratio(eff, T, leaf, propensity_clip=0.01, max_density_ratio=10.0)
+    assert out[0]["n_treated"] == out[1]["n_treated"] == 100
+    assert out[0]["indirect_supported"] and out[0]["relative_ess"] == 1.0
+    assert not out[1]["indirect_supported"] and out[1]["n_truncated"] == 10
+    lines = unsupported_subgroups(
+        {"subgroups": [{"rule": "a", "overlap": out[0]}, {"rule": "b", "overlap": out[1]}]}
+    )
+    assert len(lines) == 1 and lines[0].startswith("b: ") and "truncated" in lines[0]

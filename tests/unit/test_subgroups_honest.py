@@ -76,6 +76,11 @@ def test_honest_subgroups_are_chosen_on_one_half_and_estimated_on_the_other(data
     ]
     assert all(sg["estimated_on"] == "holdout" for sg in honest.subgroups_)
     assert sum(sg["n"] for sg in honest.subgroups_) == cal["n_holdout"]
+    # each subgroup's weight diagnostics over its held-out treated units
+    t_hold = holdout["T"].to_numpy() == 1
+    assert [sg["overlap"]["n_treated"] for sg in honest.subgroups_] == [
+        int((t_hold & (leaf == lf)).sum()) for lf in sorted(honest.reported_tree_.rules)
+    ]
     assert "subgroups.honest" in cal["how"]
     # the total target the same way: chosen on the discovery half, estimated on the other
     total = honest.targets_["total"]
