@@ -90,6 +90,7 @@ GRIDS: dict[str, list[tuple[str, int, float, tuple[str, ...]]]] = {
         ("simple-null2", 1000, 1.0, FAST),
         ("simple-global", 1000, 1.0, FAST),
     ],
+    "power-simple-all": [("simple-all", 1000, 0.01, FAST)],
     "power-first": [
         ("simple-all", 1000, 0.01, FAST),
         ("simple-part", 1000, 0.01, FAST),
