@@ -26,7 +26,6 @@ from mlearner_dist.core.design_variance import design_of
 from mlearner_dist.core.discovery_half import discovery_half_calibration
 from mlearner_dist.core.effect_summaries import (
     average_effects,
-    mark_post_selection,
     merge_subgroup_effects,
     subgroup_table,
 )
@@ -38,6 +37,7 @@ from mlearner_dist.core.honest_calibration import (
     cross_split_directions,
     cross_split_halves,
     cross_split_stability,
+    estimate_subgroups,
     holdout_subgroups,
     split_calibration,
     tested_units,
@@ -625,20 +625,14 @@ class MLearner(BaseEstimator):
             self.chosen_ = dict(sel.chosen)
             self.reported_tree_ = sel.chosen_tree
             leaf = sel.chosen_tree.leaf_of(frame[list(roles.covariates)])
-            self.subgroups_ = mark_post_selection(
-                subgroup_table(
-                    frame,
-                    roles,
-                    sel.effects,
-                    leaf,
-                    sel.chosen_tree.rules,
-                    n_bootstrap=self.n_bootstrap,
-                    level=self.level,
-                    min_size=self.min_subgroup,
-                    random_state=self.random_state,
-                    propensity_clip=self.propensity_clip,
-                    max_density_ratio=self.max_density_ratio,
-                )
+            self.subgroups_ = estimate_subgroups(
+                self,
+                frame,
+                roles,
+                sel.effects,
+                leaf,
+                sel.chosen_tree.rules,
+                estimated_on="same_units",
             )
         self.declared_ = bool(self.p_leaf_ < self.threshold_)
         self.average_effects_ = average_effects(sel.effects, level=self.level)

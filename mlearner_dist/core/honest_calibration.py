@@ -52,6 +52,7 @@ __all__ = [
     "cross_split_directions",
     "cross_split_halves",
     "cross_split_stability",
+    "estimate_subgroups",
     "holdout_effects",
     "holdout_subgroups",
     "split_calibration",
@@ -59,6 +60,36 @@ __all__ = [
     "tested_units",
     "winning_direction",
 ]
+
+
+def estimate_subgroups(
+    model: MLearner,
+    frame: pd.DataFrame,
+    roles: Roles,
+    effects: pd.DataFrame,
+    leaf: np.ndarray,
+    rules: dict[int, str],
+    *,
+    estimated_on: str,
+) -> list[dict[str, Any]]:
+    """:func:`~mlearner_dist.core.effect_summaries.subgroup_table` with the estimator's subgroup
+    and weight settings; every entry marked ``estimated_on`` (``holdout`` or ``same_units``)."""
+    subgroups = subgroup_table(
+        frame,
+        roles,
+        effects,
+        leaf,
+        rules,
+        n_bootstrap=model.n_bootstrap,
+        level=model.level,
+        min_size=model.min_subgroup,
+        random_state=model.random_state,
+        propensity_clip=model.propensity_clip,
+        max_density_ratio=model.max_density_ratio,
+    )
+    for sg in subgroups:
+        sg["estimated_on"] = estimated_on
+    return subgroups
 
 
 def holdout_subgroups(
@@ -74,22 +105,9 @@ def holdout_subgroups(
     The split and cross-split calibrations report the partition they tested with effects from
     the half that tested it (those units chose nothing).
     """
-    subgroups = subgroup_table(
-        holdout,
-        roles,
-        effects,
-        leaf,
-        rules,
-        n_bootstrap=model.n_bootstrap,
-        level=model.level,
-        min_size=model.min_subgroup,
-        random_state=model.random_state,
-        propensity_clip=model.propensity_clip,
-        max_density_ratio=model.max_density_ratio,
+    return estimate_subgroups(
+        model, holdout, roles, effects, leaf, rules, estimated_on="holdout"
     )
-    for sg in subgroups:
-        sg["estimated_on"] = "holdout"
-    return subgroups
 
 
 def holdout_effects(model: MLearner, holdout: pd.DataFrame, roles: Roles) -> pd.DataFrame:

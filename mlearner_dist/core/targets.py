@@ -19,8 +19,7 @@ import numpy as np
 import pandas as pd
 
 from mlearner_dist.core import calibration as cal
-from mlearner_dist.core.effect_summaries import mark_post_selection, subgroup_table
-from mlearner_dist.core.honest_calibration import cross_split_calibration
+from mlearner_dist.core.honest_calibration import cross_split_calibration, estimate_subgroups
 from mlearner_dist.core.roles import Roles
 from mlearner_dist.core.score_calibration import ScoreReplicateBasis, score_calibration
 from mlearner_dist.core.selection import Selection, decision_target
@@ -106,20 +105,14 @@ def target_records(
     else:
         calib_t = dict(model.calibration_)
     tree = sel_t.chosen_tree
-    subgroups = mark_post_selection(
-        subgroup_table(
-            frame,
-            roles,
-            sel.effects,
-            tree.leaf_of(frame[list(roles.covariates)]),
-            tree.rules,
-            n_bootstrap=model.n_bootstrap,
-            level=model.level,
-            min_size=model.min_subgroup,
-            random_state=model.random_state,
-            propensity_clip=model.propensity_clip,
-            max_density_ratio=model.max_density_ratio,
-        )
+    subgroups = estimate_subgroups(
+        model,
+        frame,
+        roles,
+        sel.effects,
+        tree.leaf_of(frame[list(roles.covariates)]),
+        tree.rules,
+        estimated_on="same_units",
     )
     out["total"] = target_record("total", sel_t.p_leaf, calib_t, sel_t.chosen, subgroups)
     out["total"]["configurations"] = sel_t.configurations
