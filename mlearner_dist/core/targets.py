@@ -156,9 +156,6 @@ def cross_split_targets(
         over the two targets' decision p-values (each already Bonferroni over two
         directions), so P(any target declared | neither heterogeneous) <= alpha.
     """
-    if model.calibration_.get("subgroups_honest") and "targets" in model.calibration_:
-        # subgroups.honest: both targets were analysed on the discovery half already
-        return dict(model.calibration_["targets"])
     main = decision_target(roles.has_mediator)
     out = {
         main: target_record(
