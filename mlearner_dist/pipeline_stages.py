@@ -350,13 +350,10 @@ def run_calibrate(ctx: RunContext) -> Manifest:
     cfg, roles = ctx.cfg, ctx.roles
     prof = _read_json(ctx.output / "profiles.json")
     model = MLearner(**estimator_params(cfg))
-    split_units = None
     if model.splits_for_subgroups(int(_row_account(ctx)["n_used"])):
         # subgroups.honest: selection and calibration on a hashed half, subgroups on the other
         # (in memory, like the split calibration; replicates as Dask or Spark tasks)
-        split_units = _calibration_units(ctx)
-    if split_units is not None:
-        frame, effect_roles = split_units
+        frame, effect_roles = _calibration_units(ctx)
         doc = model.calibrate(
             frame, effect_roles, float(prof["p_leaf"]), map_fn=task_map(ctx, "null replicate")
         )

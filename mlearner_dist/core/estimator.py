@@ -143,7 +143,7 @@ class MLearner(BaseEstimator):
         the units that chose the subgroups (``fixed``, permutation replicates, or
         ``honest=False``): select and calibrate on a hashed half, estimate the reported
         subgroups (of both targets) on the other half
-        (:func:`~mlearner_dist.core.honest_calibration.discovery_half_calibration`). No effect
+        (:func:`~mlearner_dist.core.discovery_half.discovery_half_calibration`). No effect
         with ``split`` or the cross-split calibration, which hold out already.
     sensitivity, sensitivity_bootstrap, sensitivity_max_rows
         The M-Y confounding sensitivity curves (``sensitivity:`` section; one mediator only).
@@ -424,24 +424,23 @@ class MLearner(BaseEstimator):
             return ("null_max_n", int(self.null_max_n))
         return None
 
-    def holds_out_subgroups(self, n: int) -> bool:
-        """Whether the calibration of ``n`` units estimates the reported subgroups on held-out
-        units: ``split`` (also as the fallback above a limit), the cross-split calibration, or
-        ``honest_subgroups`` with any other mode."""
-        limit = self.fallback_limit()
+    def _calibration_holds_out(self, n: int) -> bool:
+        """Whether the calibration of ``n`` units estimates the subgroups on held-out units by
+        itself: ``split`` (also as the fallback above a limit) or the cross-split."""
         if self.calibration == "split" or self.uses_cross_split():
             return True
-        if limit is not None and n > limit[1]:
-            return True
-        return bool(self.honest_subgroups)
+        limit = self.fallback_limit()
+        return limit is not None and n > limit[1]
+
+    def holds_out_subgroups(self, n: int) -> bool:
+        """Whether the reported subgroups of ``n`` units are estimated on held-out units: by the
+        calibration itself, or by ``honest_subgroups`` with any other mode."""
+        return self._calibration_holds_out(n) or bool(self.honest_subgroups)
 
     def splits_for_subgroups(self, n: int) -> bool:
         """Whether ``honest_subgroups`` makes the calibration of ``n`` units select on a hashed
-        half (:func:`~mlearner_dist.core.honest_calibration.discovery_half_calibration`)."""
-        if not self.honest_subgroups or self.calibration == "split" or self.uses_cross_split():
-            return False
-        limit = self.fallback_limit()
-        return not (limit is not None and n > limit[1])
+        half (:func:`~mlearner_dist.core.discovery_half.discovery_half_calibration`)."""
+        return bool(self.honest_subgroups) and not self._calibration_holds_out(n)
 
     def uses_cross_split(self) -> bool:
         """Whether ``calibration="null"`` runs the honest cross-split score calibration."""
@@ -898,7 +897,7 @@ class MLearner(BaseEstimator):
         discovery_half : bool
             With ``honest_subgroups`` (:meth:`splits_for_subgroups`): run the selection and
             this calibration on a hashed half and estimate the subgroups on the other
-            (:func:`~mlearner_dist.core.honest_calibration.discovery_half_calibration`, which
+            (:func:`~mlearner_dist.core.discovery_half.discovery_half_calibration`, which
             calls this method with ``discovery_half=False`` on its half). ``p_leaf`` and
             ``selection`` are then not used.
 
