@@ -91,6 +91,13 @@ GRIDS: dict[str, list[tuple[str, int, float, tuple[str, ...]]]] = {
         ("simple-global", 1000, 1.0, FAST),
     ],
     "power-simple-all": [("simple-all", 1000, 0.01, FAST)],
+    # the power settings at noise sd 0.01 still short of R = 100, and the paper's first null at
+    # noise sd 1, interleaved by seed so that each grows at the same pace
+    "power-rest": [
+        (s, 1000, 0.01, FAST)
+        for s in ("simple-part", "complex-all", "complex-part", "mediator-slope", "confounded-alt")
+    ]
+    + [("simple-null1", 1000, 1.0, FAST)],
     "power-first": [
         ("simple-all", 1000, 0.01, FAST),
         ("simple-part", 1000, 0.01, FAST),
