@@ -23,17 +23,16 @@ import numpy as np
 import pandas as pd
 from sklearn.base import BaseEstimator, RegressorMixin, clone, is_classifier, is_regressor
 from sklearn.compose import ColumnTransformer
-from sklearn.ensemble import (
-    HistGradientBoostingClassifier,
-    HistGradientBoostingRegressor,
-    RandomForestClassifier,
-    RandomForestRegressor,
-)
+from sklearn.ensemble import RandomForestClassifier, RandomForestRegressor
 from sklearn.linear_model import LogisticRegression, RidgeCV
 from sklearn.pipeline import Pipeline
 from sklearn.preprocessing import OneHotEncoder, OrdinalEncoder, SplineTransformer, StandardScaler
 
 from mlearner_dist.core.folds import assign_folds, stable_uniform
+from mlearner_dist.core.hist_boosting import (
+    QuantileBinnedHGBClassifier,
+    QuantileBinnedHGBRegressor,
+)
 from mlearner_dist.exceptions import ConfigError
 
 __all__ = [
@@ -179,7 +178,7 @@ class LinearBoostingRegressor(RegressorMixin, BaseEstimator):
             X, y, sample_weight=sample_weight
         )
         resid = y - self.linear_.predict(X)
-        self.boost_ = HistGradientBoostingRegressor(
+        self.boost_ = QuantileBinnedHGBRegressor(
             max_iter=self.max_iter,
             learning_rate=self.learning_rate,
             min_samples_leaf=self.min_samples_leaf,
@@ -220,7 +219,7 @@ def _base_estimators(kind: str, random_state: int) -> tuple[Any, Any]:
                 scoring="loss",
                 min_samples_leaf=20,
             )
-        return HistGradientBoostingRegressor(**common), HistGradientBoostingClassifier(**common)
+        return QuantileBinnedHGBRegressor(**common), QuantileBinnedHGBClassifier(**common)
     if kind == "random_forest":
         common = {
             "n_estimators": 100,
