@@ -214,6 +214,9 @@ class ComputeConfig:
 
     spark: SparkConfig = field(default_factory=SparkConfig)
     dask: DaskConfig = field(default_factory=DaskConfig)
+    #: above this many units the profile stage holds a hashed sample of this size on the driver
+    #: (the trees are grown on it) and computes every test from leaf moments on Spark
+    driver_max_rows: int = 200_000
 
 
 @dataclass(frozen=True)
@@ -357,6 +360,7 @@ _RULES: dict[str, tuple[typing.Callable[[Any], bool], str]] = {
     "subgroups.level": (lambda x: 0.5 <= x < 1, "a number in [0.5, 1)"),
     "compute.spark.partitions": (lambda x: x >= 0, "an integer >= 0 (0: Spark's default)"),
     "compute.dask.n_workers": (lambda x: x >= 1, "an integer >= 1"),
+    "compute.driver_max_rows": (lambda x: x >= 1000, "an integer >= 1000"),
     "compute.dask.threads_per_worker": (lambda x: x >= 1, "an integer >= 1"),
     "sensitivity.n_bootstrap": (lambda x: x >= 20, "an integer >= 20"),
     "sensitivity.max_rows": (lambda x: x >= 100, "an integer >= 100"),

@@ -265,28 +265,81 @@ def _load_profile_inputs(ctx: RunContext) -> pd.DataFrame:
     return merged.sort_values(uid, kind="stable").reset_index(drop=True)
 
 
+def profile_on_sample(ctx: RunContext) -> bool:
+    """Whether the profile stage grows its trees on a sample and tests from leaf moments.
+
+    Above ``compute.driver_max_rows`` units, for independent units (strata, clusters and
+    weights are analysed on the driver, bounded by ``effects.design_max_n``).
+    """
+    n = int(_row_account(ctx)["n_used"])
+    return n > int(ctx.cfg.compute.driver_max_rows) and not has_design(ctx.roles)
+
+
 def run_profile(ctx: RunContext) -> Manifest:
-    """Profile trees per K, interaction tests, and the chosen configuration."""
+    """Profile trees per K, interaction tests, and the chosen configuration.
+
+    Up to ``compute.driver_max_rows`` units in memory on the driver. Above it the driver holds a
+    hashed sample of that size (the trees are grown on it) and every test, the leaf merging and
+    the leaf sizes come from leaf moments computed on Spark
+    (:mod:`mlearner_dist.backends.spark_leaf_statistics`).
+    """
     cfg, roles = ctx.cfg, ctx.roles
-    frame = _load_profile_inputs(ctx)
-    _expect_rows(ctx, "profile", len(frame))
     model = MLearner(**estimator_params(cfg))
+    target = decision_target(roles.has_mediator)
+    dr_score = model.test_statistic == "dr_score"
+    n_used = int(_row_account(ctx)["n_used"])
+    if profile_on_sample(ctx):
+        from mlearner_dist.backends.spark_leaf_statistics import (
+            spark_tree_sample,
+            spark_tree_statistics,
+        )
+
+        frame = spark_tree_sample(
+            ctx.spark,
+            ctx.output,
+            roles,
+            n_units=n_used,
+            max_rows=int(cfg.compute.driver_max_rows),
+            seed=cfg.random_state,
+        )
+        scores = {name: f"score_{name}" for name in ("indirect", "total")}
+        if not roles.has_mediator:
+            scores.pop("indirect")
+
+        def statistics(trees: Any) -> Any:
+            return spark_tree_statistics(
+                ctx.spark, ctx.output, roles, trees, scores=scores, method=model.test_method
+            )
+
+        pvalues, score, kw = None, None, {"statistics": statistics}
+        n_rows = n_used
+    else:
+        frame = _load_profile_inputs(ctx)
+        _expect_rows(ctx, "profile", len(frame))
+        pvalues = tree_pvalues(frame, roles, model.test_method)
+        score = target_score(_aligned_effects(ctx, frame), target) if dr_score else None
+        kw = {}
+        n_rows = len(frame)
     k_cols = sorted((c for c in frame.columns if c.startswith("k_")), key=lambda c: int(c[2:]))
     labels = {int(c[2:]): frame[c].to_numpy(dtype=int) for c in k_cols}
-    target = decision_target(roles.has_mediator)
-    score = None
-    if model.test_statistic == "dr_score":
-        score = target_score(_aligned_effects(ctx, frame), target)
     choice = choose_profile(
         frame[list(roles.covariates)],
         labels,
-        tree_pvalues(frame, roles, model.test_method),
+        pvalues,
         has_mediator=roles.has_mediator,
         settings=model.profile_settings(),
         random_state=cfg.random_state,
         score=score,
-        target=target,
+        target=target if dr_score else None,
+        **kw,
     )
+    if kw:
+        counted = sum(choice.chosen_tree.leaf_sizes.values())
+        if counted != n_used:
+            raise RowAccountError(
+                f"stage profile: the leaf moments count {counted} units, the run has {n_used}: "
+                "units/ and effects/ do not hold the same unit ids; rerun from the effects stage"
+            )
     doc = profiles_document(choice)
     write_json_atomic(ctx.output / "profiles.json", doc)
     with atomic_output(ctx.output / "trees.pkl") as tmp:
@@ -294,7 +347,9 @@ def run_profile(ctx: RunContext) -> Manifest:
     with atomic_output(ctx.output / "raw_trees.pkl") as tmp:
         tmp.write_bytes(pickle.dumps(choice.raw_trees))
     return _manifest(
-        {"in": len(frame), "out": len(frame)}, n_configurations=len(doc["configurations"])
+        {"in": n_rows, "out": n_rows},
+        n_configurations=len(doc["configurations"]),
+        driver_rows=len(frame),
     )
 
 

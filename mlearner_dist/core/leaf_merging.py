@@ -27,6 +27,7 @@ from __future__ import annotations
 
 import dataclasses
 import math
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -38,7 +39,7 @@ from mlearner_dist.core.profile_tree import ProfileTree, TreeNode, rule_text
 from mlearner_dist.core.score_test import COVARIANCES, pvalue_from_moments
 from mlearner_dist.exceptions import InputValidationError, MLearnerError
 
-__all__ = ["MergeResult", "merge_leaves"]
+__all__ = ["MergeResult", "merge_leaves", "merge_leaves_from_moments"]
 
 
 @dataclass(frozen=True)
@@ -165,7 +166,6 @@ def merge_leaves(
     if raw_leaf is None:
         raw_leaf = tree.leaf_of(X)
     raw_leaf = np.asarray(raw_leaf, dtype=np.int64)
-    nodes = tree.nodes
     # per raw leaf: count, mean, centred sum of squares (merged by Chan's formula)
     size = max(int(tree.n_leaves), int(raw_leaf.max()) + 1)
     cnt = np.bincount(raw_leaf, minlength=size).astype(float)
@@ -173,15 +173,78 @@ def merge_leaves(
         np.bincount(raw_leaf, weights=s, minlength=size), cnt, out=np.zeros(size), where=cnt > 0
     )
     m2 = np.bincount(raw_leaf, weights=(s - mean[raw_leaf]) ** 2, minlength=size)
-    stats_of = {lf: (float(cnt[lf]), float(mean[lf]), float(m2[lf])) for lf in range(size)}
+    moments = {lf: (float(cnt[lf]), float(mean[lf]), float(m2[lf])) for lf in range(size)}
+    side_test = None
+    if design is not None:
+        design.check_length(s.shape[0])
+
+        def side_test(left: list[int], right: list[int]) -> tuple[float, float, float]:
+            in_a = np.isin(raw_leaf, left)
+            idx = in_a | np.isin(raw_leaf, right)
+            means, p = design_wald_test(
+                s[idx], (~in_a[idx]).astype(np.int64), design.take(idx), covariance=covariance
+            )
+            return float(means[0]), float(means[1]), float(p)
+
+    return _merge(tree, moments, level, covariance, min_leaf_n, side_test)
+
+
+def merge_leaves_from_moments(
+    tree: ProfileTree,
+    moments: Mapping[int, Sequence[float]],
+    *,
+    level: float = 0.05,
+    covariance: str = "HC1",
+    min_leaf_n: int = 2,
+) -> MergeResult:
+    """:func:`merge_leaves` from the score's moments per raw leaf instead of the unit scores.
+
+    The unit (independent, equal units) form of the merging needs only each raw leaf's count,
+    mean and centred sum of squares, so Spark or Dask partitions can supply them
+    (:mod:`mlearner_dist.core.leaf_statistics`) and the driver never holds the units. Given the
+    moments of the same units, the result equals ``merge_leaves(tree, X, score)``.
+
+    Parameters
+    ----------
+    tree : ProfileTree
+    moments : mapping of raw leaf id -> (n, mean, m2)
+        A raw leaf absent from the mapping holds no unit.
+    level, covariance, min_leaf_n
+        As in :func:`merge_leaves`.
+
+    Returns
+    -------
+    MergeResult
+    """
+    if not isinstance(tree, ProfileTree):
+        raise MLearnerError(f"tree must be a ProfileTree, got {type(tree).__name__}")
+    if isinstance(level, bool) or not 0.0 < float(level) < 1.0:
+        raise MLearnerError(f"level={level!r}: give the merge test's level in (0, 1), e.g. 0.05")
+    if covariance not in COVARIANCES:
+        raise MLearnerError(f"covariance={covariance!r}: choose one of {list(COVARIANCES)}")
+    stats = {int(k): (float(v[0]), float(v[1]), float(v[2])) for k, v in moments.items()}
+    return _merge(tree, stats, float(level), covariance, min_leaf_n, None)
+
+
+def _merge(
+    tree: ProfileTree,
+    stats_of: Mapping[int, tuple[float, float, float]],
+    level: float,
+    covariance: str,
+    min_leaf_n: int,
+    side_test: Callable[[list[int], list[int]], tuple[float, float, float]] | None,
+) -> MergeResult:
+    """The bottom-up merging (module docstring) on per-raw-leaf ``(n, mean, m2)``.
+
+    ``side_test(left_leaves, right_leaves) -> (mean_left, mean_right, p)`` replaces the unit
+    formula (the design-based test needs the units).
+    """
+    nodes = tree.nodes
     # node index -> aggregate of the units below it, when that subtree is (now) a single leaf
     collapsed: dict[int, tuple[float, float, float]] = {}
     is_leaf_now: dict[int, bool] = {}
     tests: list[dict[str, Any]] = []
-
     below: dict[int, list[int]] = {}  # node -> raw leaves under it (for the design tests)
-    if design is not None:
-        design.check_length(s.shape[0])
 
     def visit(i: int) -> None:
         nd = nodes[i]
@@ -200,13 +263,8 @@ def merge_leaves(
         mean_a, mean_b = a[1], b[1]
         if a[0] < min_leaf_n or b[0] < min_leaf_n:
             p = 1.0  # an (almost) empty side: nothing to distinguish
-        elif design is not None:
-            in_a = np.isin(raw_leaf, below[nd.left])
-            idx = in_a | np.isin(raw_leaf, below[nd.right])
-            means, p = design_wald_test(
-                s[idx], (~in_a[idx]).astype(np.int64), design.take(idx), covariance=covariance
-            )
-            mean_a, mean_b = float(means[0]), float(means[1])
+        elif side_test is not None:
+            mean_a, mean_b, p = side_test(below[nd.left], below[nd.right])
         else:
             p = pvalue_from_moments(
                 np.array([a[0], b[0]]),
@@ -233,11 +291,10 @@ def merge_leaves(
     visit(0)
     new_nodes, rules, raw_to_new = _rebuild(tree, is_leaf_now)
     leaf_map = {int(k): int(v) for k, v in raw_to_new.items()}
-    lookup = np.zeros(size, dtype=np.int64)
-    for k, v in leaf_map.items():
-        lookup[k] = v
-    new_sizes = np.bincount(lookup[raw_leaf], minlength=len(rules))
-    sizes = {lf: int(new_sizes[lf]) for lf in rules}
+    sizes = {lf: 0 for lf in rules}
+    for raw, (n_raw, _, _) in stats_of.items():
+        if raw in leaf_map:
+            sizes[leaf_map[raw]] += int(n_raw)
     used = sorted({nd.var for nd in new_nodes if nd.var is not None})
     merged_tree = dataclasses.replace(
         tree,

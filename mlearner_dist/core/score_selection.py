@@ -27,12 +27,20 @@ import numpy as np
 import pandas as pd
 
 from mlearner_dist.core.design_variance import Design
-from mlearner_dist.core.leaf_merging import merge_leaves
+from mlearner_dist.core.leaf_merging import merge_leaves, merge_leaves_from_moments
+from mlearner_dist.core.leaf_statistics import LeafStatistics
 from mlearner_dist.core.profile_tree import ProfileTree
 from mlearner_dist.core.score_test import score_pvalue
 from mlearner_dist.exceptions import MLearnerError
 
-__all__ = ["TARGETS", "choose_by_score", "score_candidates", "score_pleaf", "target_score"]
+__all__ = [
+    "TARGETS",
+    "choose_by_score",
+    "score_candidates",
+    "score_candidates_from_statistics",
+    "score_pleaf",
+    "target_score",
+]
 
 TARGETS = ("indirect", "total")
 
@@ -129,6 +137,68 @@ def score_candidates(
                 "p_score": score_pvalue(s, leaf, covariance=covariance, design=design),
                 "tree": tree,
                 "leaf": leaf,
+            }
+        )
+    return out
+
+
+def score_candidates_from_statistics(
+    trees: Mapping[int, ProfileTree],
+    statistics: Mapping[int, LeafStatistics],
+    target: str,
+    *,
+    merge_level: float | None = 0.05,
+    covariance: str = "HC1",
+) -> list[dict[str, Any]]:
+    """:func:`score_candidates` from each raw tree's leaf moments instead of the unit scores.
+
+    The aggregate form for a driver that does not hold the units: ``statistics[k]`` are the
+    moments of ``trees[k]``'s raw leaves over every unit
+    (:func:`~mlearner_dist.core.leaf_statistics.tree_statistics`, pooled over partitions).
+    Merging (:func:`~mlearner_dist.core.leaf_merging.merge_leaves_from_moments`) and the test
+    of the merged partition use the same formulas as :func:`score_candidates`, so the two agree
+    up to rounding on the same units (independent, equal units: no design).
+
+    Parameters
+    ----------
+    trees : mapping of K -> ProfileTree
+    statistics : mapping of K -> LeafStatistics
+        With moments of the score ``target``.
+    target : {"indirect", "total"}
+    merge_level : float in (0, 1) or None
+    covariance : {"HC1", "HC0"}
+
+    Returns
+    -------
+    list of dict
+        As :func:`score_candidates`, with ``statistics`` (the merged partition's
+        :class:`~mlearner_dist.core.leaf_statistics.LeafStatistics`) in place of ``leaf``.
+    """
+    if not trees:
+        raise MLearnerError("trees is empty: one profile tree per K is needed")
+    missing = sorted(set(trees) - set(statistics))
+    if missing:
+        raise MLearnerError(f"no leaf statistics for K = {missing}")
+    out = []
+    for k in sorted(trees):
+        raw, stats = trees[k], statistics[k]
+        if merge_level is None:
+            tree, merged_stats = raw, stats
+        else:
+            merged = merge_leaves_from_moments(
+                raw, stats.score_moments(target), level=merge_level, covariance=covariance
+            )
+            tree, merged_stats = merged.tree, stats.relabel(merged.leaf_map)
+        out.append(
+            {
+                "k": int(k),
+                "tree_id": int(raw.tree_id),
+                "raw_n_leaves": int(raw.n_leaves),
+                "n_leaves": int(tree.n_leaves),
+                "variables": list(tree.variables),
+                "p_score": merged_stats.score_pvalue(target, covariance=covariance),
+                "tree": tree,
+                "statistics": merged_stats,
             }
         )
     return out

@@ -14,7 +14,8 @@ calibration (:mod:`mlearner_dist.core.calibration`) gives its threshold.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+import dataclasses
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -23,16 +24,24 @@ import pandas as pd
 
 from mlearner_dist.core.design_variance import Design
 from mlearner_dist.core.interaction_test import interaction_pvalue, select_configuration
+from mlearner_dist.core.leaf_statistics import LeafStatistics
 from mlearner_dist.core.profile_tree import ProfileTree
 from mlearner_dist.core.profiles import choose_tree, fit_profile_trees
 from mlearner_dist.core.roles import Roles
-from mlearner_dist.core.score_selection import choose_by_score, score_candidates
+from mlearner_dist.core.score_selection import (
+    choose_by_score,
+    score_candidates,
+    score_candidates_from_statistics,
+)
 from mlearner_dist.exceptions import ConfigError, MLearnerError
 
 EFFECTS = ("indirect", "direct", "total")
 
 #: ``pvalues(tree) -> (p_y, p_m)``: the tests of one tree over every unit (p_m None without M).
 PValueFn = Callable[[ProfileTree], tuple[float, "float | None"]]
+#: ``statistics(trees) -> {K: LeafStatistics}``: the moments of each K's raw tree's leaves over
+#: every unit, in one pass (the distributed profile stage computes them on Spark)
+StatisticsFn = Callable[[Mapping[int, ProfileTree]], Mapping[int, LeafStatistics]]
 
 
 def resolve_effect_names(which: Sequence[str], has_mediator: bool) -> tuple[str, ...]:
@@ -180,7 +189,7 @@ class ProfileChoice:
 def choose_profile(
     X_fit: pd.DataFrame,
     labels_fit: dict[int, np.ndarray],
-    pvalues: PValueFn,
+    pvalues: PValueFn | None,
     *,
     has_mediator: bool,
     settings: ProfileSettings,
@@ -189,6 +198,7 @@ def choose_profile(
     score: np.ndarray | None = None,
     target: str | None = None,
     design: Design | None = None,
+    statistics: StatisticsFn | None = None,
 ) -> ProfileChoice:
     """Fit profile trees per K, test the tree chosen for each K, and pick the configuration.
 
@@ -198,9 +208,9 @@ def choose_profile(
         Covariates of the units the trees are grown on (all units, or a sample at large n).
     labels_fit : dict of K -> ndarray, shape (n_fit,)
         Cluster labels of those units for each K.
-    pvalues : callable
-        ``pvalues(tree) -> (p_y, p_m)``: the interaction tests over every unit. Keeping this a
-        callable lets the distributed path test from aggregates.
+    pvalues : callable or None
+        ``pvalues(tree) -> (p_y, p_m)``: the interaction tests over every unit. None with
+        ``statistics``.
     has_mediator : bool
     settings : ProfileSettings
     random_state : int
@@ -219,11 +229,28 @@ def choose_profile(
     design : Design, optional
         Clusters and weights of the units, row-aligned with ``score``: merging and the score
         tests use the design-based (weighted, cluster-robust) variance.
+    statistics : callable, optional
+        :data:`StatisticsFn`: the bounded-driver form. ``X_fit`` and ``labels_fit`` are then a
+        sample of the units (the trees are grown on it), and every test and the leaf merging
+        use the leaf moments over all units that ``statistics`` returns for the trees chosen
+        per K (:mod:`mlearner_dist.core.leaf_statistics`). With ``target`` the DR-score test
+        of that target decides, else the reference tests; ``score``, ``pvalues`` and
+        ``design`` are not used. The tested trees' ``leaf_sizes`` and ``n_total`` then count
+        every unit.
 
     Returns
     -------
     ProfileChoice
     """
+    if statistics is not None and (score is not None or design is not None):
+        raise MLearnerError(
+            "statistics replaces score and design (the unit arrays): give one or the other"
+        )
+    if statistics is None and pvalues is None:
+        raise MLearnerError("pvalues is None: give the tests (pvalues) or statistics")
+    use_score = score is not None or (statistics is not None and target is not None)
+    if use_score and target not in ("indirect", "total"):
+        raise MLearnerError(f"target={target!r}: give 'indirect' or 'total' with a score")
     if score is not None:
         if target not in ("indirect", "total"):
             raise MLearnerError(f"target={target!r}: give 'indirect' or 'total' with a score")
@@ -252,7 +279,8 @@ def choose_profile(
         for tree in front:
             trees[(k, tree.tree_id)] = tree
             is_sel = tree.tree_id == selected.tree_id
-            p_y, p_m = pvalues(tree) if is_sel and score is None else (None, None)
+            by_tree = is_sel and not use_score and statistics is None
+            p_y, p_m = pvalues(tree) if by_tree else (None, None)  # type: ignore[misc]
             configurations.append(
                 {
                     "k": int(k),
@@ -267,24 +295,46 @@ def choose_profile(
             )
     tested = [c for c in configurations if c["selected_for_test"]]
     raw_trees: dict[int, ProfileTree] = {}
-    if score is None:
+    stats: Mapping[int, LeafStatistics] = {}
+    if statistics is not None:
+        # one pass over every unit for the tested tree of each K; their sizes count all units
+        stats = statistics({c["k"]: trees[(c["k"], c["tree_id"])] for c in tested})
+        for conf in tested:
+            key = (conf["k"], conf["tree_id"])
+            trees[key] = _counted_on_all_units(trees[key], stats[conf["k"]])
+    if not use_score:
         response = decision_response(has_mediator)
+        if statistics is not None:
+            for conf in tested:
+                conf["p_y"], conf["p_m"] = stats[conf["k"]].interaction_pvalues()
         chosen = dict(select_configuration(tested, response))
     else:
         response = f"score_{target}"
         raw_trees = {c["k"]: trees[(c["k"], c["tree_id"])] for c in tested}
-        cands = score_candidates(
-            raw_trees,
-            X_fit,
-            score,
-            merge_level=settings.score_merge_level,
-            covariance=settings.covariance,
-            design=design,
-        )
+        if statistics is not None:
+            cands = score_candidates_from_statistics(
+                raw_trees,
+                stats,
+                str(target),
+                merge_level=settings.score_merge_level,
+                covariance=settings.covariance,
+            )
+        else:
+            cands = score_candidates(
+                raw_trees,
+                X_fit,
+                score,
+                merge_level=settings.score_merge_level,
+                covariance=settings.covariance,
+                design=design,
+            )
         for cand, conf in zip(cands, tested, strict=True):
             merged = cand["tree"]
             trees[(conf["k"], conf["tree_id"])] = merged
-            p_y, p_m = pvalues(merged)
+            if statistics is not None:
+                p_y, p_m = cand["statistics"].interaction_pvalues()
+            else:
+                p_y, p_m = pvalues(merged)  # type: ignore[misc]
             conf.update(
                 n_leaves=int(merged.n_leaves),
                 raw_n_leaves=int(cand["raw_n_leaves"]),
@@ -298,7 +348,7 @@ def choose_profile(
     chosen["response"] = response
     p_leaf_y = float(min(c["p_y"] for c in tested))
     p_leaf_m = float(min(c["p_m"] for c in tested)) if has_mediator else None
-    if score is None:
+    if not use_score:
         p_leaf = float(p_leaf_m if has_mediator else p_leaf_y)  # type: ignore[arg-type]
     else:
         p_leaf = float(chosen["p_score"])
@@ -311,6 +361,16 @@ def choose_profile(
         p_leaf_m=p_leaf_m,
         response=response,
         raw_trees=raw_trees,
+    )
+
+
+def _counted_on_all_units(tree: ProfileTree, stats: LeafStatistics) -> ProfileTree:
+    """``tree`` with ``leaf_sizes`` and ``n_total`` from the moments over every unit."""
+    sizes = {int(k): 0 for k in tree.rules}
+    sizes.update(stats.leaf_sizes())
+    n_total = int(sum(sizes.values()))
+    return dataclasses.replace(
+        tree, leaf_sizes=sizes, n_total=n_total, sampled=tree.n_fit < n_total
     )
 
 
