@@ -185,14 +185,17 @@ def merge_subgroup_effects(
     adjusted: pd.DataFrame,
     unadjusted: pd.DataFrame,
     rules: dict[int, str],
-    leaf: np.ndarray,
+    leaf: np.ndarray | Mapping[int, int],
     has_mediator: bool,
 ) -> list[dict[str, Any]]:
-    """Join the adjusted and unadjusted per-leaf tables into result.json's ``subgroups`` list."""
+    """Join the adjusted and unadjusted per-leaf tables into result.json's ``subgroups`` list.
+
+    ``leaf`` is every unit's leaf, or the units per leaf (leaf sums on a bounded driver).
+    """
     names = (*EFFECTS, "prop_mediated")
     out = []
     for lf in sorted(rules):
-        n = int((leaf == lf).sum())
+        n = int(leaf.get(lf, 0)) if isinstance(leaf, Mapping) else int((leaf == lf).sum())
         entry: dict[str, Any] = {"leaf": int(lf), "rule": rules[lf], "n": n}
         adj = adjusted[adjusted["leaf"] == lf]
         una = unadjusted[unadjusted["leaf"] == lf]

@@ -126,6 +126,13 @@ def proportion_mediated(
     va, vb, c = float(cov[0, 0]), float(cov[1, 1]), float(cov[0, 1])
     if not (np.isfinite(cov).all()):
         return {**nan, "note": "prop_mediated not reported: no variance estimate (one cluster)"}
+    return fieller_ratio(a, b, va, vb, c, z)
+
+
+def fieller_ratio(a: float, b: float, va: float, vb: float, c: float, z: float) -> dict[str, Any]:
+    """The Fieller interval of ``a / b`` from the means' (co)variances (see
+    :func:`proportion_mediated`); NaN with a note when ``b^2 <= z^2 v_b``."""
+    nan = {"estimate": math.nan, "ci_low": math.nan, "ci_high": math.nan, "se": math.nan}
     qa = b * b - z * z * vb
     if not qa > 0:
         return {**nan, "note": PROP_MEDIATED_SUPPRESSED}
@@ -320,6 +327,21 @@ def _effects_from_moments(S: np.ndarray, q: int) -> dict[str, np.ndarray]:
     return {"indirect": indirect, "direct": direct, "total": total, "prop_mediated": prop}
 
 
+def normal_bootstrap_moments(
+    total: np.ndarray, m2: np.ndarray, n_bootstrap: int, rng: np.random.Generator
+) -> np.ndarray:
+    """Resampled moment vectors from the bootstrap's normal approximation, shape (B, k).
+
+    ``total`` is the leaf's summed moment vector and ``m2`` the centred cross-products of the
+    units' moment vectors (``n`` times their population covariance): the exact mean and
+    covariance of the multinomial bootstrap's resampled sum.
+    """
+    vals, vecs = np.linalg.eigh(np.asarray(m2, dtype=float))
+    root = vecs * np.sqrt(np.clip(vals, 0.0, None))
+    noise = rng.standard_normal((n_bootstrap, len(total)))
+    return np.asarray(total, dtype=float) + noise @ root.T
+
+
 def _bootstrap_moments(
     tri: np.ndarray, n_bootstrap: int, rng: np.random.Generator, exact_max_n: int
 ) -> tuple[np.ndarray, bool]:
@@ -339,11 +361,9 @@ def _bootstrap_moments(
     n = tri.shape[0]
     if n > exact_max_n:
         centred = tri - tri.mean(axis=0)
-        cov = centred.T @ centred  # = n * population covariance
-        vals, vecs = np.linalg.eigh(cov)
-        root = vecs * np.sqrt(np.clip(vals, 0.0, None))
-        noise = rng.standard_normal((n_bootstrap, tri.shape[1]))
-        return tri.sum(axis=0) + noise @ root.T, False
+        # centred.T @ centred = n * population covariance
+        m2 = centred.T @ centred
+        return normal_bootstrap_moments(tri.sum(axis=0), m2, n_bootstrap, rng), False
     out = np.empty((n_bootstrap, tri.shape[1]))
     block = max(1, min(n_bootstrap, _BOOT_CELLS // max(n, 1)))
     for start in range(0, n_bootstrap, block):
@@ -431,12 +451,10 @@ def unadjusted_subgroup_effects(
     if problems:
         raise InputValidationError(problems)
     q = len(roles.mediators)
-    d = Z.shape[1]
     # the design: weighted regressions with roles.weight, a cluster bootstrap with roles.cluster
     w_all = frame[roles.weight].to_numpy(dtype=float) if roles.weight else None
     cl_all = frame[roles.cluster].to_numpy() if roles.cluster else None
     rng = np.random.default_rng(random_state)
-    lo_q, hi_q = (1 - level) / 2, (1 + level) / 2
     rows, small = [], []
     for g in np.unique(lf):
         Zg = Z[lf == g]
@@ -452,7 +470,7 @@ def unadjusted_subgroup_effects(
             row.update(n_treated=n1, n_bootstrap_used=0)
             rows.append(row)
             continue
-        tri, iu, ju = _triu_products(Zg)
+        tri = _triu_products(Zg)[0]
         design_note = ""
         if w_all is not None:
             wg = w_all[lf == g]
@@ -464,36 +482,20 @@ def unadjusted_subgroup_effects(
             np.add.at(summed, inv, tri)
             tri = summed
             design_note = f"cluster bootstrap over {len(codes_g)} clusters"
-        point = _effects_from_moments(_moments_to_square(tri.sum(axis=0)[None], iu, ju, d), q)
-        row = {"leaf": g, "n": n, "n_treated": n1}
         notes = [design_note] if design_note and n_bootstrap > 0 else []
-        if n_bootstrap > 0:
-            moments, exact = _bootstrap_moments(tri, n_bootstrap, rng, exact_max_n)
-            boot = _effects_from_moments(_moments_to_square(moments, iu, ju, d), q)
-            if not exact:
-                notes.append(
-                    f"bootstrap by the normal approximation of the resampled moments "
-                    f"(n > exact_max_n={exact_max_n})"
-                )
-            used = int(np.isfinite(boot["total"]).sum())
-            if used < n_bootstrap:
-                notes.append(f"{n_bootstrap - used} of {n_bootstrap} resamples degenerate")
-        else:
-            boot, used = None, 0
-            notes.append("no bootstrap (n_bootstrap=0): no intervals")
-        for name in EFFECT_NAMES:
-            row[name] = float(point[name][0])
-            lo = hi = math.nan
-            if boot is not None and used * 2 >= n_bootstrap:
-                vals = boot[name][np.isfinite(boot[name])]
-                if vals.size * 2 >= n_bootstrap:
-                    lo, hi = (float(v) for v in np.quantile(vals, [lo_q, hi_q]))
-            row[f"{name}_ci_low"], row[f"{name}_ci_high"] = lo, hi
-        if boot is not None and used * 2 < n_bootstrap:
-            notes.append("more than half of the resamples degenerate: no intervals")
-        row["n_bootstrap_used"] = used
-        row["note"] = "; ".join(notes)
-        rows.append(row)
+        moments, exact = (
+            _bootstrap_moments(tri, n_bootstrap, rng, exact_max_n)
+            if n_bootstrap > 0
+            else (None, True)
+        )
+        if not exact:
+            notes.append(
+                f"bootstrap by the normal approximation of the resampled moments "
+                f"(n > exact_max_n={exact_max_n})"
+            )
+        rows.append(
+            unadjusted_row(g, n, n1, tri.sum(axis=0), moments, n_bootstrap, q, level, notes)
+        )
     if small:
         warnings.warn(
             f"leaves {[int(s) for s in small]} have fewer than {min_size} units or lack an arm: "
@@ -502,6 +504,11 @@ def unadjusted_subgroup_effects(
             SmallSubgroupWarning,
             stacklevel=2,
         )
+    return unadjusted_frame(rows)
+
+
+def unadjusted_frame(rows: list[dict[str, Any]]) -> pd.DataFrame:
+    """The rows of :func:`unadjusted_subgroup_effects` as its DataFrame (columns in order)."""
     out = pd.DataFrame(rows)
     order = ["leaf", "n", "n_treated"]
     for name in EFFECT_NAMES:
@@ -509,10 +516,71 @@ def unadjusted_subgroup_effects(
     return out[[*order, "n_bootstrap_used", "note"]]
 
 
+def unadjusted_row(
+    g: Any,
+    n: int,
+    n1: int,
+    total: np.ndarray,
+    moments: np.ndarray | None,
+    n_bootstrap: int,
+    q: int,
+    level: float,
+    notes: list[str],
+) -> dict[str, Any]:
+    """One leaf's reference effects from its summed moment vector and resampled ones.
+
+    Parameters
+    ----------
+    g, n, n1
+        Leaf id, units, treated units.
+    total : ndarray, shape (k,)
+        Sum over the leaf's units of the upper-triangle products of ``z = [1, T, M, Y]``.
+    moments : ndarray, shape (B, k), or None
+        Resampled sums (None: no bootstrap).
+    n_bootstrap : int
+    q : int
+        Number of mediators.
+    level : float
+    notes : list of str
+        Notes so far (extended here).
+    """
+    d = q + 3
+    iu, ju = np.triu_indices(d)
+    lo_q, hi_q = (1 - level) / 2, (1 + level) / 2
+    point = _effects_from_moments(_moments_to_square(np.asarray(total)[None], iu, ju, d), q)
+    row: dict[str, Any] = {"leaf": g, "n": n, "n_treated": n1}
+    notes = list(notes)
+    if moments is not None:
+        boot = _effects_from_moments(_moments_to_square(moments, iu, ju, d), q)
+        used = int(np.isfinite(boot["total"]).sum())
+        if used < n_bootstrap:
+            notes.append(f"{n_bootstrap - used} of {n_bootstrap} resamples degenerate")
+    else:
+        boot, used = None, 0
+        notes.append("no bootstrap (n_bootstrap=0): no intervals")
+    for name in EFFECT_NAMES:
+        row[name] = float(point[name][0])
+        lo = hi = math.nan
+        if boot is not None and used * 2 >= n_bootstrap:
+            vals = boot[name][np.isfinite(boot[name])]
+            if vals.size * 2 >= n_bootstrap:
+                lo, hi = (float(v) for v in np.quantile(vals, [lo_q, hi_q]))
+        row[f"{name}_ci_low"], row[f"{name}_ci_high"] = lo, hi
+    if boot is not None and used * 2 < n_bootstrap:
+        notes.append("more than half of the resamples degenerate: no intervals")
+    row["n_bootstrap_used"] = used
+    row["note"] = "; ".join(notes)
+    return row
+
+
 __all__ = [
     "EFFECT_NAMES",
     "PROP_MEDIATED_SUPPRESSED",
     "adjusted_subgroup_effects",
+    "fieller_ratio",
+    "normal_bootstrap_moments",
     "proportion_mediated",
+    "unadjusted_frame",
+    "unadjusted_row",
     "unadjusted_subgroup_effects",
 ]
