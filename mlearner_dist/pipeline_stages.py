@@ -39,6 +39,11 @@ from mlearner_dist.core.selection import (
     resolve_effect_names,
     tree_pvalues,
 )
+from mlearner_dist.core.subgroup_statistics import (
+    average_effects_from_sums,
+    pool_sums,
+    subgroup_table_from_sums,
+)
 from mlearner_dist.exceptions import ConfigError, RowAccountError, StageError, TrackingError
 from mlearner_dist.record import analysis_record
 from mlearner_dist.result_schema import SCHEMA_VERSION, validate_result
@@ -468,41 +473,94 @@ def run_report(ctx: RunContext) -> Manifest:
     trees = pickle.loads((ctx.output / "trees.pkl").read_bytes())
     chosen = prof["chosen"]
     tree = trees[(int(chosen["k"]), int(chosen["tree_id"]))]
-    frame = _load_profile_inputs(ctx)
-    effects = _read_pandas(ctx.output / "effects").set_index("unit_id")
-    effects = effects.loc[frame[roles.unit_id].to_numpy()].reset_index()
-    leaf = tree.leaf_of(frame[list(roles.covariates)])
-    subgroups = mark_post_selection(
-        subgroup_table(
-            frame,
-            roles,
-            effects,
-            leaf,
-            tree.rules,
-            n_bootstrap=cfg.subgroups.n_bootstrap,
-            level=cfg.subgroups.level,
-            min_size=cfg.validation.min_subgroup,
-            random_state=cfg.random_state,
-            propensity_clip=cfg.effects.propensity_clip,
-            max_density_ratio=cfg.effects.max_density_ratio,
-        )
-    )
     p_leaf = float(prof["p_leaf"])
     configurations = prof["configurations"]
-    if calib.get("discovery_tree") is not None:
+    held_out = calib.get("discovery_tree") is not None
+    if held_out:
         # split and cross-split: report what was tested (discovery tree, its held-out p-value,
         # held-out effects)
         chosen = dict(calib["chosen_on_discovery"])
         tree = ProfileTree.from_dict(calib["discovery_tree"])
-        subgroups = list(calib["subgroups"])
         p_leaf = float(calib["p_decision"])
-        leaf = tree.leaf_of(frame[list(roles.covariates)])
     model = MLearner(**estimator_params(cfg))
-    sensitivity = model.sensitivity_curves(frame, roles, tree)
-    if calib.get("discovery_tree") is None:
-        stability = model.seed_stability(frame, roles, effects, tree, float(calib["threshold"]))
+    table_kw = {
+        "n_bootstrap": cfg.subgroups.n_bootstrap,
+        "level": cfg.subgroups.level,
+        "min_size": cfg.validation.min_subgroup,
+        "random_state": cfg.random_state,
+    }
+    n_used = int(_row_account(ctx)["n_used"])
+    if profile_on_sample(ctx):
+        # bounded driver: leaf sums over every unit from Spark; a hashed sample of
+        # compute.driver_max_rows units for the sensitivity analysis and the MLflow example
+        from mlearner_dist.backends.spark_leaf_statistics import (
+            spark_hashed_sample,
+            spark_subgroup_sums,
+        )
+
+        sums = spark_subgroup_sums(
+            ctx.spark,
+            ctx.output,
+            roles,
+            tree,
+            propensity_clip=cfg.effects.propensity_clip,
+            max_density_ratio=cfg.effects.max_density_ratio,
+        )
+        averages = average_effects_from_sums(pool_sums(sums), level=cfg.subgroups.level)
+        subgroups = (
+            list(calib["subgroups"])
+            if held_out
+            else mark_post_selection(
+                subgroup_table_from_sums(
+                    sums,
+                    tree.rules,
+                    has_mediator=roles.has_mediator,
+                    max_density_ratio=cfg.effects.max_density_ratio,
+                    **table_kw,
+                )
+            )
+        )
+        frame = spark_hashed_sample(
+            ctx.spark,
+            [(ctx.output / "units", None)],
+            roles.unit_id,
+            n_units=n_used,
+            max_rows=int(cfg.compute.driver_max_rows),
+            seed=cfg.random_state,
+        )
+        sensitivity = model.sensitivity_curves(frame, roles, tree)
+        if sensitivity is not None:
+            sensitivity["driver_sample"] = {"n": len(frame), "of": n_used}
+        # seed stability re-runs the embedding of every unit: up to stability.max_n units and
+        # only on a driver that holds them
+        stability = calib.get("stability") if held_out else None
     else:
-        stability = calib.get("stability")  # cross-split: computed by the calibrate stage
+        frame = _load_profile_inputs(ctx)
+        effects = _read_pandas(ctx.output / "effects").set_index("unit_id")
+        effects = effects.loc[frame[roles.unit_id].to_numpy()].reset_index()
+        averages = average_effects(effects, level=cfg.subgroups.level)
+        if held_out:
+            subgroups = list(calib["subgroups"])
+        else:
+            subgroups = mark_post_selection(
+                subgroup_table(
+                    frame,
+                    roles,
+                    effects,
+                    tree.leaf_of(frame[list(roles.covariates)]),
+                    tree.rules,
+                    propensity_clip=cfg.effects.propensity_clip,
+                    max_density_ratio=cfg.effects.max_density_ratio,
+                    **table_kw,
+                )
+            )
+        sensitivity = model.sensitivity_curves(frame, roles, tree)
+        if not held_out:
+            stability = model.seed_stability(
+                frame, roles, effects, tree, float(calib["threshold"])
+            )
+        else:
+            stability = calib.get("stability")  # cross-split: computed by the calibrate stage
     decision_p = p_leaf
     manifests = {s: read_manifest(ctx.output, s) for s in STAGES}
     result: dict[str, Any] = {
@@ -517,7 +575,7 @@ def run_report(ctx: RunContext) -> Manifest:
         "row_account": _row_account(ctx),
         "source": manifests["validate"].extra.get("source_info"),  # Delta: the version read
         "has_mediator": roles.has_mediator,
-        "average_effects": average_effects(effects, level=cfg.subgroups.level),
+        "average_effects": averages,
         "nuisance_diagnostics": manifests["effects"].extra.get("diagnostics", {}),
         "embedding": manifests["embed"].extra.get("embedding", {}),
         "clustering": manifests["cluster"].extra.get("clustering", {}),
@@ -595,10 +653,28 @@ def _write_figures(ctx: RunContext, result: dict[str, Any], tree: Any) -> list[s
 
     fig_dir = ctx.output / "figures"
     fig_dir.mkdir(exist_ok=True)
-    emb = _read_pandas(ctx.output / "embedding")
-    clusters = _read_pandas(ctx.output / "clusters")
-    effects = _read_pandas(ctx.output / "effects", ["unit_id", "indirect", "total"])
-    emb = emb.merge(clusters, on="unit_id").merge(effects, on="unit_id")
+    if profile_on_sample(ctx):
+        # a hashed sample of compute.driver_max_rows units (a scatter of millions of points
+        # shows no more than one of 200,000)
+        from mlearner_dist.backends.spark_leaf_statistics import spark_hashed_sample
+
+        emb = spark_hashed_sample(
+            ctx.spark,
+            [
+                (ctx.output / "embedding", None),
+                (ctx.output / "clusters", None),
+                (ctx.output / "effects", ["indirect", "total"]),
+            ],
+            "unit_id",
+            n_units=int(_row_account(ctx)["n_used"]),
+            max_rows=int(ctx.cfg.compute.driver_max_rows),
+            seed=ctx.cfg.random_state,
+        )
+    else:
+        emb = _read_pandas(ctx.output / "embedding")
+        clusters = _read_pandas(ctx.output / "clusters")
+        effects = _read_pandas(ctx.output / "effects", ["unit_id", "indirect", "total"])
+        emb = emb.merge(clusters, on="unit_id").merge(effects, on="unit_id")
     k = int(result["chosen"]["k"])
     effect_name = "indirect" if result["has_mediator"] else "total"
     made = {

@@ -1,13 +1,16 @@
-"""The profile stage's two reads of the units on Spark, so the driver never holds n rows.
+"""The profile and report stages' reads of the units on Spark, so the driver never holds n rows.
 
-1. :func:`spark_tree_sample`: a hashed sample of about ``max_rows`` units with their covariates
-   and cluster labels, on which the profile trees are grown (``stable_uniform(unit id) <
-   max_rows / n``: independent of partitioning and row order).
+1. :func:`spark_tree_sample` / :func:`spark_hashed_sample`: a hashed sample of about
+   ``max_rows`` units (``stable_uniform(unit id) < max_rows / n``: independent of partitioning
+   and row order): the profile trees are grown on it, the report's figures, sensitivity
+   analysis and MLflow input example use it.
 2. :func:`spark_tree_statistics`: one ``mapInPandas`` pass over the units joined with their DR
    scores computes, per partition, the leaf moments of every K's tested tree
    (:func:`mlearner_dist.core.leaf_statistics.tree_statistics`); each partition returns one
    pickled row and the driver pools them (:func:`~mlearner_dist.core.leaf_statistics.\
 combine_tree_statistics`). The driver holds O(K x leaves) numbers.
+3. :func:`spark_subgroup_sums`: the same for the reported partition's subgroup sums
+   (:func:`mlearner_dist.core.subgroup_statistics.subgroup_sums`).
 
 DataFrame API only (no RDD, no broadcast variables), so it runs on Spark Connect too.
 """
@@ -30,6 +33,11 @@ from mlearner_dist.core.leaf_statistics import (
 )
 from mlearner_dist.core.profile_tree import ProfileTree
 from mlearner_dist.core.roles import Roles
+from mlearner_dist.core.subgroup_statistics import (
+    LeafSums,
+    combine_subgroup_sums,
+    subgroup_sums,
+)
 
 if TYPE_CHECKING:
     from pyspark.sql import DataFrame, SparkSession
@@ -41,13 +49,52 @@ SAMPLE_SEED_OFFSET = 7_919
 _KEY = "__mlearner_unit"
 
 
-def _joined(
-    spark: SparkSession, units: Path, other: Path, roles: Roles, columns: Sequence[str]
-) -> DataFrame:
-    """Units' ``columns`` joined with every column of ``other`` (keyed by ``unit_id``)."""
-    left = spark.read.parquet(str(units)).select(*dict.fromkeys([roles.unit_id, *columns]))
-    right = spark.read.parquet(str(other)).withColumnRenamed("unit_id", _KEY)
-    return left.join(right, left[roles.unit_id] == right[_KEY], "inner").drop(_KEY)
+def spark_hashed_sample(
+    spark: SparkSession,
+    tables: Sequence[tuple[Path, Sequence[str] | None]],
+    key: str,
+    *,
+    n_units: int,
+    max_rows: int,
+    seed: int,
+) -> pd.DataFrame:
+    """About ``max_rows`` units of several tables joined on their unit id.
+
+    Parameters
+    ----------
+    spark : SparkSession
+    tables : sequence of (path, columns or None)
+        Parquet folders; the first is keyed by ``key``, the others by ``unit_id``. None: every
+        column.
+    key : str
+        The first table's unit id column (the others' ``unit_id`` is dropped after the join).
+    n_units, max_rows, seed
+        As in :func:`spark_tree_sample`.
+
+    Returns
+    -------
+    DataFrame
+        Ordered by ``key``.
+    """
+    frac = min(1.0, max_rows / max(n_units, 1))
+    salt = int(seed) + SAMPLE_SEED_OFFSET
+    (first, first_cols), *others = tables
+    joined = spark.read.parquet(str(first))
+    if first_cols is not None:
+        joined = joined.select(*dict.fromkeys([key, *first_cols]))
+    for path, cols in others:
+        right = spark.read.parquet(str(path))
+        if cols is not None:
+            right = right.select(*dict.fromkeys(["unit_id", *cols]))
+        right = right.withColumnRenamed("unit_id", _KEY)
+        joined = joined.join(right, joined[key] == right[_KEY], "inner").drop(_KEY)
+
+    def keep(batches: Iterator[pd.DataFrame]) -> Iterator[pd.DataFrame]:
+        for pdf in batches:
+            yield pdf[stable_uniform(pdf[key].to_numpy(), salt) < frac]
+
+    sample = joined.mapInPandas(keep, joined.schema).toPandas()
+    return sample.sort_values(key, kind="stable").reset_index(drop=True)
 
 
 def spark_tree_sample(
@@ -78,18 +125,16 @@ def spark_tree_sample(
     DataFrame
         Ordered by unit id.
     """
-    frac = min(1.0, max_rows / max(n_units, 1))
-    uid = roles.unit_id
-    salt = int(seed) + SAMPLE_SEED_OFFSET
-
-    def keep(batches: Iterator[pd.DataFrame]) -> Iterator[pd.DataFrame]:
-        for pdf in batches:
-            yield pdf[stable_uniform(pdf[uid].to_numpy(), salt) < frac]
-
-    joined = _joined(spark, output / "units", output / "clusters", roles, roles.covariates)
-    sample = joined.mapInPandas(keep, joined.schema).toPandas()
+    sample = spark_hashed_sample(
+        spark,
+        [(output / "units", list(roles.covariates)), (output / "clusters", None)],
+        roles.unit_id,
+        n_units=n_units,
+        max_rows=max_rows,
+        seed=seed,
+    )
     logger.info("profile trees: a hashed sample of %d of %d units", len(sample), n_units)
-    return sample.sort_values(uid, kind="stable").reset_index(drop=True)
+    return sample
 
 
 def spark_tree_statistics(
@@ -121,15 +166,8 @@ def spark_tree_statistics(
     dict of K -> LeafStatistics
     """
     trees = {int(k): t for k, t in trees.items()}
-    needed = {v for t in trees.values() for v in t.covariates}
-    cols = [roles.treatment, roles.outcome, *roles.mediators, *sorted(needed)]
-    units = spark.read.parquet(str(output / "units")).select(*dict.fromkeys([roles.unit_id, *cols]))
-    effects = (
-        spark.read.parquet(str(output / "effects"))
-        .select("unit_id", *scores.values())
-        .withColumnRenamed("unit_id", _KEY)
-    )
-    joined = units.join(effects, units[roles.unit_id] == effects[_KEY], "inner").drop(_KEY)
+    needed = sorted({v for t in trees.values() for v in t.variables})
+    joined = _units_with_effects(spark, output, roles, needed, list(scores.values()))
     treatment, outcome, mediators = roles.treatment, roles.outcome, tuple(roles.mediators)
     score_cols = dict(scores)
 
@@ -152,3 +190,74 @@ def spark_tree_statistics(
     rows = joined.mapInPandas(stats, "blob binary").collect()
     parts = [pickle.loads(bytes(r["blob"])) for r in rows]
     return combine_tree_statistics(parts)
+
+
+def _units_with_effects(
+    spark: SparkSession,
+    output: Path,
+    roles: Roles,
+    covariates: Sequence[str],
+    effect_columns: Sequence[str],
+) -> DataFrame:
+    """Treatment, outcome, mediators and ``covariates`` of the units, with effects columns."""
+    cols = [roles.treatment, roles.outcome, *roles.mediators, *covariates]
+    units = spark.read.parquet(str(output / "units")).select(*dict.fromkeys([roles.unit_id, *cols]))
+    effects = (
+        spark.read.parquet(str(output / "effects"))
+        .select("unit_id", *effect_columns)
+        .withColumnRenamed("unit_id", _KEY)
+    )
+    return units.join(effects, units[roles.unit_id] == effects[_KEY], "inner").drop(_KEY)
+
+
+def spark_subgroup_sums(
+    spark: SparkSession,
+    output: Path,
+    roles: Roles,
+    tree: ProfileTree,
+    *,
+    propensity_clip: float,
+    max_density_ratio: float,
+) -> dict[int, LeafSums]:
+    """The reported partition's leaf sums over every unit, from one pass on Spark.
+
+    Parameters
+    ----------
+    spark : SparkSession
+    output : Path
+        The run's output folder (``units/`` and ``effects/``).
+    roles : Roles
+    tree : ProfileTree
+        The reported partition.
+    propensity_clip, max_density_ratio : float
+        The effects' own settings (the overlap diagnostics).
+
+    Returns
+    -------
+    dict of leaf -> LeafSums
+    """
+    meds = tuple(roles.mediators)
+    effect_cols = ["score_total"]
+    if meds:
+        effect_cols = ["score_indirect", "score_direct", "score_total"]
+        effect_cols += ["propensity", "propensity_mx"]
+    joined = _units_with_effects(spark, output, roles, list(tree.variables), effect_cols)
+    treatment, outcome = roles.treatment, roles.outcome
+
+    def sums(batches: Iterator[pd.DataFrame]) -> Iterator[pd.DataFrame]:
+        frames = [pdf for pdf in batches if len(pdf)]
+        if frames:
+            pdf = pd.concat(frames, ignore_index=True)
+            part = subgroup_sums(
+                pdf,
+                tree.leaf_of(pdf),
+                treatment=treatment,
+                outcome=outcome,
+                mediators=meds,
+                propensity_clip=propensity_clip,
+                max_density_ratio=max_density_ratio,
+            )
+            yield pd.DataFrame({"blob": [pickle.dumps(part)]})
+
+    rows = joined.mapInPandas(sums, "blob binary").collect()
+    return combine_subgroup_sums([pickle.loads(bytes(r["blob"])) for r in rows])

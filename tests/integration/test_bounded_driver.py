@@ -1,8 +1,9 @@
-"""The profile stage above compute.driver_max_rows: trees on a hashed sample, tests on Spark.
+"""The profile and report stages above compute.driver_max_rows: the driver holds a sample.
 
-The driver holds about ``driver_max_rows`` units; every p-value, leaf merge and leaf size comes
-from leaf moments pooled over Spark partitions. Checked against the same tests recomputed in
-memory from the run's own units and effects.
+The trees are grown on a hashed sample of about ``driver_max_rows`` units; every p-value, leaf
+merge and leaf size, the subgroup table and the average effects come from leaf sums pooled over
+Spark partitions; figures and the sensitivity analysis use the hashed sample. Checked against
+the same quantities recomputed in memory from the run's own units and effects.
 """
 
 from __future__ import annotations
@@ -14,6 +15,7 @@ import pandas as pd
 import pytest
 
 from mlearner_dist.config import load_config
+from mlearner_dist.core.effect_summaries import average_effects, subgroup_table
 from mlearner_dist.core.score_test import score_pvalue
 from mlearner_dist.core.selection import leaf_pvalues
 from mlearner_dist.datasets import simulate
@@ -38,8 +40,8 @@ def test_profile_above_the_driver_budget_tests_every_unit(tmp_path):
             "compute.spark.partitions=4",
             f"compute.driver_max_rows={budget}",
             "tracking.enabled=false",
-            "report.figures=false",
-            "report.html=false",
+            "report.figures=true",
+            "report.html=true",
             "calibration.mode=fixed",
             "subgroups.n_bootstrap=50",
             "profile.cv_folds=5",
@@ -48,7 +50,7 @@ def test_profile_above_the_driver_budget_tests_every_unit(tmp_path):
             "embed.n_iter=300",
             "cluster.k_max=3",
             "stability.n_seeds=0",
-            "sensitivity.enabled=false",
+            "sensitivity.n_bootstrap=20",
         ],
     )
     out = tmp_path / "run"
@@ -78,3 +80,31 @@ def test_profile_above_the_driver_budget_tests_every_unit(tmp_path):
     assert conf["p_m"] == pytest.approx(p_m, rel=1e-8, abs=1e-14)
     assert set(tree.variables) <= set(COVS) and np.isfinite(result["p_leaf"])
     assert sum(sg["n"] for sg in result["subgroups"]) == n
+
+    # the report: adjusted subgroup effects and averages over all n units, from Spark's sums
+    want = subgroup_table(
+        units,
+        cfg.roles,
+        effects.reset_index(),
+        leaf,
+        tree.rules,
+        n_bootstrap=50,
+        level=0.95,
+        min_size=cfg.validation.min_subgroup,
+        random_state=0,
+    )
+    for got, exp in zip(result["subgroups"], want, strict=True):
+        assert got["n"] == exp["n"] and got["rule"] == exp["rule"]
+        for name in ("indirect", "direct", "total"):
+            for key in ("estimate", "ci_low", "ci_high"):
+                assert got[name][key] == pytest.approx(exp[name][key], rel=1e-8)
+        assert got["overlap"] == exp["overlap"]
+        assert got["estimated_on"] == "same_units"
+    avg = average_effects(effects.reset_index())
+    for name in ("indirect", "direct", "total"):
+        assert result["average_effects"][name]["estimate"] == pytest.approx(
+            avg[name]["estimate"], rel=1e-9
+        )
+    assert result["sensitivity"]["driver_sample"]["of"] == n
+    assert (out / "figures" / "embedding_clusters.png").exists()
+    assert (out / "report.html").exists()
