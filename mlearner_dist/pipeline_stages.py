@@ -410,7 +410,8 @@ def run_calibrate(ctx: RunContext) -> Manifest:
     cfg, roles = ctx.cfg, ctx.roles
     prof = _read_json(ctx.output / "profiles.json")
     model = MLearner(**estimator_params(cfg))
-    if model.splits_for_subgroups(int(_row_account(ctx)["n_used"])):
+    n_used = int(_row_account(ctx)["n_used"])
+    if model.splits_for_subgroups(n_used):
         # subgroups.honest: selection and calibration on a hashed half, subgroups on the other
         # (in memory, like the split calibration; replicates as Dask or Spark tasks)
         frame, effect_roles = _calibration_units(ctx)
@@ -419,6 +420,16 @@ def run_calibrate(ctx: RunContext) -> Manifest:
         )
     elif cfg.calibration.mode == "fixed":
         doc = model.calibrate(pd.DataFrame(), roles, float(prof["p_leaf"]), discovery_half=False)
+    elif model.resolved_calibration(n_used)[0] == "split" and profile_on_sample(ctx):
+        # above compute.driver_max_rows: the same split design through the distributed stages
+        from mlearner_dist.pipeline_split import distributed_split_calibration
+
+        doc = distributed_split_calibration(ctx, model)
+        fallback = model.resolved_calibration(n_used)[1]
+        if fallback is not None:
+            logger.warning("calibration: %s", fallback)
+            doc["requested_mode"] = "null"
+            doc["fallback"] = fallback
     elif model.uses_cross_split() or cfg.calibration.mode == "split":
         # the honest cross-split (and the split) calibration refit both halves in memory; the
         # cross-split's half fits, discovery selections and stability seeds run as Dask tasks

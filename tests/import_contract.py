@@ -8,8 +8,8 @@ every violation. The layers, from the bottom (a module may import its own layer 
 1. framework-free helpers: ``config``, ``stages``, ``datasets``, ``plots``, ``report``,
    ``summary``, ``scoring``, ``tracking``, ``result_schema``, ``record``;
 2. ``backends.*``: the only modules that import pyspark, dask, dask_ml, distributed or mlflow;
-3. ``pipeline`` (driver and stage registry), ``pipeline_stages``, ``run_context``, ``study``,
-   ``verify``: compose stages and engines;
+3. ``pipeline`` (driver and stage registry), ``pipeline_stages``, ``pipeline_split``,
+   ``run_context``, ``study``, ``verify``: compose stages and engines;
 4. ``cli``;
 5. ``jobs/*.py`` (outside the package): thin wrappers around the CLI.
 
@@ -78,7 +78,9 @@ def layer_of(module: str) -> int:
         return 1
     if rest[0] == "backends":
         return 2
-    if rest[0] in ("pipeline", "pipeline_stages", "run_context", "study", "verify"):
+    if rest[0] in ("pipeline", "pipeline_split", "pipeline_stages", "run_context", "study"):
+        return 3
+    if rest[0] == "verify":
         return 3
     if rest[0] in ("cli", "__main__"):
         return 4

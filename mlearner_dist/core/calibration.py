@@ -372,6 +372,15 @@ def average_shifts(frame: pd.DataFrame, roles: Roles) -> tuple[np.ndarray | None
     return shift_m, shift_y
 
 
+def in_discovery_half(hashes: np.ndarray) -> np.ndarray:
+    """Whether each unit is in the discovery half, from its ``unit_hash(id, "split", seed)``.
+
+    The unit-level rule of :func:`split_sample` (``h < 2^63``) on its own, so that Spark
+    partitions can apply it to their rows without seeing the other units.
+    """
+    return np.asarray(hashes, dtype=np.uint64) < np.uint64(2**63)
+
+
 def split_sample(
     unit_ids: Sequence[Any] | np.ndarray | pd.Series,
     seed: int,
@@ -423,7 +432,7 @@ def split_sample(
     if clusters is not None:
         mask = cluster_blocks(h, clusters, strata, "split", int(seed), 2) == 0
     elif strata is None:
-        mask = h < np.uint64(2**63)
+        mask = in_discovery_half(h)
     else:
         codes = np.asarray(strata)
         if codes.shape != h.shape:
@@ -519,4 +528,10 @@ def _check_pvalues(values: Any, name: str) -> np.ndarray:
     return p
 
 
-__all__ = ["make_null_replicate", "monte_carlo_pvalue", "null_threshold", "split_sample"]
+__all__ = [
+    "in_discovery_half",
+    "make_null_replicate",
+    "monte_carlo_pvalue",
+    "null_threshold",
+    "split_sample",
+]

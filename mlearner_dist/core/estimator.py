@@ -409,6 +409,23 @@ class MLearner(BaseEstimator):
         if problems:
             raise ConfigError("invalid MLearner parameters: " + "; ".join(problems))
 
+    def resolved_calibration(self, n: int) -> tuple[str, str | None]:
+        """The calibration mode that runs for ``n`` units, and why it is not the configured one.
+
+        ``(mode, fallback)``: ``mode`` is the configured one, or ``"split"`` when a null
+        calibration has more units than its limit (:meth:`fallback_limit`); ``fallback`` then
+        says so (result.json's ``calibration.fallback``), else None.
+        """
+        limit = self.fallback_limit()
+        if limit is None or n <= limit[1]:
+            return str(self.calibration), None
+        key, max_n = limit
+        return "split", (
+            f"calibration.mode null was asked for, but {n} units > "
+            f"calibration.{key}={max_n}: the split-sample mode ran instead "
+            f"(valid at any n); raise {key} to insist on null replicates"
+        )
+
     def fallback_limit(self) -> tuple[str, int] | None:
         """The size limit of the configured null calibration: ``(key, max_n)`` or None.
 
@@ -911,20 +928,11 @@ class MLearner(BaseEstimator):
         self.check_params()
         if discovery_half and self.splits_for_subgroups(len(frame)):
             return discovery_half_calibration(self, frame, roles, map_fn=map_fn)
-        mode = self.calibration
+        mode, fallback = self.resolved_calibration(len(frame))
         if mode == "fixed":
             return cal.fixed_calibration(self.threshold, self.alpha)
-        fallback = None
-        limit = self.fallback_limit()
-        if limit is not None and len(frame) > limit[1]:
-            key, max_n = limit
-            fallback = (
-                f"calibration.mode null was asked for, but {len(frame)} units > "
-                f"calibration.{key}={max_n}: the split-sample mode ran instead "
-                f"(valid at any n); raise {key} to insist on null replicates"
-            )
+        if fallback is not None:
             logger.warning("calibration: %s", fallback)
-            mode = "split"
         if mode == "null" and self.uses_cross_split():
             return cross_split_calibration(
                 self, frame, roles, target=decision_target(roles.has_mediator), map_fn=map_fn

@@ -108,3 +108,54 @@ def test_profile_above_the_driver_budget_tests_every_unit(tmp_path):
     assert result["sensitivity"]["driver_sample"]["of"] == n
     assert (out / "figures" / "embedding_clusters.png").exists()
     assert (out / "report.html").exists()
+
+
+def test_split_calibration_above_the_driver_budget_runs_on_the_engines(tmp_path):
+    n, budget = 2500, 1000
+    data = simulate("simple-all", n, seed=12, noise_sd=0.1)
+    path = tmp_path / "sim.parquet"
+    data.to_parquet(path)
+    cfg = load_config(
+        ["conf/base.yaml", "conf/simulated.yaml"],
+        [
+            "compute.spark.master=local[2]",
+            "compute.spark.driver_memory=2g",
+            "compute.spark.partitions=4",
+            f"compute.driver_max_rows={budget}",
+            "tracking.enabled=false",
+            "report.figures=false",
+            "report.html=false",
+            "calibration.mode=null",
+            "calibration.null_max_n=2000",  # n above it: the split fallback, as at scale
+            "subgroups.n_bootstrap=50",
+            "profile.cv_folds=5",
+            f"data.source={path}",
+            "effects.learner=linear",
+            "embed.n_iter=300",
+            "cluster.k_max=3",
+            "stability.n_seeds=0",
+            "sensitivity.enabled=false",
+        ],
+    )
+    out = tmp_path / "run"
+    result = run_pipeline(cfg, out)
+    calib = result["calibration"]
+    assert calib["mode"] == "split" and calib["engine"] == "distributed"
+    assert calib["requested_mode"] == "null" and "null_max_n=2000" in calib["fallback"]
+    n_d, n_h = calib["n_discovery"], calib["n_holdout"]
+    assert n_d + n_h == n and sum(sg["n"] for sg in result["subgroups"]) == n_h
+    assert all(sg["estimated_on"] == "holdout" for sg in result["subgroups"])
+    # the discovery half went through the bounded profile stage
+    assert read_manifest(out / "split" / "discovery", "profile").extra["driver_rows"] < 1.2 * budget
+    # the decision: the discovery tree's DR-score test on the held-out half's own effects
+    hold = pd.read_parquet(out / "split" / "holdout" / "units").sort_values("unit_id")
+    eff = pd.read_parquet(out / "split" / "holdout" / "effects").set_index("unit_id")
+    eff = eff.loc[hold["unit_id"]]
+    from mlearner_dist.core.profile_tree import ProfileTree
+
+    tree = ProfileTree.from_dict(calib["discovery_tree"])
+    want = score_pvalue(eff["score_indirect"].to_numpy(), tree.leaf_of(hold[COVS]))
+    assert calib["p_decision"] == pytest.approx(want, rel=1e-8, abs=1e-14)
+    assert result["p_leaf"] == calib["p_decision"]
+    assert result["declared"] == (calib["p_decision"] < calib["threshold"])
+    assert result["chosen"] == calib["chosen_on_discovery"]

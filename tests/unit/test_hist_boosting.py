@@ -24,7 +24,9 @@ def test_bin_edges_are_those_of_the_unweighted_fit() -> None:
     w = np.where(group, 3.0, 0.5)
     ours = QuantileBinnedHGBRegressor(max_iter=5, random_state=0).fit(X, y, sample_weight=w)
     plain = HistGradientBoostingRegressor(max_iter=5, random_state=0).fit(X, y)
-    for a, b in zip(ours._bin_mapper.bin_thresholds_, plain._bin_mapper.bin_thresholds_):
+    for a, b in zip(
+        ours._bin_mapper.bin_thresholds_, plain._bin_mapper.bin_thresholds_, strict=True
+    ):
         np.testing.assert_array_equal(a, b)
 
 

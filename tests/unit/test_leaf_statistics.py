@@ -14,7 +14,9 @@ from mlearner_dist.core.selection import ProfileSettings, choose_profile, tree_p
 from mlearner_dist.datasets import simulate
 
 COVS = [f"X{i}" for i in range(1, 11)]
-ROLES = Roles(unit_id="unit_id", treatment="T", outcome="Y", mediators=("M",), covariates=tuple(COVS))
+ROLES = Roles(
+    unit_id="unit_id", treatment="T", outcome="Y", mediators=("M",), covariates=tuple(COVS)
+)
 
 
 def _units(n: int = 1200, seed: int = 3) -> tuple[pd.DataFrame, dict[int, np.ndarray]]:
@@ -62,9 +64,7 @@ def test_choice_from_chunk_moments_equals_the_in_memory_choice(target) -> None:
         score=None if target is None else units["score_indirect"].to_numpy(),
         **common,
     )
-    got = choose_profile(
-        units[COVS], labels, None, statistics=_statistics_fn(units, 4), **common
-    )
+    got = choose_profile(units[COVS], labels, None, statistics=_statistics_fn(units, 4), **common)
     assert got.chosen["k"] == ref.chosen["k"] and got.response == ref.response
     assert got.p_leaf == pytest.approx(ref.p_leaf, rel=1e-9, abs=1e-12)
     assert got.p_leaf_y == pytest.approx(ref.p_leaf_y, rel=1e-9, abs=1e-12)
