@@ -132,6 +132,12 @@ def run_distributed(
         "peak_total_bytes": overall.tree,
         "variables": sorted((result or {}).get("chosen", {}).get("variables", [])),
         "declared": (result or {}).get("declared"),
+        # what ran as calibration (the split fallback above calibration.null_max_n, on the
+        # engines above compute.driver_max_rows) and its halves' stage times
+        "calibration_run": {
+            k: (result or {}).get("calibration", {}).get(k)
+            for k in ("mode", "engine", "requested_mode", "fallback", "stage_seconds")
+        },
     }
 
 
@@ -222,6 +228,7 @@ def main(argv: list[str] | None = None) -> int:
                 units_per_second=round(args.n / run["total_seconds"], 1),
                 variables=run["variables"],
                 declared=run["declared"],
+                calibration_run=run["calibration_run"],
             )
             print(
                 f"\nmlearner-dist scale benchmark: n = {args.n:,}, scenario {args.scenario}, "
