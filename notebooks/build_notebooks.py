@@ -510,8 +510,9 @@ spark.read.parquet(str(data)).limit(5).toPandas()
     md("""
 ## Run the distributed pipeline
 Every stage runs: validation and the cross-fitted effects on Spark, the landmark t-SNE and
-K-means on Dask, profile trees on a stratified sample, the report and the MLflow run. `on_stage`
-records the wall time of each stage.
+K-means on Dask, profile trees grown on a hashed sample and tested from leaf moments on Spark,
+the report (subgroup effects from leaf sums) and the MLflow run. `on_stage` records the wall time
+of each stage.
 """),
     code("""
 from mlearner_dist.pipeline import run_pipeline
@@ -537,6 +538,48 @@ timings["share"] = (timings["seconds"] / timings["seconds"].sum()).map("{:.0%}".
 print(f"{N:,} units: pipeline {total_seconds:.0f} s wall time, "
       f"{N / total_seconds:,.0f} units per second; embedding path {result['embedding']['path']!r}")
 timings.round(1)
+"""),
+    md("""
+## Time and memory per stage against n
+The committed benchmark files (`benchmarks/run_scale.py`, each measured with nothing else
+running on the same 2-core machine; `results_1m.json`, `results_4m.json` with
+`calibration.mode: fixed`, `results_10m.json` with the default calibration, whose split runs
+inside the calibrate stage) give each stage's wall time and the driver's peak memory. On log-log
+axes a stage whose cost is linear in n has slope 1; the dotted line has slope 1.
+"""),
+    code("""
+import matplotlib.pyplot as plt
+import numpy as np
+
+bench = {}
+for name in ("results_1m.json", "results_4m.json", "results_10m.json"):
+    path = ROOT / "benchmarks" / name
+    if path.exists():
+        doc = json.loads(path.read_text())
+        bench[doc["n"]] = doc
+ns = sorted(bench)
+stages = [s for s in bench[ns[0]]["stage_memory"] if all(s in bench[n]["stage_memory"] for n in ns)]
+fig, axes = plt.subplots(1, 2, figsize=(11, 4.2))
+for stage in stages:
+    secs = [max(bench[n]["stage_memory"][stage]["seconds"], 0.05) for n in ns]
+    mem = [bench[n]["stage_memory"][stage]["peak_driver_bytes"] / 2**30 for n in ns]
+    axes[0].plot(ns, secs, marker="o", label=stage)
+    axes[1].plot(ns, mem, marker="o", label=stage)
+axes[0].plot(ns, [bench[n]["total_seconds"] for n in ns], "k-", lw=2, marker="s", label="total")
+ref = np.array(ns, dtype=float)
+axes[0].plot(ref, bench[ns[0]]["total_seconds"] * ref / ref[0], "k:", label="slope 1")
+for ax, ylabel in zip(axes, ("seconds", "driver peak (GiB)")):
+    ax.set_xscale("log"); ax.set_yscale("log"); ax.set_xlabel("units"); ax.set_ylabel(ylabel)
+    ax.grid(True, which="both", alpha=0.3)
+axes[0].set_title("wall time per stage"); axes[1].set_title("driver (Python) peak memory")
+axes[1].legend(fontsize=8, loc="best")
+fig.tight_layout()
+plt.show()
+pd.DataFrame([{"n": n, "calibration": bench[n]["calibration"],
+               "total seconds": bench[n]["total_seconds"],
+               "driver peak GiB": round(bench[n]["peak_rss_bytes"] / 2**30, 2),
+               "all processes GiB": round(bench[n]["peak_total_rss_bytes"] / 2**30, 2),
+               "profile": ", ".join(bench[n]["variables"])} for n in ns])
 """),
     md("""
 ## The MLflow run
@@ -642,7 +685,7 @@ WORKERS = 1
         full=SCALE_FULL,
         stored="""
 # parameters (the stored run; the full-size values are in the note below)
-N = 100_000
+N = 1_000_000
 SCENARIO = "simple-all"
 NOISE_SD = 1.0
 SETTINGS = []

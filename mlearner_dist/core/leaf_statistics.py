@@ -67,16 +67,6 @@ class LeafStatistics:
     mediators: tuple[str, ...] = ()
     method: str = "f"
 
-    @property
-    def n_units(self) -> int:
-        """Units counted (from any table)."""
-        if self.scores is not None and len(self.scores):
-            first = self.scores["score"].iloc[0]
-            return int(self.scores.loc[self.scores["score"] == first, "n"].sum())
-        for agg in self.cells.values():
-            return int(agg["n"].sum())
-        return 0
-
     def leaf_sizes(self) -> dict[int, int]:
         """Leaf -> units (from the first score's moments, else from the cell moments)."""
         if self.scores is not None and len(self.scores):
