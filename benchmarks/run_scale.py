@@ -81,13 +81,26 @@ class PeakMemory:
         self._thread.join(timeout=2)
 
 
-def generate(n: int, path: Path, *, scenario: str, seed: int, noise_sd: float) -> float:
-    """Write n simulated units as parquet with Spark; return seconds."""
+def generate(
+    n: int,
+    path: Path,
+    *,
+    scenario: str,
+    seed: int,
+    noise_sd: float,
+    overrides: list[str] | None = None,
+) -> float:
+    """Write n simulated units as parquet with Spark; return seconds.
+
+    The session is started with the run's ``compute.spark`` settings (``overrides``): the
+    pipeline reuses the active session, so its driver memory is fixed here.
+    """
     from mlearner_dist.backends.spark_session import get_spark
     from mlearner_dist.backends.spark_simulate import spark_simulate
 
     started = time.perf_counter()
-    spark = get_spark()
+    cfg = load_config([ROOT / "conf" / "simulated.yaml"], list(overrides or []))
+    spark = get_spark(cfg.compute.spark)
     sdf = spark_simulate(spark, scenario, n, seed=seed, noise_sd=noise_sd)
     sdf.write.mode("overwrite").parquet(str(path))
     return time.perf_counter() - started
@@ -202,6 +215,7 @@ def main(argv: list[str] | None = None) -> int:
         "scenario": args.scenario,
         "noise_sd": args.noise_sd,
         "calibration": args.calibration,
+        "overrides": overrides,
         "cpus": os.cpu_count(),
         # the machine is shared: the 1/5/15-minute load before the run, and after it below
         "load_average_before": [round(x, 2) for x in os.getloadavg()],
@@ -211,7 +225,12 @@ def main(argv: list[str] | None = None) -> int:
             data = work / f"data_{args.n}.parquet"
             report["generate_seconds"] = round(
                 generate(
-                    args.n, data, scenario=args.scenario, seed=args.seed, noise_sd=args.noise_sd
+                    args.n,
+                    data,
+                    scenario=args.scenario,
+                    seed=args.seed,
+                    noise_sd=args.noise_sd,
+                    overrides=overrides,
                 ),
                 2,
             )
@@ -256,7 +275,14 @@ def main(argv: list[str] | None = None) -> int:
         if args.reference_n > 0:
             n = args.reference_n
             data = work / f"data_{n}.parquet"
-            generate(n, data, scenario=args.scenario, seed=args.seed, noise_sd=args.noise_sd)
+            generate(
+                n,
+                data,
+                scenario=args.scenario,
+                seed=args.seed,
+                noise_sd=args.noise_sd,
+                overrides=overrides,
+            )
             out = work / f"run_ref_{n}"
             shutil.rmtree(out, ignore_errors=True)
             dist = run_distributed(data, out, overrides, mem)
