@@ -574,7 +574,9 @@ for ax, ylabel in zip(axes, ("seconds", "driver peak (GiB)")):
 axes[0].set_title("wall time per stage"); axes[1].set_title("driver (Python) peak memory")
 axes[1].legend(fontsize=8, loc="best")
 fig.tight_layout()
-plt.show()
+from mlearner_dist import plots
+path = plots.save_figure(fig, OUT / "scale_time_memory_by_n.png")
+display(Image(filename=str(path)))
 pd.DataFrame([{"n": n, "calibration": bench[n]["calibration"],
                "total seconds": bench[n]["total_seconds"],
                "driver peak GiB": round(bench[n]["peak_rss_bytes"] / 2**30, 2),

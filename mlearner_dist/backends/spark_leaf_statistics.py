@@ -78,22 +78,26 @@ def spark_hashed_sample(
     """
     frac = min(1.0, max_rows / max(n_units, 1))
     salt = int(seed) + SAMPLE_SEED_OFFSET
-    (first, first_cols), *others = tables
-    joined = spark.read.parquet(str(first))
-    if first_cols is not None:
-        joined = joined.select(*dict.fromkeys([key, *first_cols]))
-    for path, cols in others:
-        right = spark.read.parquet(str(path))
+
+    def sampled(path: Path, cols: Sequence[str] | None, id_col: str) -> DataFrame:
+        # the hash depends on the unit id alone: each table is sampled before the join, so the
+        # join moves about max_rows rows, not n
+        df = spark.read.parquet(str(path))
         if cols is not None:
-            right = right.select(*dict.fromkeys(["unit_id", *cols]))
-        right = right.withColumnRenamed("unit_id", _KEY)
+            df = df.select(*dict.fromkeys([id_col, *cols]))
+
+        def keep(batches: Iterator[pd.DataFrame]) -> Iterator[pd.DataFrame]:
+            for pdf in batches:
+                yield pdf[stable_uniform(pdf[id_col].to_numpy(), salt) < frac]
+
+        return df.mapInPandas(keep, df.schema)
+
+    (first, first_cols), *others = tables
+    joined = sampled(first, first_cols, key)
+    for path, cols in others:
+        right = sampled(path, cols, "unit_id").withColumnRenamed("unit_id", _KEY)
         joined = joined.join(right, joined[key] == right[_KEY], "inner").drop(_KEY)
-
-    def keep(batches: Iterator[pd.DataFrame]) -> Iterator[pd.DataFrame]:
-        for pdf in batches:
-            yield pdf[stable_uniform(pdf[key].to_numpy(), salt) < frac]
-
-    sample = joined.mapInPandas(keep, joined.schema).toPandas()
+    sample = joined.toPandas()
     return sample.sort_values(key, kind="stable").reset_index(drop=True)
 
 
