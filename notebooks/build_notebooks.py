@@ -543,45 +543,54 @@ timings.round(1)
 ## Time and memory per stage against n
 The committed benchmark files (`benchmarks/run_scale.py`, each measured with nothing else
 running on the same 2-core machine; `results_1m.json`, `results_4m.json` with
-`calibration.mode: fixed`, `results_10m.json` with the default calibration, whose split runs
-inside the calibrate stage) give each stage's wall time and the driver's peak memory. On log-log
-axes a stage whose cost is linear in n has slope 1; the dotted line has slope 1.
+`calibration.mode: fixed`, `results_1m_calibrated.json` and `results_10m.json` with the default
+calibration, whose split runs inside the calibrate stage) give each stage's wall time and the
+driver's peak memory. On log-log axes a stage whose cost is linear in n has slope 1 (dotted).
 """),
     code("""
 import matplotlib.pyplot as plt
 import numpy as np
 
-bench = {}
-for name in ("results_1m.json", "results_4m.json", "results_10m.json"):
+runs = {}  # calibration -> {n: benchmark document}
+for name in ("results_1m.json", "results_4m.json", "results_1m_calibrated.json",
+             "results_10m.json"):
     path = ROOT / "benchmarks" / name
     if path.exists():
         doc = json.loads(path.read_text())
-        bench[doc["n"]] = doc
-ns = sorted(bench)
-stages = [s for s in bench[ns[0]]["stage_memory"] if all(s in bench[n]["stage_memory"] for n in ns)]
+        kind = "fixed" if doc["calibration"] == "fixed" else "default"
+        runs.setdefault(kind, {})[doc["n"]] = doc
+stages = list(next(iter(next(iter(runs.values())).values()))["stage_memory"])
+colours = dict(zip(stages, plt.rcParams["axes.prop_cycle"].by_key()["color"]))
 fig, axes = plt.subplots(1, 2, figsize=(11, 4.2))
-for stage in stages:
-    secs = [max(bench[n]["stage_memory"][stage]["seconds"], 0.05) for n in ns]
-    mem = [bench[n]["stage_memory"][stage]["peak_driver_bytes"] / 2**30 for n in ns]
-    axes[0].plot(ns, secs, marker="o", label=stage)
-    axes[1].plot(ns, mem, marker="o", label=stage)
-axes[0].plot(ns, [bench[n]["total_seconds"] for n in ns], "k-", lw=2, marker="s", label="total")
-ref = np.array(ns, dtype=float)
-axes[0].plot(ref, bench[ns[0]]["total_seconds"] * ref / ref[0], "k:", label="slope 1")
+for kind, style in (("fixed", "-"), ("default", "--")):
+    docs = runs.get(kind, {})
+    ns = sorted(docs)
+    for stage in stages:
+        secs = [max(docs[n]["stage_memory"][stage]["seconds"], 0.05) for n in ns]
+        mem = [docs[n]["stage_memory"][stage]["peak_driver_bytes"] / 2**30 for n in ns]
+        label = stage if kind == "fixed" else None
+        axes[0].plot(ns, secs, style, marker="o", color=colours[stage], label=label)
+        axes[1].plot(ns, mem, style, marker="o", color=colours[stage], label=label)
+    axes[0].plot(ns, [docs[n]["total_seconds"] for n in ns], "k" + style, lw=2, marker="s",
+                 label=f"total ({kind} calibration)")
+ref = np.array([1e6, 1e7])
+axes[0].plot(ref, 100 * ref / ref[0], "k:", label="slope 1")
 for ax, ylabel in zip(axes, ("seconds", "driver peak (GiB)")):
     ax.set_xscale("log"); ax.set_yscale("log"); ax.set_xlabel("units"); ax.set_ylabel(ylabel)
     ax.grid(True, which="both", alpha=0.3)
-axes[0].set_title("wall time per stage"); axes[1].set_title("driver (Python) peak memory")
-axes[1].legend(fontsize=8, loc="best")
+axes[0].set_title("wall time per stage (solid: fixed, dashed: default calibration)", fontsize=9)
+axes[1].set_title("driver (Python) peak memory", fontsize=9)
+axes[0].legend(fontsize=7, loc="upper left")
 fig.tight_layout()
 from mlearner_dist import plots
 path = plots.save_figure(fig, OUT / "scale_time_memory_by_n.png")
 display(Image(filename=str(path)))
-pd.DataFrame([{"n": n, "calibration": bench[n]["calibration"],
-               "total seconds": bench[n]["total_seconds"],
-               "driver peak GiB": round(bench[n]["peak_rss_bytes"] / 2**30, 2),
-               "all processes GiB": round(bench[n]["peak_total_rss_bytes"] / 2**30, 2),
-               "profile": ", ".join(bench[n]["variables"])} for n in ns])
+bench = {(kind, n): doc for kind, docs in runs.items() for n, doc in docs.items()}
+pd.DataFrame([{"n": n, "calibration": doc["calibration"],
+               "total seconds": doc["total_seconds"],
+               "driver peak GiB": round(doc["peak_rss_bytes"] / 2**30, 2),
+               "all processes GiB": round(doc["peak_total_rss_bytes"] / 2**30, 2),
+               "profile": ", ".join(doc["variables"])} for (kind, n), doc in sorted(bench.items())])
 """),
     md("""
 ## The MLflow run
