@@ -19,9 +19,9 @@ from __future__ import annotations
 
 import logging
 import pickle
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import pandas as pd
 
@@ -175,25 +175,39 @@ def spark_tree_statistics(
     treatment, outcome, mediators = roles.treatment, roles.outcome, tuple(roles.mediators)
     score_cols = dict(scores)
 
-    def stats(batches: Iterator[pd.DataFrame]) -> Iterator[pd.DataFrame]:
-        # one partition at a time (a few hundred thousand rows): one group-by per table instead
-        # of one per Arrow batch
+    def stats(pdf: pd.DataFrame) -> dict[int, LeafStatistics]:
+        return tree_statistics(
+            pdf,
+            trees,
+            treatment=treatment,
+            outcome=outcome,
+            mediators=mediators,
+            scores=score_cols,
+            method=method,
+        )
+
+    return _pooled(joined, stats, combine_tree_statistics)
+
+
+def _pooled(
+    joined: DataFrame,
+    part: Callable[[pd.DataFrame], Any],
+    combine: Callable[[list[Any]], Any],
+) -> Any:
+    """``combine`` of ``part(partition)`` over the partitions of ``joined``.
+
+    Each partition's Arrow batches are concatenated first (a few hundred thousand rows: one
+    group-by per table instead of one per batch) and its result comes back as one pickled row.
+    """
+
+    def run(batches: Iterator[pd.DataFrame]) -> Iterator[pd.DataFrame]:
         frames = [pdf for pdf in batches if len(pdf)]
         if frames:
-            part = tree_statistics(
-                pd.concat(frames, ignore_index=True),
-                trees,
-                treatment=treatment,
-                outcome=outcome,
-                mediators=mediators,
-                scores=score_cols,
-                method=method,
-            )
-            yield pd.DataFrame({"blob": [pickle.dumps(part)]})
+            result = part(pd.concat(frames, ignore_index=True))
+            yield pd.DataFrame({"blob": [pickle.dumps(result)]})
 
-    rows = joined.mapInPandas(stats, "blob binary").collect()
-    parts = [pickle.loads(bytes(r["blob"])) for r in rows]
-    return combine_tree_statistics(parts)
+    rows = joined.mapInPandas(run, "blob binary").collect()
+    return combine([pickle.loads(bytes(r["blob"])) for r in rows])
 
 
 def _units_with_effects(
@@ -248,20 +262,15 @@ def spark_subgroup_sums(
     joined = _units_with_effects(spark, output, roles, list(tree.variables), effect_cols)
     treatment, outcome = roles.treatment, roles.outcome
 
-    def sums(batches: Iterator[pd.DataFrame]) -> Iterator[pd.DataFrame]:
-        frames = [pdf for pdf in batches if len(pdf)]
-        if frames:
-            pdf = pd.concat(frames, ignore_index=True)
-            part = subgroup_sums(
-                pdf,
-                tree.leaf_of(pdf),
-                treatment=treatment,
-                outcome=outcome,
-                mediators=meds,
-                propensity_clip=propensity_clip,
-                max_density_ratio=max_density_ratio,
-            )
-            yield pd.DataFrame({"blob": [pickle.dumps(part)]})
+    def sums(pdf: pd.DataFrame) -> dict[int, LeafSums]:
+        return subgroup_sums(
+            pdf,
+            tree.leaf_of(pdf),
+            treatment=treatment,
+            outcome=outcome,
+            mediators=meds,
+            propensity_clip=propensity_clip,
+            max_density_ratio=max_density_ratio,
+        )
 
-    rows = joined.mapInPandas(sums, "blob binary").collect()
-    return combine_subgroup_sums([pickle.loads(bytes(r["blob"])) for r in rows])
+    return _pooled(joined, sums, combine_subgroup_sums)

@@ -33,31 +33,28 @@ def _bins_without_weights(cls: type) -> bool:
 _OVERRIDE = _bins_without_weights(HistGradientBoostingRegressor)
 
 
-class QuantileBinnedHGBRegressor(HistGradientBoostingRegressor):
+class _UnweightedBinning:
+    """Mixin: the training data's bin edges ignore ``sample_weight`` (module docstring)."""
+
+    if _OVERRIDE:
+
+        def _bin_data(
+            self, X: np.ndarray, sample_weight: Any, is_training_data: bool
+        ) -> np.ndarray:
+            return super()._bin_data(X, None, is_training_data)  # type: ignore[misc]
+
+
+class QuantileBinnedHGBRegressor(_UnweightedBinning, HistGradientBoostingRegressor):
     """:class:`~sklearn.ensemble.HistGradientBoostingRegressor`, bin edges from unweighted data.
 
     Same parameters, fit and predict; only the training data's binning ignores
     ``sample_weight`` (see the module docstring).
     """
 
-    if _OVERRIDE:
 
-        def _bin_data(
-            self, X: np.ndarray, sample_weight: Any, is_training_data: bool
-        ) -> np.ndarray:
-            return super()._bin_data(X, None, is_training_data)
-
-
-class QuantileBinnedHGBClassifier(HistGradientBoostingClassifier):
+class QuantileBinnedHGBClassifier(_UnweightedBinning, HistGradientBoostingClassifier):
     """:class:`~sklearn.ensemble.HistGradientBoostingClassifier`, bin edges from unweighted data.
 
     Same parameters, fit and predict; only the training data's binning ignores
     ``sample_weight`` (see the module docstring).
     """
-
-    if _OVERRIDE:
-
-        def _bin_data(
-            self, X: np.ndarray, sample_weight: Any, is_training_data: bool
-        ) -> np.ndarray:
-            return super()._bin_data(X, None, is_training_data)

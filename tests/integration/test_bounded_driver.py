@@ -27,12 +27,9 @@ pytestmark = [pytest.mark.spark, pytest.mark.dask]
 COVS = [f"X{i}" for i in range(1, 11)]
 
 
-def test_profile_above_the_driver_budget_tests_every_unit(tmp_path):
-    n, budget = 3000, 1000
-    data = simulate("simple-all", n, seed=11, noise_sd=0.1)
-    path = tmp_path / "sim.parquet"
-    data.to_parquet(path)
-    cfg = load_config(
+def _config(path, budget: int, *extra: str):
+    """A small simulated analysis whose n exceeds a driver budget of ``budget`` units."""
+    return load_config(
         ["conf/base.yaml", "conf/simulated.yaml"],
         [
             "compute.spark.master=local[2]",
@@ -40,9 +37,6 @@ def test_profile_above_the_driver_budget_tests_every_unit(tmp_path):
             "compute.spark.partitions=4",
             f"compute.driver_max_rows={budget}",
             "tracking.enabled=false",
-            "report.figures=true",
-            "report.html=true",
-            "calibration.mode=fixed",
             "subgroups.n_bootstrap=50",
             "profile.cv_folds=5",
             f"data.source={path}",
@@ -50,8 +44,23 @@ def test_profile_above_the_driver_budget_tests_every_unit(tmp_path):
             "embed.n_iter=300",
             "cluster.k_max=3",
             "stability.n_seeds=0",
-            "sensitivity.n_bootstrap=20",
+            *extra,
         ],
+    )
+
+
+def test_profile_above_the_driver_budget_tests_every_unit(tmp_path):
+    n, budget = 3000, 1000
+    data = simulate("simple-all", n, seed=11, noise_sd=0.1)
+    path = tmp_path / "sim.parquet"
+    data.to_parquet(path)
+    cfg = _config(
+        path,
+        budget,
+        "report.figures=true",
+        "report.html=true",
+        "calibration.mode=fixed",
+        "sensitivity.n_bootstrap=20",
     )
     out = tmp_path / "run"
     result = run_pipeline(cfg, out)
@@ -115,27 +124,14 @@ def test_split_calibration_above_the_driver_budget_runs_on_the_engines(tmp_path)
     data = simulate("simple-all", n, seed=12, noise_sd=0.1)
     path = tmp_path / "sim.parquet"
     data.to_parquet(path)
-    cfg = load_config(
-        ["conf/base.yaml", "conf/simulated.yaml"],
-        [
-            "compute.spark.master=local[2]",
-            "compute.spark.driver_memory=2g",
-            "compute.spark.partitions=4",
-            f"compute.driver_max_rows={budget}",
-            "tracking.enabled=false",
-            "report.figures=false",
-            "report.html=false",
-            "calibration.mode=null",
-            "calibration.null_max_n=2000",  # n above it: the split fallback, as at scale
-            "subgroups.n_bootstrap=50",
-            "profile.cv_folds=5",
-            f"data.source={path}",
-            "effects.learner=linear",
-            "embed.n_iter=300",
-            "cluster.k_max=3",
-            "stability.n_seeds=0",
-            "sensitivity.enabled=false",
-        ],
+    cfg = _config(
+        path,
+        budget,
+        "report.figures=false",
+        "report.html=false",
+        "calibration.mode=null",
+        "calibration.null_max_n=2000",  # n above it: the split fallback, as at scale
+        "sensitivity.enabled=false",
     )
     out = tmp_path / "run"
     result = run_pipeline(cfg, out)
