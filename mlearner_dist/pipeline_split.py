@@ -111,7 +111,13 @@ def distributed_split_calibration(ctx: RunContext, model: MLearner) -> dict[str,
         spark_subgroup_sums,
         spark_tree_statistics,
     )
-    from mlearner_dist.pipeline_stages import run_cluster, run_effects, run_embed, run_profile
+    from mlearner_dist.pipeline_stages import (
+        run_cluster,
+        run_effects,
+        run_embed,
+        run_profile,
+        subgroup_table_settings,
+    )
 
     cfg, roles = ctx.cfg, ctx.roles
     counts = _write_halves(ctx, model.random_state)
@@ -172,11 +178,8 @@ def distributed_split_calibration(ctx: RunContext, model: MLearner) -> dict[str,
         sums,
         tree.rules,
         has_mediator=roles.has_mediator,
-        n_bootstrap=cfg.subgroups.n_bootstrap,
-        level=cfg.subgroups.level,
-        min_size=cfg.validation.min_subgroup,
-        random_state=cfg.random_state,
         max_density_ratio=cfg.effects.max_density_ratio,
+        **subgroup_table_settings(cfg),
     )
     for sg in subgroups:
         sg["estimated_on"] = "holdout"

@@ -285,6 +285,16 @@ def tree_sample_rows(cfg: Any) -> int:
     return cap if per_tree is None else min(cap, TREE_SAMPLE_FACTOR * int(per_tree))
 
 
+def subgroup_table_settings(cfg: Any) -> dict[str, Any]:
+    """The configuration's keyword arguments of the subgroup tables (in memory and from sums)."""
+    return {
+        "n_bootstrap": cfg.subgroups.n_bootstrap,
+        "level": cfg.subgroups.level,
+        "min_size": cfg.validation.min_subgroup,
+        "random_state": cfg.random_state,
+    }
+
+
 def profile_on_sample(ctx: RunContext) -> bool:
     """Whether the profile stage grows its trees on a sample and tests from leaf moments.
 
@@ -435,12 +445,12 @@ def run_calibrate(ctx: RunContext) -> Manifest:
         )
     elif cfg.calibration.mode == "fixed":
         doc = model.calibrate(pd.DataFrame(), roles, float(prof["p_leaf"]), discovery_half=False)
-    elif model.resolved_calibration(n_used)[0] == "split" and profile_on_sample(ctx):
+    elif (resolved := model.resolved_calibration(n_used))[0] == "split" and profile_on_sample(ctx):
         # above compute.driver_max_rows: the same split design through the distributed stages
         from mlearner_dist.pipeline_split import distributed_split_calibration
 
         doc = distributed_split_calibration(ctx, model)
-        fallback = model.resolved_calibration(n_used)[1]
+        fallback = resolved[1]
         if fallback is not None:
             logger.warning("calibration: %s", fallback)
             doc["requested_mode"] = "null"
@@ -509,12 +519,7 @@ def run_report(ctx: RunContext) -> Manifest:
         tree = ProfileTree.from_dict(calib["discovery_tree"])
         p_leaf = float(calib["p_decision"])
     model = MLearner(**estimator_params(cfg))
-    table_kw = {
-        "n_bootstrap": cfg.subgroups.n_bootstrap,
-        "level": cfg.subgroups.level,
-        "min_size": cfg.validation.min_subgroup,
-        "random_state": cfg.random_state,
-    }
+    table_kw = subgroup_table_settings(cfg)
     n_used = int(_row_account(ctx)["n_used"])
     if profile_on_sample(ctx):
         # bounded driver: leaf sums over every unit from Spark; a hashed sample of

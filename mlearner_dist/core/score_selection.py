@@ -127,18 +127,8 @@ def score_candidates(
                 design=design,
             )
             tree, leaf = merged.tree, merged.merged_leaf(raw_leaf)
-        out.append(
-            {
-                "k": int(k),
-                "tree_id": int(raw.tree_id),
-                "raw_n_leaves": int(raw.n_leaves),
-                "n_leaves": int(tree.n_leaves),
-                "variables": list(tree.variables),
-                "p_score": score_pvalue(s, leaf, covariance=covariance, design=design),
-                "tree": tree,
-                "leaf": leaf,
-            }
-        )
+        p = score_pvalue(s, leaf, covariance=covariance, design=design)
+        out.append(_candidate(k, raw, tree, p, leaf=leaf))
     return out
 
 
@@ -189,19 +179,25 @@ def score_candidates_from_statistics(
                 raw, stats.score_moments(target), level=merge_level, covariance=covariance
             )
             tree, merged_stats = merged.tree, stats.relabel(merged.leaf_map)
-        out.append(
-            {
-                "k": int(k),
-                "tree_id": int(raw.tree_id),
-                "raw_n_leaves": int(raw.n_leaves),
-                "n_leaves": int(tree.n_leaves),
-                "variables": list(tree.variables),
-                "p_score": merged_stats.score_pvalue(target, covariance=covariance),
-                "tree": tree,
-                "statistics": merged_stats,
-            }
-        )
+        p = merged_stats.score_pvalue(target, covariance=covariance)
+        out.append(_candidate(k, raw, tree, p, statistics=merged_stats))
     return out
+
+
+def _candidate(
+    k: int, raw: ProfileTree, tree: ProfileTree, p_score: float, **extra: Any
+) -> dict[str, Any]:
+    """One K's candidate record (the keys both forms of :func:`score_candidates` return)."""
+    return {
+        "k": int(k),
+        "tree_id": int(raw.tree_id),
+        "raw_n_leaves": int(raw.n_leaves),
+        "n_leaves": int(tree.n_leaves),
+        "variables": list(tree.variables),
+        "p_score": p_score,
+        "tree": tree,
+        **extra,
+    }
 
 
 def choose_by_score(candidates: list[dict[str, Any]]) -> dict[str, Any]:
