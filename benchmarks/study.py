@@ -116,6 +116,16 @@ GRIDS: dict[str, list[tuple[str, int, float, tuple[str, ...]]]] = {
         ("simple-global", 1000, 0.01, FAST),
         ("confounded-null", 1000, 1.0, FAST),
     ],
+    # the settings that the rule of 2026-12-02 (no constant effect model, config key
+    # effects.constant_effect_models) changes most: the nulls, whose contrasts were constant, and
+    # the M -> Y alternative it was made for
+    "effect-models": [
+        ("mediator-slope", 5000, 1.0, FAST),
+        ("simple-null1", 1000, 1.0, FAST),
+        ("simple-null2", 1000, 1.0, FAST),
+        ("simple-global", 1000, 1.0, FAST),
+        ("confounded-null", 1000, 1.0, FAST),
+    ],
     "power": [
         (s, 1000, 0.01, FAST)
         for s in (

@@ -98,6 +98,7 @@ class EffectsConfig:
     )
     max_density_ratio: float = 10.0
     mediator_density: Literal["gaussian", "classifier"] = "gaussian"
+    constant_effect_models: bool = False
 
 
 @dataclass(frozen=True)
@@ -702,6 +703,7 @@ def estimator_params(cfg: Config) -> dict[str, Any]:
         "auto_candidates": tuple(cfg.effects.auto_candidates),
         "max_density_ratio": cfg.effects.max_density_ratio,
         "mediator_density": cfg.effects.mediator_density,
+        "constant_effect_models": cfg.effects.constant_effect_models,
         "design": cfg.design,
         "embed_effects": tuple(cfg.embed.effects),
         "scaling": cfg.embed.scaling,

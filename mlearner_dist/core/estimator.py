@@ -107,7 +107,7 @@ class MLearner(BaseEstimator):
     Parameters
     ----------
     n_folds, learner, learner_params, estimator, row_budget, propensity_clip, auto_candidates,
-    max_density_ratio, mediator_density, design
+    max_density_ratio, mediator_density, constant_effect_models, design
         Step 1, the ``effects:`` section (and ``design``); ``learner`` may also be a
         scikit-learn estimator object.
     embed_effects, scaling, exact_max_n, n_landmarks, perplexity, n_iter, kernel_power,
@@ -206,6 +206,7 @@ class MLearner(BaseEstimator):
         ),
         max_density_ratio: float = 10.0,
         mediator_density: str = "gaussian",
+        constant_effect_models: bool = False,
         model_outcome: Any = None,
         model_mediator: Any = None,
         model_propensity: Any = None,
@@ -264,6 +265,7 @@ class MLearner(BaseEstimator):
         self.propensity_clip = propensity_clip
         self.auto_candidates = auto_candidates
         self.max_density_ratio = max_density_ratio
+        self.constant_effect_models = constant_effect_models
         self.mediator_density = mediator_density
         self.model_outcome = model_outcome
         self.model_mediator = model_mediator
@@ -477,6 +479,7 @@ class MLearner(BaseEstimator):
             propensity_clip=self.propensity_clip,
             auto_candidates=tuple(self.auto_candidates),
             max_density_ratio=self.max_density_ratio,
+            constant_effect_models=self.constant_effect_models,
             mediator_density=self.mediator_density,
             model_outcome=self.model_outcome,
             model_mediator=self.model_mediator,

@@ -19,7 +19,12 @@ from mlearner_dist.core.effects import (
     density_ratio_summary,
 )
 from mlearner_dist.core.learners import choose_learner, make_learner, predict_response
-from mlearner_dist.core.nuisance import NuisanceSpec, binary_propensity_mx
+from mlearner_dist.core.nuisance import (
+    EFFECT_MODELS,
+    NuisanceSpec,
+    auto_candidates_of,
+    binary_propensity_mx,
+)
 from mlearner_dist.core.roles import Roles
 from mlearner_dist.datasets import simulate
 from mlearner_dist.exceptions import ConfigError
@@ -102,15 +107,62 @@ def test_auto_decides_once_on_the_first_fold_and_records_the_choice(monkeypatch)
     keys = {"mu_m1__M", "mu_m0__M", "mu_y1m", "direct", "baseline", "contrast"}
     assert set(diag["learner_choice"]) == keys
     assert len(calls) == len(keys)  # one selection per nuisance model, not per fold
-    for entry in diag["learner_choice"].values():
+    for key, entry in diag["learner_choice"].items():
         assert entry["chosen"] in entry["cv_loss"]
+        assert entry["cv_loss"][entry["chosen"]] <= 1.05 * min(entry["cv_loss"].values())
+        if key in EFFECT_MODELS:
+            # the effect models are never chosen constant (auto_candidates_of)
+            assert "constant" not in entry["cv_loss"]
+            continue
         # one-SE rule: never worse than the constant model, never far from the best
         assert entry["cv_loss"][entry["chosen"]] <= entry["cv_loss"]["constant"]
-        assert entry["cv_loss"][entry["chosen"]] <= 1.05 * min(entry["cv_loss"].values())
     assert diag["learner"] == "auto"
     json.dumps(diag, allow_nan=False)
     # linear data at n = 1,500: the mediator and outcome models are not boosted
     assert diag["learner_choice"]["mu_y1m"]["chosen"] in ("linear", "spline", "linear_boosting")
+
+
+def test_effect_models_have_no_constant_candidate_unless_asked():
+    spec = NuisanceSpec()
+    assert auto_candidates_of("contrast", spec) == tuple(
+        c for c in spec.auto_candidates if c != "constant"
+    )
+    assert auto_candidates_of("direct", spec)[0] == "linear"
+    # the nuisances keep the constant, and the switch restores it for the effect models
+    assert auto_candidates_of("mu_y1m", spec) == spec.auto_candidates
+    assert auto_candidates_of("baseline", spec)[0] == "constant"
+    on = NuisanceSpec(constant_effect_models=True)
+    assert auto_candidates_of("contrast", on) == on.auto_candidates
+    # nothing but the constant: it stays
+    only = NuisanceSpec(auto_candidates=("constant",))
+    assert auto_candidates_of("contrast", only) == ("constant",)
+    with pytest.raises(ConfigError, match="constant_effect_models"):
+        NuisanceSpec(constant_effect_models="no")
+
+
+def test_a_weak_subgroup_effect_is_not_estimated_constant():
+    """mediator-slope at noise sd 1: the contrast's CV losses are within 1% of the constant's.
+
+    With the constant allowed, the one-standard-error rule chooses it and every unit's indirect
+    effect is the same; without it the indirect effect varies, and is larger where S = 1.
+    """
+    df = simulate("mediator-slope", 3000, seed=10000, noise_sd=1.0)
+    s = df["in_subgroup"].to_numpy() == 1
+    found = {}
+    for allowed in (True, False):
+        eff, diag = cross_fit_effects(
+            df, ROLES, NuisanceSpec(constant_effect_models=allowed), n_folds=3, seed=1
+        )
+        eff = eff.set_index("unit_id").loc[df["unit_id"]]
+        found[allowed] = (diag["learner_choice"]["contrast"], eff["indirect"].to_numpy())
+    choice, ind = found[True]
+    assert choice["chosen"] == "constant"
+    assert np.ptp(ind[eff["fold"].to_numpy() == 0]) < 1e-12
+    choice, ind = found[False]
+    assert "constant" not in choice["cv_loss"]
+    # shrunk (true difference 1; measured 0.07), but ordered: steps 2-4 have something to find
+    assert ind[s].mean() - ind[~s].mean() > 0.05, (ind[s].mean(), ind[~s].mean())
+    assert np.corrcoef(ind, s)[0, 1] > 0.2
 
 
 def test_estimator_objects_are_accepted_per_model_group():
