@@ -126,6 +126,24 @@ GRIDS: dict[str, list[tuple[str, int, float, tuple[str, ...]]]] = {
         ("simple-global", 1000, 1.0, FAST),
         ("confounded-null", 1000, 1.0, FAST),
     ],
+    # the comparison columns of issue "inference": the cheap split calibration and the paper's
+    # M-test with its fixed threshold (fidelity: reference), on the Type I and power settings
+    "comparison": [
+        (s, 1000, sd, (*FAST, extra))
+        for extra in ("calibration.mode=split", "fidelity=reference")
+        for s, sd in (
+            ("simple-null1", 1.0),
+            ("simple-null2", 1.0),
+            ("simple-global", 1.0),
+            ("confounded-null", 1.0),
+            ("simple-all", 0.01),
+            ("simple-part", 0.01),
+            ("complex-all", 0.01),
+            ("complex-part", 0.01),
+            ("mediator-slope", 0.01),
+            ("confounded-alt", 0.01),
+        )
+    ],
     "power": [
         (s, 1000, 0.01, FAST)
         for s in (
