@@ -121,6 +121,7 @@ GRIDS: dict[str, list[tuple[str, int, float, tuple[str, ...]]]] = {
     # the M -> Y alternative it was made for
     "effect-models": [
         ("mediator-slope", 5000, 1.0, FAST),
+        ("simple-all", 5000, 1.0, FAST),
         ("simple-null1", 1000, 1.0, FAST),
         ("simple-null2", 1000, 1.0, FAST),
         ("simple-global", 1000, 1.0, FAST),
