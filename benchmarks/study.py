@@ -49,6 +49,17 @@ FULL_SAMPLE = (
     "calibration.n_replicates=19",
     "subgroups.n_bootstrap=20",
 )
+#: the null settings of the Type I rows at noise sd 1 (the confounded one observational)
+NULLS_SD1 = ("simple-null1", "simple-null2", "simple-global", "confounded-null")
+#: the power settings at noise sd 0.01, n = 1,000
+POWER_SD001 = (
+    "simple-all",
+    "simple-part",
+    "complex-all",
+    "complex-part",
+    "mediator-slope",
+    "confounded-alt",
+)
 GRIDS: dict[str, list[tuple[str, int, float, tuple[str, ...]]]] = {
     # the settings run first in a session: the failures of the full-sample calibration and the
     # two power settings the issue names
@@ -122,40 +133,16 @@ GRIDS: dict[str, list[tuple[str, int, float, tuple[str, ...]]]] = {
     "effect-models": [
         ("mediator-slope", 5000, 1.0, FAST),
         ("simple-all", 5000, 1.0, FAST),
-        ("simple-null1", 1000, 1.0, FAST),
-        ("simple-null2", 1000, 1.0, FAST),
-        ("simple-global", 1000, 1.0, FAST),
-        ("confounded-null", 1000, 1.0, FAST),
+        *((s, 1000, 1.0, FAST) for s in NULLS_SD1),
     ],
     # the comparison columns of issue "inference": the cheap split calibration and the paper's
     # M-test with its fixed threshold (fidelity: reference), on the Type I and power settings
     "comparison": [
         (s, 1000, sd, (*FAST, extra))
         for extra in ("calibration.mode=split", "fidelity=reference")
-        for s, sd in (
-            ("simple-null1", 1.0),
-            ("simple-null2", 1.0),
-            ("simple-global", 1.0),
-            ("confounded-null", 1.0),
-            ("simple-all", 0.01),
-            ("simple-part", 0.01),
-            ("complex-all", 0.01),
-            ("complex-part", 0.01),
-            ("mediator-slope", 0.01),
-            ("confounded-alt", 0.01),
-        )
+        for s, sd in [*((s, 1.0) for s in NULLS_SD1), *((s, 0.01) for s in POWER_SD001)]
     ],
-    "power": [
-        (s, 1000, 0.01, FAST)
-        for s in (
-            "simple-all",
-            "simple-part",
-            "complex-all",
-            "complex-part",
-            "mediator-slope",
-            "confounded-alt",
-        )
-    ]
+    "power": [(s, 1000, 0.01, FAST) for s in POWER_SD001]
     + [("simple-all", 5000, 1.0, FAST), ("mediator-slope", 5000, 1.0, FAST)],
 }
 
