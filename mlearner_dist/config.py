@@ -98,7 +98,7 @@ class EffectsConfig:
     )
     max_density_ratio: float = 10.0
     mediator_density: Literal["gaussian", "classifier"] = "gaussian"
-    constant_effect_models: bool = False
+    constant_effect_models: Literal["auto", "allowed", "excluded"] = "auto"
 
 
 @dataclass(frozen=True)

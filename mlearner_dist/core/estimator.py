@@ -206,7 +206,7 @@ class MLearner(BaseEstimator):
         ),
         max_density_ratio: float = 10.0,
         mediator_density: str = "gaussian",
-        constant_effect_models: bool = False,
+        constant_effect_models: str = "auto",
         model_outcome: Any = None,
         model_mediator: Any = None,
         model_propensity: Any = None,

@@ -60,6 +60,7 @@ from mlearner_dist.core.strata import assignment_probabilities, stratum_shares
 from mlearner_dist.exceptions import ConfigError, InputValidationError
 
 __all__ = [
+    "CONSTANT_EFFECT_MODELS",
     "DESIGNS",
     "EFFECT_MODELS",
     "ESTIMATORS",
@@ -125,10 +126,11 @@ class NuisanceSpec:
         ``propensity_mx``); None: ``learner``.
     auto_candidates : tuple of str
         Candidates of ``auto``, simplest first.
-    constant_effect_models : bool
+    constant_effect_models : {"auto", "allowed", "excluded"}
         Whether ``auto`` may choose the constant model for the effect models
         (:data:`EFFECT_MODELS`: the contrasts tau and delta, whose targets are the effects
-        themselves); see :func:`auto_candidates_of`.
+        themselves); ``auto``: excluded when randomised, allowed when observational. See
+        :func:`auto_candidates_of`.
     max_density_ratio : float
         Truncation of the mediator density ratio f(M | T=0, X) / f(M | T=1, X) in the indirect
         effect's score (see :func:`~mlearner_dist.core.effects.compute_effects`); ``inf``: none.
@@ -153,7 +155,7 @@ class NuisanceSpec:
     auto_candidates: tuple[str, ...] = AUTO_CANDIDATES
     max_density_ratio: float = 10.0
     mediator_density: str = "gaussian"
-    constant_effect_models: bool = False
+    constant_effect_models: str = "auto"
 
     def __post_init__(self) -> None:
         problems = []
@@ -174,9 +176,10 @@ class NuisanceSpec:
                 f"auto_candidates={cands!r}: give a list of learner names from "
                 f"{[k for k in LEARNER_KINDS if k != 'auto']}"
             )
-        if not isinstance(self.constant_effect_models, bool):
+        if self.constant_effect_models not in CONSTANT_EFFECT_MODELS:
             problems.append(
-                f"constant_effect_models={self.constant_effect_models!r}: give true or false"
+                f"constant_effect_models={self.constant_effect_models!r}: choose one of "
+                f"{list(CONSTANT_EFFECT_MODELS)}"
             )
         if not isinstance(self.learner_params, Mapping):
             problems.append(
@@ -448,26 +451,38 @@ def choice_key(name: str) -> str:
 #: The models whose targets are effects, not nuisances: the indirect (or, without a mediator,
 #: total) contrast tau and the direct contrast delta of :func:`fit_fold_models`.
 EFFECT_MODELS = ("contrast", "direct")
+#: Values of ``NuisanceSpec.constant_effect_models`` (``effects.constant_effect_models``).
+CONSTANT_EFFECT_MODELS = ("auto", "allowed", "excluded")
 
 
 def auto_candidates_of(key: str, spec: NuisanceSpec) -> tuple[str, ...]:
-    """The ``auto`` candidates of model ``key``: without the constant for an effect model.
+    """The ``auto`` candidates of model ``key``: the effect models may lose the constant.
 
     For the nuisances (outcome, mediator and treatment models) the constant mean model is a
     candidate like any other: a covariate that does not predict should not be fitted. For the
-    effect models (:data:`EFFECT_MODELS`) it is dropped unless
-    ``spec.constant_effect_models``: their pseudo-outcomes carry the outcome's noise, which at
-    n = 1,000-5,000 is 20-60 times the variance of a 0/1 subgroup effect, so the cross-validated
-    loss cannot tell a heterogeneous effect from a constant one and the one-standard-error rule
-    chose the constant. A constant tau makes every unit's plug-in effect the same and leaves the
-    embedding, the clustering and the profile (steps 2-4) nothing to find: on mediator-slope
-    (n = 5,000, noise sd 1) the decision was declared in 1 of 3 replicates on a noise covariate
-    with the constant allowed, and in 3 of 3 on X1 and X2 without it. The Type I error does
-    not rest on this choice: the calibration repeats it in every replicate. If every candidate
-    is the constant, the constant stays.
+    effect models (:data:`EFFECT_MODELS`) it is dropped when ``spec.constant_effect_models`` is
+    ``excluded``, or ``auto`` in a randomised design.
+
+    Why, when randomised: the effect models' pseudo-outcomes carry the outcome's noise, which
+    at n = 1,000-5,000 is 20-60 times the variance of a 0/1 subgroup effect, so the
+    cross-validated loss cannot tell a heterogeneous effect from a constant one and the
+    one-standard-error rule chose the constant. A constant tau gives every unit the same
+    plug-in effect and leaves the embedding, the clustering and the profile (steps 2-4) nothing
+    to find: on mediator-slope (n = 5,000, noise sd 1) the decision was declared in 1 of 3
+    replicates, on a noise covariate, with the constant allowed and in 3 of 3 on X1 and X2
+    without it. Why not when observational: there a varying effect model also follows the
+    confounder (the fitted baseline's and propensity's errors), the selection then proposes
+    partitions along it, where overlap is poorest and the scores most skewed; on
+    confounded-null (n = 1,000, sd 1) the total target was declared in 5 of the first 37
+    replicates without the constant against 2 of the same 37 with it (13 of 200 with it, within
+    the bound). The Type I error of a randomised design does not rest on the choice: the
+    calibration repeats it in every replicate. If every candidate is the constant, it stays.
     """
     cands = tuple(spec.auto_candidates)
-    if spec.constant_effect_models or key not in EFFECT_MODELS:
+    mode = spec.constant_effect_models
+    if mode == "auto":
+        mode = "allowed" if spec.design == "observational" else "excluded"
+    if mode == "allowed" or key not in EFFECT_MODELS:
         return cands
     return tuple(c for c in cands if c != "constant") or cands
 

@@ -131,8 +131,13 @@ def test_effect_models_have_no_constant_candidate_unless_asked():
     # the nuisances keep the constant, and the switch restores it for the effect models
     assert auto_candidates_of("mu_y1m", spec) == spec.auto_candidates
     assert auto_candidates_of("baseline", spec)[0] == "constant"
-    on = NuisanceSpec(constant_effect_models=True)
+    on = NuisanceSpec(constant_effect_models="allowed")
     assert auto_candidates_of("contrast", on) == on.auto_candidates
+    # auto: observational designs keep it, unless excluded
+    observational = NuisanceSpec(design="observational")
+    assert auto_candidates_of("direct", observational) == observational.auto_candidates
+    off = NuisanceSpec(design="observational", constant_effect_models="excluded")
+    assert "constant" not in auto_candidates_of("contrast", off)
     # nothing but the constant: it stays
     only = NuisanceSpec(auto_candidates=("constant",))
     assert auto_candidates_of("contrast", only) == ("constant",)
@@ -141,7 +146,8 @@ def test_effect_models_have_no_constant_candidate_unless_asked():
 
 
 def test_a_weak_subgroup_effect_is_not_estimated_constant():
-    """mediator-slope at noise sd 1: the contrast's CV losses are within 1% of the constant's.
+    """mediator-slope at noise sd 1 (randomised): the contrast's CV losses are within 1% of the
+    constant's.
 
     With the constant allowed, the one-standard-error rule chooses it and every unit's indirect
     effect is the same; without it the indirect effect varies, and is larger where S = 1.
@@ -150,8 +156,9 @@ def test_a_weak_subgroup_effect_is_not_estimated_constant():
     s = df["in_subgroup"].to_numpy() == 1
     found = {}
     for allowed in (True, False):
+        rule = "allowed" if allowed else "excluded"
         eff, diag = cross_fit_effects(
-            df, ROLES, NuisanceSpec(constant_effect_models=allowed), n_folds=3, seed=1
+            df, ROLES, NuisanceSpec(constant_effect_models=rule), n_folds=3, seed=1
         )
         eff = eff.set_index("unit_id").loc[df["unit_id"]]
         found[allowed] = (diag["learner_choice"]["contrast"], eff["indirect"].to_numpy())
