@@ -27,8 +27,11 @@ pytestmark = [pytest.mark.spark, pytest.mark.dask]
 COVS = [f"X{i}" for i in range(1, 11)]
 
 
-def _config(path, budget: int, *extra: str):
-    """A small simulated analysis whose n exceeds a driver budget of ``budget`` units."""
+def _config(tmp_path, n: int, seed: int, budget: int, *extra: str):
+    """A simulated analysis of ``n`` units (simple-all, noise sd 0.1, written under
+    ``tmp_path``) whose n exceeds a driver budget of ``budget`` units."""
+    path = tmp_path / "sim.parquet"
+    simulate("simple-all", n, seed=seed, noise_sd=0.1).to_parquet(path)
     return load_config(
         ["conf/base.yaml", "conf/simulated.yaml"],
         [
@@ -51,11 +54,10 @@ def _config(path, budget: int, *extra: str):
 
 def test_profile_above_the_driver_budget_tests_every_unit(tmp_path):
     n, budget = 3000, 1000
-    data = simulate("simple-all", n, seed=11, noise_sd=0.1)
-    path = tmp_path / "sim.parquet"
-    data.to_parquet(path)
     cfg = _config(
-        path,
+        tmp_path,
+        n,
+        11,
         budget,
         "report.figures=true",
         "report.html=true",
@@ -121,11 +123,10 @@ def test_profile_above_the_driver_budget_tests_every_unit(tmp_path):
 
 def test_split_calibration_above_the_driver_budget_runs_on_the_engines(tmp_path):
     n, budget = 2500, 1000
-    data = simulate("simple-all", n, seed=12, noise_sd=0.1)
-    path = tmp_path / "sim.parquet"
-    data.to_parquet(path)
     cfg = _config(
-        path,
+        tmp_path,
+        n,
+        12,
         budget,
         "report.figures=false",
         "report.html=false",

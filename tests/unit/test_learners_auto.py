@@ -155,17 +155,16 @@ def test_a_weak_subgroup_effect_is_not_estimated_constant():
     df = simulate("mediator-slope", 3000, seed=10000, noise_sd=1.0)
     s = df["in_subgroup"].to_numpy() == 1
     found = {}
-    for allowed in (True, False):
-        rule = "allowed" if allowed else "excluded"
+    for rule in ("allowed", "excluded"):
         eff, diag = cross_fit_effects(
             df, ROLES, NuisanceSpec(constant_effect_models=rule), n_folds=3, seed=1
         )
         eff = eff.set_index("unit_id").loc[df["unit_id"]]
-        found[allowed] = (diag["learner_choice"]["contrast"], eff["indirect"].to_numpy())
-    choice, ind = found[True]
+        found[rule] = (diag["learner_choice"]["contrast"], eff["indirect"].to_numpy())
+    choice, ind = found["allowed"]
     assert choice["chosen"] == "constant"
     assert np.ptp(ind[eff["fold"].to_numpy() == 0]) < 1e-12
-    choice, ind = found[False]
+    choice, ind = found["excluded"]
     assert "constant" not in choice["cv_loss"]
     # shrunk (true difference 1; measured 0.07), but ordered: steps 2-4 have something to find
     assert ind[s].mean() - ind[~s].mean() > 0.05, (ind[s].mean(), ind[~s].mean())
