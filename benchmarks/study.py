@@ -149,6 +149,9 @@ GRIDS: dict[str, list[tuple[str, int, float, tuple[str, ...]]]] = {
         *((s, 1000, 1.0, FAST) for s in NULLS_SD1),
         *((s, 1000, 0.01, FAST_B99) for s in ("complex-all", "complex-part")),
     ],
+    # the randomised Type I rows at the default (the observational confounded-null default row
+    # already has R = 200): the paper's nulls at noise sd 1, grown towards R = 200
+    "type1-default": [(s, 1000, 1.0, FAST) for s in NULLS_SD1 if s != "confounded-null"],
     # the comparison columns of issue "inference": the cheap split calibration and the paper's
     # M-test with its fixed threshold (fidelity: reference), on the Type I and power settings
     "comparison": [
