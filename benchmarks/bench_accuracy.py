@@ -329,10 +329,13 @@ def _truth(scenario: str) -> dict[str, dict[str, float]]:
     }
 
 
-def _replicate(scenario: str, seed: int, n: int) -> dict[str, Any]:
+def _replicate(
+    scenario: str, seed: int, n: int, candidates: tuple[str, ...] | None = None
+) -> dict[str, Any]:
     df = simulate(scenario, n, seed=seed, noise_sd=1.0)
     t0 = time.perf_counter()
-    eff, diag = cross_fit_effects(df, SIM_ROLES, _spec(), n_folds=N_FOLDS, seed=seed)
+    spec = _spec() if candidates is None else _spec(auto_candidates=candidates)
+    eff, diag = cross_fit_effects(df, SIM_ROLES, spec, n_folds=N_FOLDS, seed=seed)
     truth = _truth(scenario)
     df = df.sort_values("unit_id").reset_index(drop=True)
     rec: dict[str, Any] = {"scenario": scenario, "seed": seed, "n": n}
@@ -348,6 +351,7 @@ def _replicate(scenario: str, seed: int, n: int) -> dict[str, Any]:
             rec[f"leaf{g}_{name}"] = [float(adj.loc[g, name]), float(lo), float(hi)]
             rec[f"leaf{g}_{name}_covered"] = bool(lo <= truth[f"leaf{g}"][name] <= hi)
     rec["n_truncated"] = diag["density_ratio"]["n_truncated"]
+    rec["mu_y1m"] = diag["learner_choice"].get("mu_y1m", {}).get("chosen")
     rec["seconds"] = round(time.perf_counter() - t0, 1)
     return rec
 
@@ -376,10 +380,23 @@ def _coverage_summary(records: list[dict[str, Any]]) -> dict[str, Any]:
     return out
 
 
-def run_coverage(reps: int, n: int = 5000, budget_s: float | None = None) -> dict[str, Any]:
+def replicates_file(tag: str = "") -> Path:
+    """The coverage replicates of the default (``tag`` empty) or of a named candidate list."""
+    return REPLICATES if not tag else REPLICATES.with_name(f"{REPLICATES.stem}_{tag}.jsonl")
+
+
+def run_coverage(
+    reps: int,
+    n: int = 5000,
+    budget_s: float | None = None,
+    candidates: tuple[str, ...] | None = None,
+    tag: str = "",
+) -> dict[str, Any]:
+    """Coverage at the true partition; ``candidates`` (with ``tag``) replace the auto list."""
+    path = replicates_file(tag)
     done: list[dict[str, Any]] = []
-    if REPLICATES.exists():
-        done = [json.loads(line) for line in REPLICATES.read_text().splitlines() if line.strip()]
+    if path.exists():
+        done = [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
     have = {(r["scenario"], r["seed"]) for r in done}
     start = time.perf_counter()
     for seed in range(reps):
@@ -388,8 +405,8 @@ def run_coverage(reps: int, n: int = 5000, budget_s: float | None = None) -> dic
                 continue
             if budget_s is not None and time.perf_counter() - start > budget_s:
                 break
-            rec = _replicate(scenario, seed, n)
-            with REPLICATES.open("a") as fh:
+            rec = _replicate(scenario, seed, n, candidates)
+            with path.open("a") as fh:
                 fh.write(json.dumps(rec) + "\n")
             done.append(rec)
             print(
@@ -399,8 +416,10 @@ def run_coverage(reps: int, n: int = 5000, budget_s: float | None = None) -> dic
             )
     summary = _coverage_summary(done)
     summary.update(
-        {"n": n, "noise_sd": 1.0, "level": 0.95, "replicates_file": REPLICATES.name}
+        {"n": n, "noise_sd": 1.0, "level": 0.95, "replicates_file": path.name}
     )
+    if candidates is not None:
+        summary["auto_candidates"] = list(candidates)
     summary["uptime"] = _uptime()
     for scenario in ("simple-all", "simple-part"):
         if scenario in summary:
@@ -423,6 +442,13 @@ def main(argv: list[str] | None = None) -> int:
     )
     p.add_argument("--dr-sizes", default="20000,200000")
     p.add_argument(
+        "--candidates",
+        default="",
+        help="coverage with this comma-separated effects.auto_candidates list instead of the "
+        "default, in section coverage_<tag> and its own replicates file (needs --tag)",
+    )
+    p.add_argument("--tag", default="", help="name of the --candidates variant")
+    p.add_argument(
         "--dr-row-budget",
         type=int,
         default=ROW_BUDGET,
@@ -442,7 +468,16 @@ def main(argv: list[str] | None = None) -> int:
                 key = "total_vs_drlearner" + ("" if rb == ROW_BUDGET else f"_row_budget_{rb}")
                 _save(key, run_drlearner(args.econml_python, sizes, rb))
             elif section == "coverage":
-                _save("coverage", run_coverage(args.reps, budget_s=args.budget_seconds))
+                cands = tuple(c for c in args.candidates.split(",") if c) or None
+                if (cands is None) != (not args.tag):
+                    raise SystemExit("--candidates and --tag go together")
+                key = "coverage" + (f"_{args.tag}" if args.tag else "")
+                _save(
+                    key,
+                    run_coverage(
+                        args.reps, budget_s=args.budget_seconds, candidates=cands, tag=args.tag
+                    ),
+                )
             else:
                 raise SystemExit(f"unknown section {section!r}")
     return 0

@@ -33,6 +33,7 @@ from mlearner_dist.core.hist_boosting import (
     QuantileBinnedHGBClassifier,
     QuantileBinnedHGBRegressor,
 )
+from mlearner_dist.core.partially_linear import PartiallyLinearRegressor
 from mlearner_dist.exceptions import ConfigError
 
 __all__ = [
@@ -59,6 +60,7 @@ LearnerKind = Literal[
     "linear",
     "spline",
     "linear_boosting",
+    "partially_linear",
     "constant",
 ]
 #: Every learner name (``effects.learner`` takes one of them).
@@ -339,6 +341,7 @@ def make_learner(
     categorical: Sequence[str],
     params: Mapping[str, Any] | None = None,
     random_state: int = 0,
+    linear_columns: Sequence[str] = (),
 ) -> Pipeline:
     """An unfitted scikit-learn pipeline for one nuisance model.
 
@@ -362,6 +365,11 @@ def make_learner(
         - ``linear_boosting``: :class:`LinearBoostingRegressor` (ridge, then boosting with early
           stopping on its residuals) on the ``linear`` encoding; for classification the same as
           ``hist_gradient_boosting_early_stopping``.
+        - ``partially_linear``: for a regression with ``linear_columns`` among ``numeric`` (the
+          outcome model given the mediator), :class:`~mlearner_dist.core.partially_linear.
+          PartiallyLinearRegressor`: linear in those columns with a slope from cross-fitted
+          residuals, ``linear_boosting`` in the others; without linear columns, or for
+          classification, the same as ``linear_boosting``.
         - ``constant``: the mean (P(y = 1)) of the training target.
         - an estimator: one-hot categoricals and raw numeric columns into a clone of it.
     task : {"regression", "classification"}
@@ -377,6 +385,8 @@ def make_learner(
         estimator object, set through ``set_params``.
     random_state : int
         Seed of the estimator (when it has one).
+    linear_columns : sequence of str, optional
+        The columns ``partially_linear`` takes linearly (the mediators); ignored by the others.
 
     Returns
     -------
@@ -435,6 +445,8 @@ def make_learner(
             model.set_params(**given)
         encode = _encoder("estimator", numeric, categorical)
         return Pipeline([("encode", encode), ("model", model)])
+    if kind == "partially_linear":
+        return _partially_linear(task, numeric, categorical, given, random_state, linear_columns)
     reg, clf = _base_estimators(kind, random_state)
     model = reg if task == "regression" else clf
     if kind != "constant":
@@ -448,6 +460,41 @@ def make_learner(
         model.set_params(categorical_features=mask if categorical else None)
     encode = _encoder(kind, numeric, categorical)
     return Pipeline([("encode", encode), ("model", model)])
+
+
+def _partially_linear(
+    task: str,
+    numeric: list[str],
+    categorical: list[str],
+    params: dict[str, Any],
+    random_state: int,
+    linear_columns: Sequence[str],
+) -> Pipeline:
+    """The ``partially_linear`` pipeline: identity encoding, then the partially linear model."""
+    linear = [c for c in linear_columns if c in numeric]
+    if task != "regression" or not linear:
+        return make_learner(
+            "linear_boosting",
+            task,
+            numeric=numeric,
+            categorical=categorical,
+            params=params,
+            random_state=random_state,
+        )
+    others = [c for c in numeric if c not in linear]
+    if others or categorical:
+        component: Any = make_learner(
+            "linear_boosting",
+            "regression",
+            numeric=others,
+            categorical=categorical,
+            params=params,
+            random_state=random_state,
+        )
+    else:
+        component = Pipeline([("encode", "passthrough"), ("model", ConstantModel())])
+    model = PartiallyLinearRegressor(linear, component, n_folds=2, random_state=random_state)
+    return Pipeline([("encode", "passthrough"), ("model", model)])
 
 
 def predict_response(model: Any, X: pd.DataFrame, task: str) -> np.ndarray:
@@ -477,10 +524,11 @@ def predict_response(model: Any, X: pd.DataFrame, task: str) -> np.ndarray:
 
 def auto_params(learner: str, params: Mapping[str, Any]) -> dict[str, Any] | None:
     """The part of ``learner_params`` an ``auto`` candidate takes: all of it for the boosting
-    candidates, ``max_iter`` and ``learning_rate`` for ``linear_boosting``, none otherwise."""
+    candidates, ``max_iter`` and ``learning_rate`` for ``linear_boosting`` and
+    ``partially_linear``, none otherwise."""
     if learner.startswith("hist_gradient_boosting"):
         return dict(params)
-    if learner == "linear_boosting":
+    if learner in ("linear_boosting", "partially_linear"):
         return {k: v for k, v in params.items() if k in ("max_iter", "learning_rate")}
     return None
 
@@ -564,6 +612,7 @@ def choose_learner(
     random_state: int = 0,
     max_rows: int = SELECT_MAX_ROWS,
     groups: Sequence[Any] | None = None,
+    linear_columns: Sequence[str] = (),
 ) -> LearnerChoice:
     """Discrete Super Learner: the candidate with the smallest cross-validated loss.
 
@@ -604,6 +653,9 @@ def choose_learner(
         Cluster label of every row (a cluster-randomised trial): the inner folds then hold
         whole clusters (:func:`~mlearner_dist.core.folds.assign_folds` with ``clusters``), so no
         candidate is scored on a cluster it was trained on.
+    linear_columns : sequence of str, optional
+        The mediator columns of an outcome model given the mediator (for ``partially_linear``;
+        that candidate is dropped from a model without them, where it is ``linear_boosting``).
 
     Returns
     -------
@@ -612,8 +664,12 @@ def choose_learner(
     cands = [c for c in candidates if c != "auto"]
     bad = [c for c in cands if c not in LEARNER_KINDS]
     if task == "classification":
-        # linear_boosting is boosting alone for classification: do not fit it twice
-        cands = [c for c in cands if c != "linear_boosting"] or cands
+        # linear_boosting and partially_linear are boosting alone for classification: do not
+        # fit them twice
+        cands = [c for c in cands if c not in ("linear_boosting", "partially_linear")] or cands
+    if not any(c in list(numeric) for c in linear_columns):
+        # without a mediator column partially_linear is linear_boosting: do not fit it twice
+        cands = [c for c in cands if c != "partially_linear"] or cands
     if bad or not cands:
         raise ConfigError(
             f"auto candidates {list(candidates)}: give learner names from "
@@ -662,6 +718,7 @@ def choose_learner(
                 categorical=categorical,
                 params=cp,
                 random_state=random_state,
+                linear_columns=linear_columns,
             )
             kw = {} if ws is None else {"model__sample_weight": ws[tr]}
             model.fit(Xs[tr], ys[tr], **kw)

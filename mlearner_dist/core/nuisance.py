@@ -499,6 +499,7 @@ def _fit(
     choices: dict[str, LearnerChoice],
     sample_weight: np.ndarray | None = None,
     groups: Any = None,
+    linear_columns: tuple[str, ...] = (),
 ) -> Any:
     if len(y) == 0:
         raise InputValidationError(["a nuisance model has no training rows; use fewer folds"])
@@ -530,6 +531,7 @@ def _fit(
                     sample_weight=sample_weight,
                     random_state=int(spec.random_state),
                     groups=groups,
+                    linear_columns=linear_columns,
                 )
                 logger.info(
                     "auto learner: %s -> %s (cv %s %s)",
@@ -549,6 +551,7 @@ def _fit(
             categorical=categorical,
             params=params,
             random_state=int(spec.random_state),
+            linear_columns=linear_columns,
         )
         fit_kw = {} if sample_weight is None else {"model__sample_weight": sample_weight}
         return model.fit(X, y, **fit_kw)
@@ -717,6 +720,7 @@ def fit_fold_models(
             fm.choices,
             weight,
             rows[roles.cluster].to_numpy() if roles.cluster else None,
+            tuple(meds) if with_m else (),
         )
         if on_model is not None:
             on_model(name, _group(choice_key(name)), len(rows), time.perf_counter() - started)

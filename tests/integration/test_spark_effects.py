@@ -110,3 +110,17 @@ def test_spark_and_in_memory_diagnostics_come_from_one_builder(spark, data, capl
     for k, v in mem["density_ratio"].items():
         h = got["density_ratio"][k]
         assert h == v if not isinstance(v, float) else _close(h, v, 1e-5 * max(1.0, abs(v))), k
+
+
+def test_the_partially_linear_outcome_model_runs_on_spark_as_in_memory(spark, data):
+    # pickled into the partitions' closures; its inner folds follow the training rows' order,
+    # which both engines sort by unit id
+    df, roles = data
+    spec = NuisanceSpec(
+        learner="linear", model_outcome="partially_linear", learner_params={"max_iter": 30}
+    )
+    mem, _ = cross_fit_effects(df, roles, spec, n_folds=3, seed=11)
+    mem = mem.sort_values("unit_id", kind="stable").reset_index(drop=True)
+    got = _spark(spark, df, roles, 3, spec)
+    for col in ("indirect", "direct", "score_indirect"):
+        np.testing.assert_allclose(got[col], mem[col], rtol=1e-9, atol=1e-12, err_msg=col)
