@@ -144,7 +144,7 @@ GRIDS: dict[str, list[tuple[str, int, float, tuple[str, ...]]]] = {
     # took 32.9 s at B = 49 and 32.6 s at B = 99) and at B = 49 the smallest cross-split p-value
     # is 2 x 1/50 = 0.04, so one replicate of 49 beating the observed statistic already misses
     "effect-models-b99": [
-        ("mediator-slope", 5000, 1.0, FAST),
+        ("mediator-slope", 5000, 1.0, FAST_B99),
         ("simple-all", 5000, 1.0, FAST),
         *((s, 1000, 1.0, FAST) for s in NULLS_SD1),
         *((s, 1000, 0.01, FAST_B99) for s in ("complex-all", "complex-part")),
@@ -158,6 +158,17 @@ GRIDS: dict[str, list[tuple[str, int, float, tuple[str, ...]]]] = {
         (s, 1000, sd, (*FAST, extra))
         for extra in ("calibration.mode=split", "fidelity=reference")
         for s, sd in [*((s, 1.0) for s in NULLS_SD1), *((s, 0.01) for s in POWER_SD001)]
+    ],
+    # the power rows at noise sd 0.01 at the default, towards R = 100: the rows measured before the
+    # constant-effect-model rule (2026-12-02) carry effects.constant_effect_models=allowed, so the
+    # default has its own rows; at B = 99 (no cost, see effect-models-b99) except confounded-alt,
+    # whose default row at B = 49 already has 64 replicates
+    "power-default": [
+        *(
+            (s, 1000, 0.01, FAST_B99)
+            for s in ("simple-all", "simple-part", "mediator-slope", "complex-all", "complex-part")
+        ),
+        ("confounded-alt", 1000, 0.01, FAST),
     ],
     "power": [(s, 1000, 0.01, FAST) for s in POWER_SD001]
     + [("simple-all", 5000, 1.0, FAST), ("mediator-slope", 5000, 1.0, FAST)],
