@@ -132,7 +132,7 @@ def _validation_settings(cfg: Any) -> dict[str, Any]:
 
 def run_validate(ctx: RunContext) -> Manifest:
     """Read the source, check it against the roles, write the used columns to ``units/``."""
-    from mlearner_dist.backends.spark_io import read_source, rows_fingerprint, write_parquet
+    from mlearner_dist.backends.spark_io import read_source, write_parquet_fingerprinted
     from mlearner_dist.backends.spark_validation import validate_spark_frame
 
     cfg, roles = ctx.cfg, ctx.roles
@@ -148,9 +148,7 @@ def run_validate(ctx: RunContext) -> Manifest:
     clean = clean.select(*[c for c in check_roles.used_columns])
     if cfg.compute.spark.partitions:
         clean = clean.repartition(cfg.compute.spark.partitions)
-    write_parquet(clean, ctx.output / "units")
-    written = ctx.spark.read.parquet(str(ctx.output / "units"))
-    data_hash = rows_fingerprint(written, check_roles.used_columns)
+    data_hash = write_parquet_fingerprinted(clean, ctx.output / "units", check_roles.used_columns)
     n_written = data_hash["n_rows"]
     if n_written != account.n_used:
         raise RowAccountError(
@@ -587,9 +585,7 @@ def run_report(ctx: RunContext) -> Manifest:
             )
         sensitivity = model.sensitivity_curves(frame, roles, tree)
         if not held_out:
-            stability = model.seed_stability(
-                frame, roles, effects, tree, float(calib["threshold"])
-            )
+            stability = model.seed_stability(frame, roles, effects, tree, float(calib["threshold"]))
         else:
             stability = calib.get("stability")  # cross-split: computed by the calibrate stage
     decision_p = p_leaf

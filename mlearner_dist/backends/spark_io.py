@@ -90,6 +90,29 @@ def with_difference(sdf: Any, name: str, minuend: str, subtrahend: str) -> Any:
     return sdf.withColumn(name, F.col(minuend) - F.col(subtrahend))
 
 
+def _fingerprint_aggregates(columns: list[str]) -> list[Any]:
+    """The three aggregates of :func:`rows_fingerprint`: rows, and the sums of the hash halves."""
+    from pyspark.sql import functions as F
+
+    h = F.xxhash64(*[F.col("`" + c.replace("`", "``") + "`") for c in columns])
+    return [
+        F.count(F.lit(1)).alias("n"),
+        F.sum(h.bitwiseAND(F.lit(0xFFFFFFFF))).alias("lo"),
+        F.sum(F.shiftrightunsigned(h, 32)).alias("hi"),
+    ]
+
+
+def _fingerprint_dict(n: Any, lo: Any, hi: Any, columns: list[str]) -> dict[str, Any]:
+    import hashlib
+
+    text = f"{int(n)}:{int(lo or 0)}:{int(hi or 0)}:{','.join(columns)}"
+    return {
+        "n_rows": int(n),
+        "columns": columns,
+        "sha256": hashlib.sha256(text.encode()).hexdigest(),
+    }
+
+
 def rows_fingerprint(sdf: Any, columns: Any) -> dict[str, Any]:
     """An order- and partition-independent fingerprint of the rows of ``sdf``.
 
@@ -103,19 +126,35 @@ def rows_fingerprint(sdf: Any, columns: Any) -> dict[str, Any]:
     dict
         ``n_rows``, ``columns`` and ``sha256``.
     """
-    import hashlib
+    cols = [str(c) for c in columns]
+    row = sdf.agg(*_fingerprint_aggregates(cols)).first()
+    return _fingerprint_dict(row["n"], row["lo"], row["hi"], cols)
 
-    from pyspark.sql import functions as F
+
+def write_parquet_fingerprinted(sdf: DataFrame, final: Path, columns: Any) -> dict[str, Any]:
+    """:func:`write_parquet`, returning :func:`rows_fingerprint` of the rows written.
+
+    The fingerprint's aggregates are observed while the rows are written (``DataFrame.observe``,
+    in the write's own tasks, after any repartition so that a retried shuffle stage cannot count a
+    row twice), which saves reading the output again: the same rows in the same types give the
+    same fingerprint as reading the folder back. Where the observation yields nothing (an engine
+    without observed metrics on writes), the folder is read back instead.
+
+    Returns
+    -------
+    dict
+        ``n_rows``, ``columns`` and ``sha256``.
+    """
+    from pyspark.sql import Observation
 
     cols = [str(c) for c in columns]
-    h = F.xxhash64(*[F.col(c) for c in cols])
-    halves = sdf.select(h.alias("h")).select(
-        F.col("h").bitwiseAND(F.lit(0xFFFFFFFF)).alias("lo"),
-        F.shiftrightunsigned(F.col("h"), 32).alias("hi"),
-    )
-    row = halves.select(
-        F.count(F.lit(1)).alias("n"), F.sum("lo").alias("lo"), F.sum("hi").alias("hi")
-    ).first()
-    n, lo, hi = int(row["n"]), int(row["lo"] or 0), int(row["hi"] or 0)
-    text = f"{n}:{lo}:{hi}:{','.join(cols)}"
-    return {"n_rows": n, "columns": cols, "sha256": hashlib.sha256(text.encode()).hexdigest()}
+    observation = Observation("mlearner_rows_fingerprint")
+    write_parquet(sdf.observe(observation, *_fingerprint_aggregates(cols)), final)
+    try:
+        got = observation.get
+    except Exception as exc:  # engines differ in what they raise
+        logger.info("observed metrics unavailable (%s): reading %s back", exc, final)
+        got = {}
+    if not got or got.get("n") is None:
+        return rows_fingerprint(sdf.sparkSession.read.parquet(str(final)), cols)
+    return _fingerprint_dict(got["n"], got["lo"], got["hi"], cols)

@@ -33,9 +33,15 @@ if TYPE_CHECKING:
 
 logger = logging.getLogger(__name__)
 
-# Columns whose approximate distinct count (HyperLogLog, 1% relative error) is at most this are
-# enumerated exactly in the second aggregation; above it the true count exceeds DISTINCT_LIMIT.
+# Columns whose approximate distinct count (HyperLogLog, 5% relative standard deviation) is at most
+# this are enumerated exactly in the second aggregation; above it the true count exceeds
+# DISTINCT_LIMIT.
 _ENUMERATE_BELOW = 2 * DISTINCT_LIMIT
+# Rows read (the first ones Spark returns) to rule columns out of the HyperLogLog sketch: a column
+# with more than _ENUMERATE_BELOW distinct valid values among them has more in the table, which is
+# all the sketch is asked; only the others are sketched (an imperative aggregate, evaluated row by
+# row outside code generation: at 1M rows and 14 columns it cost as much as all other statistics).
+_SAMPLE_ROWS = 10_000
 
 
 def _col(name: str) -> Column:
@@ -77,6 +83,39 @@ def _valid_expr(name: str, kind: str) -> Column:
     return c.isNotNull()
 
 
+def _columns_to_sketch(sdf: DataFrame, present: dict[str, str], kinds: dict[str, str]) -> set[str]:
+    """The columns whose distinct count the first aggregation must estimate.
+
+    Those of kind ``"other"`` are never counted. Of the rest, a column with more than
+    ``_ENUMERATE_BELOW`` distinct valid values among the first ``_SAMPLE_ROWS`` rows is certain
+    to have more in the whole table, so it needs no sketch and is not enumerated (exactly what a
+    sketch above the bound decides). Reading those rows is bounded on the driver whatever n.
+    """
+    countable = [c for c in present if kinds[c] != "other"]
+    if not countable:
+        return set()
+    names = [f"s{i}" for i in range(len(countable))]
+    head = (
+        sdf.select(
+            *[_value_expr(c, kinds[c]).alias(a) for c, a in zip(countable, names, strict=True)],
+            *[
+                _valid_expr(c, kinds[c]).alias(f"{a}_ok")
+                for c, a in zip(countable, names, strict=True)
+            ],
+        )
+        .limit(_SAMPLE_ROWS)
+        .toPandas()
+    )
+    keep = set()
+    for c, a in zip(countable, names, strict=True):
+        values = head[a][head[f"{a}_ok"].astype(bool)]
+        if kinds[c] in ("numeric", "boolean"):
+            values = values.astype("float64") + 0.0  # -0.0 and 0.0 are one value to Spark
+        if values.nunique() <= _ENUMERATE_BELOW:
+            keep.add(c)
+    return keep
+
+
 def spark_column_stats(sdf: DataFrame, roles: Roles, *, fold_col: str | None = None) -> TableStats:
     """Summary statistics of the used columns of a Spark DataFrame, in two aggregations.
 
@@ -114,6 +153,8 @@ def spark_column_stats(sdf: DataFrame, roles: Roles, *, fold_col: str | None = N
     present = {c: r for c, r in used_roles(roles).items() if c in dtypes}
     kinds = {c: _spark_kind(dtypes[c]) for c in present}
 
+    sketched = _columns_to_sketch(sdf, present, kinds)
+
     # --- aggregation 1: counts, extremes, approximate cardinalities -------------------------
     # Project each used column once to its value and validity flag (and the index of the first
     # invalid column per row), then aggregate over plain columns: the plan stays linear in the
@@ -146,7 +187,7 @@ def spark_column_stats(sdf: DataFrame, roles: Roles, *, fold_col: str | None = N
                 F.count(F.when(bad, 1)).alias(f"c{i}_unparse"),
                 F.min(F.when(bad, x)).alias(f"c{i}_example"),
             ]
-        if kind != "other":
+        if c in sketched:
             exprs.append(F.approx_count_distinct(F.when(ok, x), 0.05).alias(f"c{i}_approx"))
     names = list(present)
     t_kind = kinds.get(roles.treatment)
@@ -159,15 +200,13 @@ def spark_column_stats(sdf: DataFrame, roles: Roles, *, fold_col: str | None = N
     row1 = base.agg(*exprs).collect()[0].asDict()
     if roles.unit_id in present:
         j = names.index(roles.unit_id)
-        row1["n_ids"] = (
-            base.where(F.col(f"ok{j}")).select(f"v{j}").distinct().count()
-        )
+        row1["n_ids"] = base.where(F.col(f"ok{j}")).select(f"v{j}").distinct().count()
 
     # --- aggregation 2: exact distinct values of low-cardinality columns ----------------------
     exprs2: list[Column] = []
     for i, c in enumerate(present):
         kind = kinds[c]
-        if kind != "other" and row1[f"c{i}_approx"] <= _ENUMERATE_BELOW:
+        if c in sketched and row1[f"c{i}_approx"] <= _ENUMERATE_BELOW:
             ok = _valid_expr(c, kind)
             exprs2.append(F.collect_set(F.when(ok, _value_expr(c, kind))).alias(f"c{i}_set"))
             if fold_col is not None and kind == "string" and present[c] == "covariate":

@@ -8,7 +8,7 @@ import json
 import pandas as pd
 import pytest
 
-from mlearner_dist.backends.spark_io import rows_fingerprint
+from mlearner_dist.backends.spark_io import rows_fingerprint, write_parquet_fingerprinted
 from mlearner_dist.config import load_config
 from mlearner_dist.datasets import simulate
 from mlearner_dist.pipeline import run_pipeline
@@ -27,6 +27,18 @@ def test_fingerprint_ignores_row_order_and_partitions_and_sees_one_changed_value
     changed = df.copy()
     changed.loc[3, "Y"] += 1e-9
     assert rows_fingerprint(spark.createDataFrame(changed), cols)["sha256"] != a["sha256"]
+
+
+def test_the_fingerprint_observed_while_writing_equals_reading_the_output_back(spark, tmp_path):
+    df = simulate("simple-all", 300, seed=2, noise_sd=0.1)
+    df["flag"] = df["X1"] > 0
+    df["city"] = pd.Series(["north", None, "south"] * 100, dtype=object)
+    df.loc[5, "Y"] = float("nan")
+    cols = list(df.columns)
+    sdf = spark.createDataFrame(df).repartition(3)
+    got = write_parquet_fingerprinted(sdf, tmp_path / "units", cols)
+    assert got == rows_fingerprint(spark.read.parquet(str(tmp_path / "units")), cols)
+    assert got == rows_fingerprint(sdf, cols) and got["n_rows"] == 300
 
 
 def test_verify_reproduces_and_detects_changed_data(tmp_path):

@@ -114,3 +114,34 @@ def test_duplicated_column_names_are_refused_alike(frames):
         pandas_column_stats(pd.concat([df, df[["M"]]], axis=1), ROLES)
     with pytest.raises(InputValidationError, match=want):
         spark_column_stats(sdf.select(*sdf.columns, sdf["M"]), ROLES)
+
+
+def test_columns_ruled_out_by_the_first_rows_give_the_sketched_statistics(frames, monkeypatch):
+    """Skipping the distinct-count sketch of columns already varied in the first rows is exact."""
+    import mlearner_dist.backends.spark_validation as sv
+
+    _, sdf = frames
+    pruned = spark_column_stats(sdf, ROLES, fold_col="fold")
+    assert not {"id", "M", "Y"} & sv._columns_to_sketch(sdf, *_kinds(sdf))  # 240 values each
+    monkeypatch.setattr(sv, "_SAMPLE_ROWS", 0)  # no rows read: every column sketched
+    assert sv._columns_to_sketch(sdf, *_kinds(sdf)) == set(ROLES.used_columns)
+    assert spark_column_stats(sdf, ROLES, fold_col="fold") == pruned
+
+
+def test_a_column_few_valued_in_the_first_rows_is_still_counted(spark, monkeypatch):
+    import mlearner_dist.backends.spark_validation as sv
+
+    monkeypatch.setattr(sv, "_SAMPLE_ROWS", 50)
+    df = make_frame(n=600).drop(columns="fold")
+    df["X1"] = np.where(np.arange(600) < 300, 0.0, np.random.default_rng(1).normal(size=600))
+    got = spark_column_stats(spark.createDataFrame(df), ROLES)
+    assert got == pandas_column_stats(df, ROLES)
+    assert got.stats["X1"].n_distinct == DISTINCT_LIMIT + 1
+
+
+def _kinds(sdf):
+    from mlearner_dist.backends.spark_validation import _spark_kind
+
+    dtypes = {f.name: f.dataType for f in sdf.schema.fields}
+    present = {c: "role" for c in ROLES.used_columns}
+    return present, {c: _spark_kind(dtypes[c]) for c in present}
