@@ -116,16 +116,25 @@ def test_duplicated_column_names_are_refused_alike(frames):
         spark_column_stats(sdf.select(*sdf.columns, sdf["M"]), ROLES)
 
 
-def test_columns_ruled_out_by_the_first_rows_give_the_sketched_statistics(frames, monkeypatch):
-    """Skipping the distinct-count sketch of columns already varied in the first rows is exact."""
+def test_the_first_rows_values_give_the_statistics_of_a_full_enumeration(frames, monkeypatch):
+    """Checking columns against their first rows' values is exact, whatever those rows hold."""
     import mlearner_dist.backends.spark_validation as sv
 
     _, sdf = frames
-    pruned = spark_column_stats(sdf, ROLES, fold_col="fold")
-    assert not {"id", "M", "Y"} & sv._columns_to_sketch(sdf, *_kinds(sdf))  # 240 values each
-    monkeypatch.setattr(sv, "_SAMPLE_ROWS", 0)  # no rows read: every column sketched
-    assert sv._columns_to_sketch(sdf, *_kinds(sdf)) == set(ROLES.used_columns)
-    assert spark_column_stats(sdf, ROLES, fold_col="fold") == pruned
+    seen = []
+    first_rows_values = sv._first_rows_values
+    monkeypatch.setattr(
+        sv, "_first_rows_values", lambda *a: seen.append(first_rows_values(*a)) or seen[-1]
+    )
+    names = list(ROLES.used_columns)
+    want = spark_column_stats(sdf, ROLES, fold_col="fold")
+    first = {names[i]: v for i, v in seen[0].items()}
+    assert not {"id", "M", "Y"} & set(first)  # 240 values each: more than the bound
+    assert first["T"] == [0.0, 1.0] and first["city"] == ["east", "north", "south", "west"]
+    want = spark_column_stats(sdf, ROLES, fold_col="fold")
+    for rows in (0, 7):  # none read (every column sketched and enumerated), or a few
+        monkeypatch.setattr(sv, "_SAMPLE_ROWS", rows)
+        assert spark_column_stats(sdf, ROLES, fold_col="fold") == want
 
 
 def test_a_column_few_valued_in_the_first_rows_is_still_counted(spark, monkeypatch):
@@ -134,14 +143,28 @@ def test_a_column_few_valued_in_the_first_rows_is_still_counted(spark, monkeypat
     monkeypatch.setattr(sv, "_SAMPLE_ROWS", 50)
     df = make_frame(n=600).drop(columns="fold")
     df["X1"] = np.where(np.arange(600) < 300, 0.0, np.random.default_rng(1).normal(size=600))
+    df["city"] = np.where(np.arange(600) < 300, "north", df["city"])
     got = spark_column_stats(spark.createDataFrame(df), ROLES)
     assert got == pandas_column_stats(df, ROLES)
     assert got.stats["X1"].n_distinct == DISTINCT_LIMIT + 1
+    assert got.stats["city"].values == ("east", "north", "south")  # two beyond row 50
 
 
-def _kinds(sdf):
-    from mlearner_dist.backends.spark_validation import _spark_kind
-
-    dtypes = {f.name: f.dataType for f in sdf.schema.fields}
-    present = {c: "role" for c in ROLES.used_columns}
-    return present, {c: _spark_kind(dtypes[c]) for c in present}
+def test_few_awkward_floats_are_matched_exactly_and_ids_counted_as_stored(spark):
+    """Few-valued doubles survive the SQL literals; large, negative or repeated ids count right."""
+    n = 300
+    awkward = np.array([0.1, 1e-300, -2.5e17, 1 / 3, 12345.678901234567])
+    base = make_frame(n=n).drop(columns="fold")
+    cases = {
+        "negative and zero ids": np.arange(n, dtype=np.int64) - 150,
+        "ids beyond 2^53, one apart": np.arange(n, dtype=np.int64) + 2**60,
+        "one repeated id": np.r_[np.arange(n - 1), 7].astype(np.int64),
+        "sparse ids (distinct(), not bitmaps)": np.arange(n, dtype=np.int64) * 2**40,
+        "double ids": np.arange(n) + 0.5,
+    }
+    for label, ids in cases.items():
+        df = base.assign(id=ids, X1=awkward[np.arange(n) % 5])
+        got = spark_column_stats(spark.createDataFrame(df), ROLES)
+        assert got == pandas_column_stats(df, ROLES), label
+        assert got.n_distinct_ids == len(set(ids.tolist())), label
+        assert got.stats["X1"].values == tuple(sorted(awkward)), label
