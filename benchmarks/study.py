@@ -229,6 +229,10 @@ def summarise(setting: dict[str, Any]) -> dict[str, Any]:
     # with a mediator the total target is a null too when it has no driver (checked likewise)
     out["total_null"] = bool(tot) and not SCENARIOS[scenario].drivers("total")
     out["mean_seconds"] = round(sum(x.get("seconds", 0) for x in reps) / r, 1) if r else None
+    # share of the replicates (that recorded it) whose treated units do not cover the controls'
+    # mediator values: there the indirect effect rests on the outcome model's extrapolation
+    sup = [x["indirect_supported"] for x in reps if "indirect_supported" in x]
+    out["unsupported_rate"] = sum(not v for v in sup) / len(sup) if sup else None
     return out
 
 
@@ -236,7 +240,7 @@ def format_table(doc: dict[str, Any]) -> str:
     """One line per setting: what it is, R, B, the declared rate and the checks."""
     head = (
         f"{'setting':<34}{'R':>4}{'B':>4}{'declared':>9}{'target':>16}{'drivers':>8}"
-        f"{'noise':>6}{'leaves':>7}{'total':>12}{'sec':>6}  overrides"
+        f"{'noise':>6}{'leaves':>7}{'total':>12}{'unsup':>6}{'sec':>6}  overrides"
     )
     lines = [head]
     for _key, setting in sorted(doc["settings"].items()):
@@ -252,10 +256,11 @@ def format_table(doc: dict[str, Any]) -> str:
         tr = "n/a" if s["total_declared_rate"] is None else f"{s['total_declared_rate']:.2f}"
         if s["total_null"]:
             tr += "" if s["total_declared_rate"] <= s["bound"] else " FAIL"
+        us = "n/a" if s["unsupported_rate"] is None else f"{s['unsupported_rate']:.2f}"
         lines.append(
             f"{name:<34}{s['replicates']:>4}{','.join(map(str, s['B'])):>4}"
             f"{s['declared_rate']:>9.3f}{target:>16}{dr:>8}{nr:>6}{s['median_leaves']:>7.1f}"
-            f"{tr:>12}{s['mean_seconds'] or 0:>6.0f}  {','.join(setting['overrides'])}"
+            f"{tr:>12}{us:>6}{s['mean_seconds'] or 0:>6.0f}  {','.join(setting['overrides'])}"
         )
     return "\n".join(lines)
 
@@ -288,8 +293,12 @@ def write_doc(doc: dict[str, Any], path: Path = DOC) -> None:
             "setting is alpha + 3 sqrt(alpha (1 - alpha) / R); drivers = share of declared "
             "replicates whose profile uses every covariate the effect depends on; noise = share "
             "using one of X5..X10; B = null replicates per analysis; total = declared rate of "
-            "the total-effect target; sec = mean wall seconds per analysis (one process, two "
-            f"running at once); compute stored: {_compute_hours(doc):.1f} process-hours.",
+            "the total-effect target; unsup = share of the replicates (recorded since 2026-12-02 "
+            "13:30 UTC) whose whole-sample overlap diagnostic says the treated do not cover the "
+            "controls' mediator values (indirect_supported false: the indirect effect rests on "
+            "the outcome model's extrapolation); sec = mean wall seconds per analysis (one "
+            "process, two running at once); compute stored: "
+            f"{_compute_hours(doc):.1f} process-hours.",
             "",
             "```",
             format_table(doc),

@@ -105,6 +105,12 @@ def run_replicate(
         "variables": list(chosen.get("variables") or []),
         "seconds": round(time.perf_counter() - started, 1),
     }
+    # whether the treated units cover the controls' mediator values (the whole-sample overlap
+    # diagnostic of the effects stage): where not, the indirect effect rests on extrapolation
+    ratio = (getattr(model.selection_, "diagnostics", None) or {}).get("density_ratio") or {}
+    if "indirect_supported" in ratio:
+        out["indirect_supported"] = bool(ratio["indirect_supported"])
+        out["mean_density_ratio"] = ratio.get("mean_weight")
     if calib.get("directions"):
         out["directions"] = [
             {

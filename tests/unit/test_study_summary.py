@@ -95,3 +95,18 @@ def test_study_rate_rows_give_each_target_its_own_null_and_bound():
     # only the overrides beyond the study's shared ones name the row
     label = "simple-null1 n=1000 sd=1 indirect calibration.mode=split"
     assert rows.loc["indirect", "label"] == label
+
+
+@pytest.mark.slow  # two whole analyses (about 20 s alone)
+def test_a_replicate_records_whether_the_mediator_values_overlap():
+    """At noise sd 0.01 the arms' mediator values do not overlap given X (the indirect effect
+    rests on the outcome model's extrapolation); the replicate says so, and at sd 1 they do."""
+    from mlearner_dist.config import load_config
+    from mlearner_dist.study import run_replicate
+
+    cfg = load_config(
+        [], ["calibration.mode=fixed", "sensitivity.enabled=false", "subgroups.n_bootstrap=20"]
+    )
+    tight = run_replicate(cfg, "simple-all", 400, 0.01, 3)
+    assert tight["indirect_supported"] is False and tight["mean_density_ratio"] > 3 / 2
+    assert run_replicate(cfg, "simple-all", 400, 1.0, 3)["indirect_supported"] is True
