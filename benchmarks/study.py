@@ -157,6 +157,8 @@ GRIDS: dict[str, list[tuple[str, int, float, tuple[str, ...]]]] = {
     # the randomised Type I rows at the default (the observational confounded-null default row
     # already has R = 200): the paper's nulls at noise sd 1, grown towards R = 200
     "type1-default": [(s, 1000, 1.0, FAST) for s in NULLS_SD1 if s != "confounded-null"],
+    # its first setting alone (the paired comparisons take a grid's first setting)
+    "simple-null1-default": [("simple-null1", 1000, 1.0, FAST)],
     # the comparison columns of issue "inference": the cheap split calibration and the paper's
     # M-test with its fixed threshold (fidelity: reference), on the Type I and power settings
     "comparison": [
@@ -243,6 +245,33 @@ def summarise(setting: dict[str, Any]) -> dict[str, Any]:
     sup = [x["indirect_supported"] for x in reps if "indirect_supported" in x]
     out["unsupported_rate"] = sum(not v for v in sup) / len(sup) if sup else None
     return out
+
+
+def paired_comparison(doc: dict[str, Any], key_a: str, key_b: str) -> dict[str, Any]:
+    """Two settings' decisions on the seeds both ran (the same data sets): McNemar's exact test.
+
+    Returns the common R, each setting's declared count on them, the discordant counts
+    (declared by one only) and the exact two-sided p-value of the discordant split
+    (binomial, 1/2): whether the two analyses decide differently on the same data.
+    """
+    from scipy.stats import binomtest
+
+    a = doc["settings"].get(key_a, {}).get("replicates", {})
+    b = doc["settings"].get(key_b, {}).get("replicates", {})
+    seeds = sorted(set(a) & set(b), key=int)
+    only_a = sum(a[s]["declared"] and not b[s]["declared"] for s in seeds)
+    only_b = sum(b[s]["declared"] and not a[s]["declared"] for s in seeds)
+    discordant = only_a + only_b
+    return {
+        "a": key_a,
+        "b": key_b,
+        "R": len(seeds),
+        "declared_a": sum(bool(a[s]["declared"]) for s in seeds),
+        "declared_b": sum(bool(b[s]["declared"]) for s in seeds),
+        "only_a": only_a,
+        "only_b": only_b,
+        "mcnemar_exact_p": binomtest(only_a, discordant, 0.5).pvalue if discordant else 1.0,
+    }
 
 
 def format_table(doc: dict[str, Any]) -> str:
@@ -332,11 +361,21 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--set", action="append", default=[], dest="extra", metavar="KEY=VALUE")
     p.add_argument("--output", type=Path, default=DEFAULT_OUTPUT)
     p.add_argument("--table", action="store_true", help="print the stored table and exit")
+    p.add_argument(
+        "--paired",
+        nargs=2,
+        metavar=("GRID_A", "GRID_B"),
+        help="compare the first settings of two grids on their common seeds and exit",
+    )
     p.add_argument("--write-doc", action="store_true", help="with --table: update the docs")
     p.add_argument("--max-minutes", type=float, default=0.0, help="stop submitting after this")
     args = p.parse_args(argv)
     sys.path.insert(0, str(ROOT))
     doc = _load(args.output)
+    if args.paired:
+        keys = [setting_key(*GRIDS[g][0]) for g in args.paired]
+        print(json.dumps(paired_comparison(doc, *keys), indent=1))
+        return 0
     if args.table:
         print(format_table(doc))
         if args.write_doc:
