@@ -90,11 +90,16 @@ def with_difference(sdf: Any, name: str, minuend: str, subtrahend: str) -> Any:
     return sdf.withColumn(name, F.col(minuend) - F.col(subtrahend))
 
 
+def sql_identifier(name: str) -> str:
+    """A column name as a Spark SQL identifier (backticks, inner backticks doubled)."""
+    return "`" + name.replace("`", "``") + "`"
+
+
 def _fingerprint_aggregates(columns: list[str]) -> list[Any]:
     """The three aggregates of :func:`rows_fingerprint`: rows, and the sums of the hash halves."""
     from pyspark.sql import functions as F
 
-    h = F.xxhash64(*[F.col("`" + c.replace("`", "``") + "`") for c in columns])
+    h = F.xxhash64(*[F.col(sql_identifier(c)) for c in columns])
     return [
         F.count(F.lit(1)).alias("n"),
         F.sum(h.bitwiseAND(F.lit(0xFFFFFFFF))).alias("lo"),

@@ -7,9 +7,8 @@ where they are few; the first aggregation counts rows, missing and infinite valu
 control units, per-column minima and maxima, strings that do not parse as numbers, and the valid
 values outside the first rows' few (none: that set is the column's exact set of values); the second
 counts the exact distinct ids. Only where a column has values outside its first rows' set, or
-category-fold pairs are asked for, does a further aggregation sketch and enumerate it.
-Only DataFrame API calls are used, so the code
-also runs on Spark Connect and Databricks serverless.
+category-fold pairs are asked for, does a further aggregation sketch and enumerate it. Only
+DataFrame API calls are used, so the code also runs on Spark Connect and Databricks serverless.
 """
 
 from __future__ import annotations
@@ -17,6 +16,7 @@ from __future__ import annotations
 import logging
 from typing import TYPE_CHECKING, Any
 
+from mlearner_dist.backends.spark_io import sql_identifier
 from mlearner_dist.core.column_stats import (
     DISTINCT_LIMIT,
     ColumnStats,
@@ -48,15 +48,10 @@ _ENUMERATE_BELOW = 2 * DISTINCT_LIMIT
 _SAMPLE_ROWS = 10_000
 
 
-def _quote(name: str) -> str:
-    """A column name as a Spark SQL identifier."""
-    return "`" + name.replace("`", "``") + "`"
-
-
 def _col(name: str) -> Column:
     from pyspark.sql import functions as F
 
-    return F.col(_quote(name))
+    return F.col(sql_identifier(name))
 
 
 _INFINITIES = "CAST('Infinity' AS DOUBLE), CAST('-Infinity' AS DOUBLE)"
@@ -83,7 +78,7 @@ def _spark_kind(dtype: Any) -> str:
 
 def _value_sql(name: str, kind: str) -> str:
     """The column as Spark sees it for statistics: double for numeric and boolean kinds (SQL)."""
-    q = _quote(name)
+    q = sql_identifier(name)
     return f"CAST({q} AS DOUBLE)" if kind in ("numeric", "boolean") else q
 
 
@@ -142,27 +137,19 @@ def _first_rows_values(base: DataFrame, countable: dict[int, str]) -> dict[int, 
     return few
 
 
-def _distinct_ids(
-    sdf: DataFrame,
-    unit_id: str,
-    kinds: dict[str, str],
-    dtypes: dict[str, Any],
-    row1: dict[str, Any],
-    names: list[str],
-) -> int:
+def _distinct_ids(sdf: DataFrame, unit_id: str, kind: str, dtype: Any, lo: Any, hi: Any) -> int:
     """The exact number of distinct valid ids (of the column as stored, not cast to double).
 
-    Integer ids whose range is at most ``_BITMAP_RANGE`` are counted with Spark's bitmap
-    aggregates (one small bitmap per 32,768 consecutive ids, merged across tasks: about 1.5x
-    faster than ``distinct()`` at 1M ids); others with ``distinct()``.
+    Integer ids whose range ``hi - lo`` (the valid minimum and maximum) is at most
+    ``_BITMAP_RANGE`` are counted with Spark's bitmap aggregates (one small bitmap per 32,768
+    consecutive ids, merged across tasks: about 1.5x faster than ``distinct()`` at 1M ids);
+    others with ``distinct()``.
     """
     from pyspark.sql import functions as F
 
-    q = _quote(unit_id)
-    j = names.index(unit_id)
-    lo, hi = row1.get(f"c{j}_min"), row1.get(f"c{j}_max")
-    valid = sdf.where(_valid_sql(_value_sql(unit_id, kinds[unit_id]), kinds[unit_id]))
-    if type(dtypes[unit_id]).__name__ in _INTEGRAL and lo is not None and hi - lo <= _BITMAP_RANGE:
+    q = sql_identifier(unit_id)
+    valid = sdf.where(_valid_sql(_value_sql(unit_id, kind), kind))
+    if type(dtype).__name__ in _INTEGRAL and lo is not None and hi - lo <= _BITMAP_RANGE:
         total = (
             valid.groupBy(F.expr(f"bitmap_bucket_number({q})"))
             .agg(F.expr(f"bitmap_count(bitmap_construct_agg(bitmap_bit_position({q}))) AS c"))
@@ -267,7 +254,10 @@ def spark_column_stats(sdf: DataFrame, roles: Roles, *, fold_col: str | None = N
         aggs += [f"count_if({t} = 1.0D) AS n_treated", f"count_if({t} = 0.0D) AS n_control"]
     row1 = base.selectExpr(*aggs).collect()[0].asDict()
     if roles.unit_id in present:
-        row1["n_ids"] = _distinct_ids(sdf, roles.unit_id, kinds, dtypes, row1, names)
+        j, c = names.index(roles.unit_id), roles.unit_id
+        row1["n_ids"] = _distinct_ids(
+            sdf, c, kinds[c], dtypes[c], row1.get(f"c{j}_min"), row1.get(f"c{j}_max")
+        )
 
     # Where a value lies outside the first rows' set (a table ordered by that column, say), the
     # column is sketched (HyperLogLog: an imperative aggregate, outside code generation, so
@@ -289,15 +279,18 @@ def spark_column_stats(sdf: DataFrame, roles: Roles, *, fold_col: str | None = N
     exprs2: list[Column] = []
     for i, c in enumerate(names):
         kind = kinds[c]
-        ok = _valid_expr(c, kind)
-        if i in unsure:
-            exprs2.append(F.collect_set(F.when(ok, _value_expr(c, kind))).alias(f"c{i}_set"))
-        if (
+        pairs = (
             fold_col is not None
             and kind == "string"
             and present[c] == "covariate"
             and (i in unsure or c in exact)
-        ):
+        )
+        if i not in unsure and not pairs:
+            continue
+        ok = _valid_expr(c, kind)
+        if i in unsure:
+            exprs2.append(F.collect_set(F.when(ok, _value_expr(c, kind))).alias(f"c{i}_set"))
+        if pairs:
             pair = F.struct(_col(c).alias("v"), _col(fold_col).alias("f"))
             exprs2.append(F.collect_set(F.when(ok, pair)).alias(f"c{i}_pairs"))
     row2 = sdf.agg(*exprs2).collect()[0].asDict() if exprs2 else {}
