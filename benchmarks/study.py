@@ -332,7 +332,7 @@ def write_doc(doc: dict[str, Any], path: Path = DOC) -> None:
             "replicates whose profile uses every covariate the effect depends on; noise = share "
             "using one of X5..X10; B = null replicates per analysis; total = declared rate of "
             "the total-effect target; unsup = share of the replicates (recorded since 2026-12-02 "
-            "13:30 UTC) whose whole-sample overlap diagnostic says the treated do not cover the "
+            "13:11 UTC) whose whole-sample overlap diagnostic says the treated do not cover the "
             "controls' mediator values (indirect_supported false: the indirect effect rests on "
             "the outcome model's extrapolation); sec = mean wall seconds per analysis (one "
             "process, two running at once); compute stored: "
