@@ -3,8 +3,12 @@
 Each notebook is built from ``notebooks/build_notebooks.py``, its ``parameters`` cell is replaced
 by the builder's small values (``NOTEBOOKS[name].small``) and it runs in a fresh kernel with
 nbclient, writing into a temporary folder (``MLEARNER_NOTEBOOK_OUT``). A cell that raises fails the
-test. Measured here (2 cores, shared with other work): Jobs II about 3 min (marked slow), the
-study about 1 min, the scale notebook at 20,000 units 2.5 to 3 min.
+test. Measured here (2 cores, shared with other work): Jobs II about 3.5 min, the study about
+1 min, the scale notebook at 20,000 units 2.5 to 3 min. The Jobs II and scale notebooks run in
+`make test-slow`: the default suite took 1,010 s on 2026-12-02 (CI 1,517 s at stop 28, against
+a 15-minute budget), and the Jobs II notebook was its longest test (225 s) while the same two
+Jobs II analyses run in the default suite through the CLI (tests/integration/test_end_to_end.py)
+and the pipeline (tests/integration/test_parity.py). The study notebook stays in `make test`.
 """
 
 from __future__ import annotations
@@ -73,9 +77,10 @@ def test_builder_cells_are_fresh_copies() -> None:
     )
 
 
-# about 3 min here (two pipelines on Spark and Dask): issue 7 wants all three in `make test`
+# about 3.5 min here (two pipelines on Spark and Dask): make test-slow (see the module docstring)
 @pytest.mark.spark
 @pytest.mark.dask
+@pytest.mark.slow
 def test_jobs_ii_notebook(tmp_path: Path) -> None:
     """Mediation and total-effect analyses of Jobs II both finish and log to MLflow."""
     _run("01_jobs_ii.ipynb", tmp_path)

@@ -15,6 +15,11 @@ intervals on the fixed partition {X1 > 0} (per leaf, averaged over the two leave
 seeds): cluster-robust 0.935 / 0.945 / 0.935, unit-level 0.865 / 0.89 / 0.81. The slow version
 (R = 200, n = 2000, G = 100): averages 0.95 / 0.98 / 0.955 against 0.80 / 0.835 / 0.75, subgroups
 0.952 / 0.975 / 0.945 against 0.88 / 0.89 / 0.84.
+
+Both are coverage studies (96 s and several minutes on the 2-core machine), so both run in
+`make test-slow`; the default suite checks the cluster-robust variance formula itself
+(tests/unit/test_design_variance.py) and the cluster design through the pipeline
+(tests/integration/test_design_pipeline.py).
 """
 
 from __future__ import annotations
@@ -77,6 +82,7 @@ def _check(cov: dict[str, np.ndarray]) -> None:
     assert (cov["leaf_cluster"] > cov["leaf_unit"]).all(), cov
 
 
+@pytest.mark.slow
 def test_cluster_robust_intervals_cover_where_unit_intervals_do_not():
     _check(_coverage(1000, 100))
 
