@@ -25,6 +25,10 @@ So the tests check what can be promised:
 
 The decisions of the whole selection are compared over replicates in
 benchmarks/quality_selection.py (results_quality.json). The figures are printed (``-s``).
+
+A comparison of two schedules over many embeddings (86 s on the 2-core machine), so the module
+runs in `make test-slow`; the default suite checks the embedding itself in
+tests/unit/test_embedding.py and tests/integration/test_dask_embed_cluster.py.
 """
 
 from __future__ import annotations
@@ -41,6 +45,8 @@ from mlearner_dist.core.embedding import effect_matrix, embed
 from mlearner_dist.core.nuisance import NuisanceSpec
 from mlearner_dist.datasets import simulate
 from mlearner_dist.study import study_roles
+
+pytestmark = pytest.mark.slow
 
 KS = (2, 3, 4, 5)
 SEEDS = (0, 1, 2, 3)
